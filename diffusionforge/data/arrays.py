@@ -1,0 +1,62 @@
+"""Datasets held as one tensor: any `.npy` array of shape (N, ...), and the toy sets.
+
+`ArrayDataset.batch(indices, epoch)` returns the examples at `indices` with augmentation drawn
+from (seed, epoch, index), so a batch is the same whichever process or worker builds it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from diffusionforge.data.augment import augment
+from diffusionforge.errors import DataError
+
+
+def load_npy(path: str | os.PathLike) -> Tensor:
+    """Read a numeric .npy array of shape (N, ...) as float32; one-line DataError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a .npy file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a valid .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: expected a single array, got {type(array).__name__}")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: expected a numeric array, got dtype {array.dtype}")
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise DataError(f"{path}: empty array of shape {array.shape}; expected (N, ...), N > 0")
+    if array.ndim == 1:
+        array = array[:, None]  # N scalars -> (N, 1)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: contains NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class ArrayDataset:
+    def __init__(self, data: Tensor, *, seed: int = 0, augment: str = "none", jitter: float = 0.0):
+        self.data = data  # (N, ...)
+        self.seed = seed
+        self.augment = augment
+        self.jitter = jitter
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape[1:])
+
+    def batch(self, indices: Tensor, epoch: int) -> Tensor:
+        x = self.data[indices]
+        return augment(x, indices, epoch, self.seed, kind=self.augment, jitter=self.jitter)

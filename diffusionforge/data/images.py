@@ -1,0 +1,257 @@
+"""Image datasets: a folder of image files, and in-memory arrays (``.npy`` or built-in sets).
+
+Every dataset returns ``(image, label)`` with ``image`` a float32 tensor (C, H, W) in [-1, 1].
+
+Folder policy (each rule is tested in tests/test_data_images.py):
+
+- **Labels**: if the root has sub-folders, each top-level sub-folder is a class (sorted names ->
+  0, 1, ...) and everything below it belongs to that class; files lying directly in the root are
+  then skipped ("not in a class folder"). With no sub-folders the set is unlabelled (label 0).
+- **Resize/crop**: the shorter side is resized to ``size`` (bicubic, which Pillow antialiases
+  when shrinking), then the centre ``size`` x ``size`` square is cropped. Small images, 1x1
+  included, are upscaled by the same rule (a 1x1 image becomes a flat colour) unless their
+  shorter side is below ``min_side``, in which case they are skipped.
+- **Modes**: ``channels=3`` converts everything to RGB, ``channels=1`` to L (luma, ITU-R 601).
+  Transparency (RGBA, LA, palette with transparency) is composited over white, so dark art on
+  a transparent background stays visible. 16-bit grayscale (I;16, I) is scaled by 1/257 to
+  8 bits, not clipped. CMYK uses Pillow's plain conversion (no ICC profile).
+- **Bad files** are skipped, counted in ``skipped`` and reported with one line naming the file:
+  non-images, truncated or corrupt files (each file is verified and fully decoded once when the
+  dataset is built), and decompression bombs (more than ``max_pixels`` pixels, default Pillow's
+  ``Image.MAX_IMAGE_PIXELS``). A file that breaks later (changed on disk) is reported from
+  ``__getitem__`` and replaced by the next readable index rather than crashing a worker.
+- **An empty folder** (or one with no readable image) raises one ``ValueError`` line naming it.
+
+Random horizontal flips are a pure function of ``(seed, epoch, index)`` (see ``flip_decision``);
+call ``set_epoch`` before each epoch, as with ``DistributedSampler`` (DataLoader workers get a
+fresh copy of the dataset each epoch unless ``persistent_workers=True``).
+"""
+
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+def flip_decision(seed: int, epoch: int, index: int) -> bool:
+    """A fair coin that depends only on its arguments (SeedSequence hashes them), never on RNG."""
+    return bool(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0] & 1)
+
+
+def _report(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def to_mode(im: Image.Image, channels: int) -> Image.Image:
+    """Convert any Pillow mode to RGB (channels=3) or L (channels=1) by the policy above."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Pillow's convert("L") clips 16-bit values at 255; rescale the full range instead.
+        arr = np.asarray(im, dtype=np.float64) / 257.0
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return im.convert("RGB" if channels == 3 else "L")
+
+
+def resize_center_crop(im: Image.Image, size: int) -> Image.Image:
+    """Shorter side to ``size`` (bicubic), then the centre square of side ``size``."""
+    w, h = im.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    im = im.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def pil_to_tensor(im: Image.Image) -> Tensor:
+    """uint8 Pillow image -> float32 (C, H, W) in [-1, 1]."""
+    arr = np.asarray(im, dtype=np.float32)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.transpose(2, 0, 1) / 127.5 - 1.0)
+
+
+class ImageFolder(Dataset):
+    """A recursive folder of images; see the module docstring for the full input policy."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        size: int,
+        channels: int = 3,
+        hflip: bool = False,
+        seed: int = 0,
+        min_side: int = 1,
+        max_pixels: int | None = None,
+        report: Callable[[str], None] = _report,
+    ) -> None:
+        self.root, self.size, self.channels = Path(root), size, channels
+        self.hflip, self.seed, self.epoch = hflip, seed, 0
+        self.min_side = min_side
+        self.max_pixels = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        self.report = report
+        if not self.root.is_dir():
+            raise ValueError(f"{self.root}: not a directory")
+        class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir())
+        self.classes = [p.name for p in class_dirs]
+        self.skipped: list[tuple[Path, str]] = []
+        self.samples: list[tuple[Path, int]] = []
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+            rel = path.relative_to(self.root)
+            if self.classes and len(rel.parts) == 1:
+                self._skip(path, "not in a class folder")
+                continue
+            label = self.classes.index(rel.parts[0]) if self.classes else 0
+            problem = self._check(path)
+            if problem:
+                self._skip(path, problem)
+            else:
+                self.samples.append((path, label))
+        if not self.samples:
+            raise ValueError(f"{self.root}: no readable images found (skipped {len(self.skipped)})")
+        if self.skipped:
+            report(f"{self.root}: skipped {len(self.skipped)} of {len(self.skipped) + len(self)}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _skip(self, path: Path, why: str) -> None:
+        self.skipped.append((path, why))
+        self.report(f"skipping {path}: {why}")
+
+    def _open(self, path: Path) -> Image.Image:
+        """Open and fully decode one file; raise ValueError with the reason if it is unusable."""
+        # Treat Pillow's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) as an error too.
+        # Truncated files raise as long as ImageFile.LOAD_TRUNCATED_IMAGES keeps its default.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if w * h > self.max_pixels:
+                        raise ValueError(f"decompression bomb ({w}x{h} > {self.max_pixels} px)")
+                    im.load()
+                    return im.copy()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                raise ValueError(f"decompression bomb ({e})") from e
+            except Image.UnidentifiedImageError as e:
+                raise ValueError("not an image") from e
+            except (OSError, SyntaxError, EOFError) as e:
+                # Pillow reports truncation and corrupt streams as OSError/SyntaxError.
+                raise ValueError(f"corrupt or truncated image ({e})") from e
+
+    def _check(self, path: Path) -> str | None:
+        try:
+            # verify() checks structure and checksums (PNG CRCs) that load() may not; it leaves
+            # the file unusable, so _open reopens and decodes every pixel.
+            with Image.open(path) as im:
+                im.verify()
+            im = self._open(path)
+        except ValueError as e:
+            return str(e)
+        except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
+            return f"unreadable image ({type(e).__name__}: {e})"
+        if min(im.size) < self.min_side:
+            return f"too small ({im.size[0]}x{im.size[1]} < min_side {self.min_side})"
+        return None
+
+    def load(self, index: int) -> Tensor:
+        """Decode, convert and resize one image (no flip): float32 (C, size, size) in [-1, 1]."""
+        im = resize_center_crop(
+            to_mode(self._open(self.samples[index][0]), self.channels), self.size
+        )
+        return pil_to_tensor(im)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        for attempt in range(len(self)):
+            i = (index + attempt) % len(self)
+            try:
+                image = self.load(i)
+            except Exception as e:  # noqa: BLE001 - a file changed after the scan: never crash
+                self._skip(self.samples[i][0], f"failed at load time ({e})")
+                continue
+            if self.hflip and flip_decision(self.seed, self.epoch, index):
+                image = image.flip(-1)
+            return image, self.samples[i][1]
+        raise ValueError(f"{self.root}: no image could be read any more")
+
+
+class ArrayImages(Dataset):
+    """In-memory images: float32 (N, C, H, W) in [-1, 1] and int labels (N,).
+
+    ``from_uint8`` takes the usual array layouts (N, H, W) or (N, H, W, C) in 0..255, which is
+    what ``np.save`` of a stack of Pillow images gives; ``from_npy`` loads such files without
+    unpickling anything.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        classes: list[str] | None = None,
+        hflip: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.images = images
+        self.labels = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
+        self.classes = classes or []
+        self.hflip, self.seed, self.epoch = hflip, seed, 0
+
+    @classmethod
+    def from_uint8(cls, array: np.ndarray, labels: np.ndarray | None = None, **kw) -> "ArrayImages":
+        if array.dtype != np.uint8 or array.ndim not in (3, 4):
+            raise ValueError(
+                f"expected uint8 (N,H,W) or (N,H,W,C), got {array.dtype} {array.shape}"
+            )
+        arr = array[..., None] if array.ndim == 3 else array
+        images = torch.from_numpy(arr.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+        lab = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        return cls(images.contiguous(), lab, **kw)
+
+    @classmethod
+    def from_npy(
+        cls, images_path: str | Path, labels_path: str | Path | None = None, **kw
+    ) -> "ArrayImages":
+        def _load(path: str | Path) -> np.ndarray:
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{path}: not a readable .npy array ({e})") from e
+
+        labels = None if labels_path is None else _load(labels_path)
+        images = _load(images_path)
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
+        return cls.from_uint8(images, labels, **kw)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = self.images[index]
+        if self.hflip and flip_decision(self.seed, self.epoch, index):
+            image = image.flip(-1)
+        return image, int(self.labels[index])
