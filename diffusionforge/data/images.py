@@ -162,7 +162,7 @@ class ImageFolder(Dataset):
             im = self._open(path)
         except ValueError as e:
             return str(e)
-        except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
+        except Exception as e:  # any decoder failure is a bad file, not a crash
             return f"unreadable image ({type(e).__name__}: {e})"
         if min(im.size) < self.min_side:
             return f"too small ({im.size[0]}x{im.size[1]} < min_side {self.min_side})"
@@ -183,7 +183,7 @@ class ImageFolder(Dataset):
             i = (index + attempt) % len(self)
             try:
                 image = self.load(i)
-            except Exception as e:  # noqa: BLE001 - a file changed after the scan: never crash
+            except Exception as e:  # a file changed after the scan: never crash
                 self._skip(self.samples[i][0], f"failed at load time ({e})")
                 continue
             if self.hflip and flip_decision(self.seed, self.epoch, index):

@@ -60,7 +60,7 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """forward(x (B,C,H,W), c_noise (B,), cond (B,) long | None) -> (B,C,H,W); H = W = img_resolution.
+    """forward(x (B,C,H,W), c_noise (B,), cond (B,) long | None) -> (B,C,H,W), H = W = resolution.
 
     ``img_resolution`` must be divisible by ``patch_size``. ``num_classes=0`` is unconditional;
     label ``num_classes`` (or ``cond=None``) is the null label for classifier-free guidance.
