@@ -1,0 +1,5 @@
+import sys
+
+from diffusionforge.cli import main
+
+sys.exit(main())

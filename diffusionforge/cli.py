@@ -1,0 +1,318 @@
+"""Command line: `diffusionforge train | sample | info | ema | demo`.
+
+Parses and validates arguments, then calls train/ and pipelines/; no math here. Every problem a
+person can cause ends in one line on stderr, `error: ...`, and exit code 2 (3 when training
+diverged); tracebacks are kept for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from diffusionforge.errors import ConfigError, TrainingDiverged, UserError
+
+EXIT_USAGE, EXIT_DIVERGED = 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+# --- train ----------------------------------------------------------------------------------
+
+
+def _cmd_train(args) -> int:
+    from diffusionforge.data.toy import TOY_SETS
+    from diffusionforge.train.config import (
+        apply_overrides,
+        load_config_file,
+        load_preset,
+        parse_duration,
+        preset_names,
+    )
+    from diffusionforge.train.trainer import Trainer
+
+    if args.list_presets:
+        print("\n".join(preset_names()))
+        return 0
+    if args.preset and args.config:
+        raise ConfigError("give --preset or --config, not both")
+    if not args.preset and not args.config:
+        raise ConfigError(
+            f"give --preset NAME or --config FILE (presets: {', '.join(preset_names())})"
+        )
+    cfg = load_preset(args.preset) if args.preset else load_config_file(args.config)
+    overrides = list(args.set or [])
+    if args.data:
+        if args.data in TOY_SETS and not Path(args.data).exists():
+            overrides += ["data.kind=toy", f"data.name={args.data}"]
+        else:
+            if not Path(args.data).exists():
+                raise UserError(f"--data {args.data}: no such file")
+            overrides += ["data.kind=npy", f"data.path={args.data}"]
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    cfg = apply_overrides(cfg, overrides)
+    if args.max_time:
+        parse_duration(args.max_time)
+    if args.until_step is not None and args.until_step <= 0:
+        raise ConfigError(f"--until-step: expected a positive step, got {args.until_step}")
+    if args.no_progress:
+        cfg.train.progress = False
+    name = cfg.preset or Path(args.config).stem
+    run_dir = Path(args.run_dir or Path("runs") / name)
+    if args.resume and args.resume != "auto" and not Path(args.resume).exists():
+        raise UserError(f"--resume {args.resume}: no such checkpoint (use a path or 'auto')")
+    trainer = Trainer(
+        cfg,
+        run_dir,
+        resume=args.resume,
+        until_step=args.until_step,
+        max_time=args.max_time,
+        log=_log,
+    )
+    result = trainer.fit()
+    if trainer.acc.is_main_process:
+        words = {
+            "done": "finished",
+            "stopped": "stopped at --until-step",
+            "time": "stopped by the time budget",
+            "interrupted": "interrupted",
+        }[result.status]
+        print(
+            f"{words} at step {result.step}/{cfg.train.steps} in {result.seconds:.1f}s, "
+            f"loss {result.loss:.4f}; checkpoint: {result.checkpoint}"
+        )
+    return 0
+
+
+def _log(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+# --- sample ---------------------------------------------------------------------------------
+
+
+def _cmd_sample(args) -> int:
+    import numpy as np
+
+    from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.core.schedules import SCHEDULES
+    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.plot import picture, save_png
+
+    if args.n <= 0:
+        raise UserError(f"--n: expected a positive number of samples, got {args.n}")
+    if args.nfe is not None and args.nfe <= 0:
+        raise UserError(f"--nfe: expected a positive number of steps, got {args.nfe}")
+    if args.sampler and args.sampler not in SAMPLERS:
+        raise UserError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {args.sampler!r}")
+    if args.schedule and args.schedule not in SCHEDULES:
+        raise UserError(
+            f"--schedule: expected one of {', '.join(SCHEDULES)}, got {args.schedule!r}"
+        )
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".png"):
+        raise UserError(f"--out {out}: expected a .npy or .png file name")
+    _check_writable_dir(out.parent, f"--out {out}")
+    pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    samples = pipe.generate(
+        args.n,
+        nfe=args.nfe,
+        sampler=args.sampler,
+        schedule=args.schedule,
+        seed=args.seed,
+        device=args.device,
+    )
+    if out.suffix == ".npy":
+        tmp = out.with_name(f".tmp-{out.name}")
+        np.save(tmp, samples.numpy())
+        os.replace(tmp, out)
+    else:
+        image = picture([(f"samples, step {pipe.checkpoint.step}", samples)])
+        if image is None:
+            raise UserError(
+                f"--out {out}: examples of shape {pipe.shape} have no picture; use .npy"
+            )
+        save_png(image, out)
+    print(
+        f"wrote {args.n} samples of shape {pipe.shape} from {pipe.checkpoint.path} "
+        f"({pipe.weights} weights) to {out}"
+    )
+    return 0
+
+
+def _check_writable_dir(folder: Path, what: str) -> None:
+    folder = folder if str(folder) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{what}: folder {folder} is not writable ({e.strerror})") from None
+
+
+# --- info -----------------------------------------------------------------------------------
+
+
+def _cmd_info(args) -> int:
+    from diffusionforge.pipelines.generate import split_config
+    from diffusionforge.train.checkpoint import list_checkpoints, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(args.checkpoint)
+    cfg, shape = split_config(ckpt.config, str(ckpt.path))
+    header = ckpt.config["diffusionforge"]
+    if args.json:
+        print(json.dumps({"path": str(ckpt.path), "step": ckpt.step, **ckpt.config}, indent=2))
+        return 0
+    d, f, m = cfg.data, cfg.formulation, cfg.model
+    data = f"toy set {d.name!r} ({d.size} points)" if d.kind == "toy" else f"{d.path}"
+    state = "yes" if ckpt.has("training_state/state.json") else "no"
+    lines = [
+        f"checkpoint   {ckpt.path}",
+        f"step         {ckpt.step} of {cfg.train.steps}   (training state for resume: {state})",
+        f"model        {m.kind}, {header.get('parameters', '?'):,} parameters, "
+        f"example shape {tuple(shape)}",
+        f"data         {data}, {header.get('examples', '?')} examples, augment={d.augment}",
+        f"formulation  {f.kind}" + (f" (sigma_data={f.sigma_data})" if f.kind == "edm" else ""),
+        f"ema          {cfg.ema.kind}"
+        + (f" (decay {cfg.ema.decay})" if cfg.ema.kind == "classic" else "")
+        + (f" (sigma_rel {cfg.ema.stds})" if cfg.ema.kind == "power" else ""),
+        f"optimizer    {cfg.optim.name}, lr {cfg.optim.lr:g}, batch {cfg.train.batch_size}",
+        f"sampling     sampler={cfg.sample.sampler}, nfe={cfg.sample.nfe}",
+        f"preset       {cfg.preset or '(config file)'}",
+    ]
+    run = ckpt.path.parent.parent
+    others = list_checkpoints(run) if ckpt.path.parent.name == "checkpoints" else []
+    if others:
+        lines.append(f"in this run  {', '.join(p.name for p in others)}")
+    print("\n".join(lines))
+    return 0
+
+
+# --- post-hoc EMA ---------------------------------------------------------------------------
+
+
+def _cmd_ema(args) -> int:
+    from diffusionforge.train.checkpoint import (
+        resolve_checkpoint,
+        tensors_to_bytes,
+        write_folder,
+    )
+    from diffusionforge.train.ema import posthoc_ema
+
+    if not 0 < args.sigma_rel < 0.2887:
+        raise UserError(f"--sigma-rel: expected a number in (0, 0.2887), got {args.sigma_rel}")
+    run = Path(args.run)
+    snapshots = run / "phema"
+    if not snapshots.is_dir() or not any(snapshots.glob("phema-*.safetensors")):
+        raise UserError(
+            f"{run}: no post-hoc EMA snapshots; train with ema.kind=power and "
+            "ema.snapshot_every > 0"
+        )
+    ckpt = resolve_checkpoint(run)
+    state = posthoc_ema(snapshots, args.sigma_rel, step=args.step)
+    out = Path(args.out)
+    files = {rel: ckpt.files[rel] for rel in ("model.safetensors", "config.json")}
+    files["ema.safetensors"] = tensors_to_bytes(state, {"sigma_rel": args.sigma_rel})
+    write_folder(out, files, step=args.step or ckpt.step)
+    print(f"wrote post-hoc EMA (sigma_rel {args.sigma_rel}) to {out}")
+    return 0
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+
+def _cmd_demo(args) -> int:
+    from diffusionforge.demo import SECTIONS, run_demo
+
+    for name in args.section or []:
+        if name not in SECTIONS:
+            raise UserError(f"--section: expected one of {', '.join(SECTIONS)}, got {name!r}")
+    _check_writable_dir(Path(args.out), f"--out {args.out}")
+    return run_demo(Path(args.out), sections=args.section or list(SECTIONS), quick=args.quick)
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="diffusionforge", description="Train and sample diffusion models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model from a preset or config file")
+    t.add_argument("--preset", help="named preset (see --list-presets)")
+    t.add_argument("--config", help="TOML or JSON config file")
+    t.add_argument("--data", help=".npy file of shape (N, ...), or a toy set name")
+    t.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=2e-4"
+    )
+    t.add_argument("--run-dir", help="run folder (default: runs/<preset>)")
+    t.add_argument("--resume", help="'auto' (newest complete checkpoint of the run) or a path")
+    t.add_argument("--max-time", help="wall-clock budget of this invocation, e.g. 10m or 1h30m")
+    t.add_argument("--steps", type=int, help="total steps (same as --set train.steps=N)")
+    t.add_argument("--until-step", type=int, help="save and stop after this step")
+    t.add_argument("--seed", type=int, help="same as --set train.seed=N")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--list-presets", action="store_true", help="print preset names and exit")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a checkpoint")
+    s.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
+    s.add_argument("--n", type=int, default=1000, help="number of samples")
+    s.add_argument("--sampler", help="sampler name (default: recommended for the NFE)")
+    s.add_argument("--schedule", help="noise schedule name (default: recommended)")
+    s.add_argument("--nfe", "--steps", type=int, dest="nfe", help="network evaluations")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="samples.npy", help=".npy (array) or .png (picture)")
+    s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=_cmd_sample)
+
+    i = sub.add_parser("info", help="describe a checkpoint")
+    i.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
+    i.add_argument("--json", action="store_true", help="print the full config as JSON")
+    i.set_defaults(func=_cmd_info)
+
+    e = sub.add_parser("ema", help="rebuild an EMA of any width from power-EMA snapshots")
+    e.add_argument("run", help="run folder trained with ema.kind=power")
+    e.add_argument("--sigma-rel", type=float, required=True, help="EMA width, e.g. 0.08")
+    e.add_argument("--step", type=int, help="reconstruct at this step (default: last snapshot)")
+    e.add_argument("--out", required=True, help="new checkpoint folder")
+    e.set_defaults(func=_cmd_ema)
+
+    d = sub.add_parser("demo", help="train and sample built-in models; write pictures")
+    d.add_argument("--out", default="runs/demo", help="output folder")
+    d.add_argument("--section", action="append", help="run only this section")
+    d.add_argument("--quick", action="store_true", help="a few seconds per section (for tests)")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

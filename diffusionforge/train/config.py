@@ -1,0 +1,316 @@
+"""Training configuration: nested dataclasses with typed defaults, TOML presets, `--set` overrides.
+
+A run is described completely by one `Config`. It is built from a preset (a TOML file shipped in
+`diffusionforge/train/presets/`) or a user TOML file, then `--set key=value` overrides, and the
+resolved result is written as `config.json` next to every checkpoint, so a checkpoint folder can
+rebuild its model with no other file. Every key and type is checked where it enters: an unknown
+key or a wrong type is a one-line `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from diffusionforge.errors import ConfigError
+
+
+@dataclass
+class MLPConfig:
+    hidden: int = 256  # width of the residual blocks
+    depth: int = 4  # number of residual blocks
+    emb_dim: int = 64  # width of the Fourier noise-level embedding
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "mlp"  # a key of train.builders.MODELS
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+
+
+@dataclass
+class DataConfig:
+    kind: str = "toy"  # "toy" (built-in 2-D set) or "npy" (an array file of shape (N, ...))
+    name: str = "moons"  # toy set: moons, swissroll, ring, checkerboard
+    path: str = ""  # .npy file when kind = "npy"
+    size: int = 20000  # number of toy points generated
+    seed: int = 0  # seed that generates the toy points
+    shuffle: bool = True
+    augment: str = "none"  # "none", "flip" (mirror the last axis) or "jitter" (Gaussian noise)
+    jitter: float = 0.02  # standard deviation of the jitter augmentation
+
+
+@dataclass
+class FormulationConfig:
+    kind: str = "edm"  # a key of core.formulations.FORMULATIONS
+    # EDM (Karras et al. 2022)
+    sigma_data: float = 0.5
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    # VP (DDPM family)
+    schedule: str = "linear"
+    prediction: str = "eps"
+    min_snr_gamma: float | None = None
+    # Flow matching (rectified flow)
+    shift: float = 1.0
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # "adam" or "adamw"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    warmup_steps: int = 100  # linear warm-up from 0
+    decay: str = "cosine"  # after warm-up: "constant", "linear", "cosine" or "rsqrt"
+    min_lr_ratio: float = 0.0  # floor of the linear/cosine decay, as a fraction of lr
+
+
+@dataclass
+class EMAConfig:
+    kind: str = "classic"  # "none", "classic" (fixed decay) or "power" (EDM2 power function)
+    decay: float = 0.999  # classic: per-step decay, ramped up as min(decay, (1+t)/(10+t))
+    stds: list[float] = field(default_factory=lambda: [0.05, 0.10])  # power: tracked sigma_rel
+    snapshot_every: int = 0  # power: save snapshots for post-hoc EMA every N steps (0: never)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 4000  # length of the LR schedule and the step budget
+    batch_size: int = 256  # global batch, split over processes and accumulation steps
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # "no", "bf16" or "fp16"
+    seed: int = 0
+    threads: int = 0  # CPU threads for torch (0: torch's default); 1 suits small models best
+    max_time: str = ""  # wall-clock budget such as "10m"; empty for none
+    nan_limit: int = 5  # stop after this many non-finite steps in a row
+    log_every: int = 50
+    sample_every: int = 1000  # write a sample grid every N steps (0: never)
+    ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
+    keep_last: int = 3  # keep this many newest checkpoints
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "auto"  # a key of core.samplers.SAMPLERS, or "auto"
+    schedule: str = "auto"  # a key of core.schedules.SCHEDULES, or "auto"
+    nfe: int = 32  # network evaluations per sample
+    n: int = 2000  # samples drawn for periodic grids
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    preset: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    formulation: FormulationConfig = field(default_factory=FormulationConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+# --- presets --------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("diffusionforge.train") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Config:
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r} (expected one of: {', '.join(preset_names())})")
+    text = (resources.files("diffusionforge.train") / "presets" / f"{name}.toml").read_text()
+    cfg = from_dict(_parse_toml(text, f"preset {name}"), source=f"preset {name}")
+    cfg.preset = name
+    return cfg
+
+
+def load_config_file(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    else:
+        data = _parse_toml(path.read_text(errors="replace"), str(path))
+    return from_dict(data, source=str(path))
+
+
+def _parse_toml(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML ({e})") from None
+
+
+# --- dict <-> dataclass, with type checks ---------------------------------------------------
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict, *, source: str = "config") -> Config:
+    cfg = Config()
+    _merge(cfg, data, prefix="", source=source)
+    validate(cfg)
+    return cfg
+
+
+def _merge(obj: Any, data: dict, *, prefix: str, source: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a table")
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        name = prefix + key
+        if key not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(obj))
+            raise ConfigError(f"{source}: unknown key {name!r} (known here: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, prefix=name + ".", source=source)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], name, source))
+
+
+def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
+    """Check `value` against the annotated type `tp`; ints widen to floats, nothing else."""
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], name, source)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {name} expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{name}[{i}]", source) for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: {name} expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{source}: {name} expected an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{source}: {name} expected {tp.__name__}, got {value!r}")
+    return value
+
+
+# --- overrides ------------------------------------------------------------------------------
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply `key=value` strings such as `optim.lr=2e-4` or `ema.stds=[0.05,0.1]`."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)*", key):
+            raise ConfigError(f"--set {item!r}: expected key=value, such as optim.lr=2e-4")
+        *parents, leaf = key.split(".")
+        obj = cfg
+        for i, part in enumerate(parents):
+            if not dataclasses.is_dataclass(obj) or not hasattr(obj, part):
+                raise ConfigError(f"--set {key}: unknown key {'.'.join(parents[: i + 1])!r}")
+            obj = getattr(obj, part)
+        hints = typing.get_type_hints(type(obj)) if dataclasses.is_dataclass(obj) else {}
+        if leaf not in hints:
+            raise ConfigError(f"--set {key}: unknown key {key!r}")
+        if dataclasses.is_dataclass(getattr(obj, leaf)):
+            raise ConfigError(f"--set {key}: is a section; set one of its keys")
+        setattr(
+            obj, leaf, _coerce(_parse_value(raw.strip(), hints[leaf]), hints[leaf], key, "--set")
+        )
+    validate(cfg)
+    return cfg
+
+
+def _parse_value(raw: str, tp: Any) -> Any:
+    if tp is str:
+        return raw
+    if raw.lower() in ("none", "null") and type(None) in typing.get_args(tp):
+        return None
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # let the type check name the problem
+
+
+# --- semantic checks ------------------------------------------------------------------------
+
+_CHOICES = {
+    "data.kind": ("toy", "npy"),
+    "data.augment": ("none", "flip", "jitter"),
+    "optim.name": ("adam", "adamw"),
+    "optim.decay": ("constant", "linear", "cosine", "rsqrt"),
+    "ema.kind": ("none", "classic", "power"),
+    "train.mixed_precision": ("no", "bf16", "fp16"),
+}
+
+
+def validate(cfg: Config) -> None:
+    """Range and choice checks that types alone cannot express."""
+    for key, choices in _CHOICES.items():
+        section, leaf = key.split(".")
+        value = getattr(getattr(cfg, section), leaf)
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    positive = {
+        "train.steps": cfg.train.steps,
+        "train.batch_size": cfg.train.batch_size,
+        "train.grad_accum": cfg.train.grad_accum,
+        "train.nan_limit": cfg.train.nan_limit,
+        "train.keep_last": cfg.train.keep_last,
+        "train.log_every": cfg.train.log_every,
+        "data.size": cfg.data.size,
+        "sample.nfe": cfg.sample.nfe,
+        "sample.n": cfg.sample.n,
+        "model.mlp.hidden": cfg.model.mlp.hidden,
+        "model.mlp.depth": cfg.model.mlp.depth,
+        "model.mlp.emb_dim": cfg.model.mlp.emb_dim,
+        "optim.lr": cfg.optim.lr,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas: expected two numbers in [0, 1), got {cfg.optim.betas}")
+    if not 0 < cfg.ema.decay < 1:
+        raise ConfigError(f"ema.decay: expected a number in (0, 1), got {cfg.ema.decay}")
+    if cfg.ema.kind == "power" and not (
+        cfg.ema.stds and all(0 < s < 0.2887 for s in cfg.ema.stds)
+    ):  # sigma_rel of a power-function EMA lies below 1/sqrt(12) (EDM2, eq. 3)
+        raise ConfigError(f"ema.stds: expected numbers in (0, 0.2887), got {cfg.ema.stds}")
+    if cfg.train.max_time:
+        parse_duration(cfg.train.max_time, "train.max_time")
+
+
+def parse_duration(text: str, name: str = "--max-time") -> float:
+    """'90', '90s', '10m', '1h30m' -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text)
+    if not text or not parts or not any(parts.groups()):
+        raise ConfigError(f"{name}: expected a duration such as 90s, 10m or 1h30m, got {text!r}")
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + s

@@ -1,0 +1,423 @@
+"""The training loop on HuggingFace accelerate. Reads top to bottom: set-up, resume, loop, save.
+
+One process on CPU by default; `accelerate launch` runs the same code on many GPUs or nodes.
+Every random draw is a function of (seed, step, shard) or (seed, epoch, index), never of
+hidden RNG state, so a run stopped and resumed in a new process ends bitwise equal to an
+uninterrupted one, and N processes see the same examples and noise as one process that
+accumulates N micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor
+
+from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data.augment import mix_seed
+from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
+from diffusionforge.pipelines.generate import generate, split_config
+from diffusionforge.pipelines.plot import picture, save_png
+from diffusionforge.train import checkpoint as ckpt_io
+from diffusionforge.train.builders import (
+    build_dataset,
+    build_formulation,
+    build_model,
+    build_optimizer,
+    lr_at,
+)
+from diffusionforge.train.config import Config, parse_duration, to_dict
+from diffusionforge.train.ema import ClassicEMA, PowerEMA
+
+
+@dataclass
+class TrainResult:
+    step: int
+    status: str  # "done", "stopped" (--until-step), "time" (budget), "interrupted" (signal)
+    checkpoint: Path | None
+    loss: float  # mean loss over the last logging window
+    seconds: float
+    skipped_steps: int
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        *,
+        resume: str | None = None,  # None, "auto" or a checkpoint path
+        until_step: int | None = None,  # stop (with a checkpoint) after this step
+        max_time: str | None = None,  # wall-clock budget of this invocation, e.g. "10m"
+        dataset: ArrayDataset | None = None,
+        formulation=None,
+        log: Callable[[str], None] = print,
+    ):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.until_step = until_step
+        budget = max_time or cfg.train.max_time
+        self.max_seconds = parse_duration(budget) if budget else math.inf
+        self.dataset = dataset
+        self.formulation = formulation
+        self.log = log
+        self._signal: str | None = None
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision)
+        if cfg.train.threads > 0 and self.acc.device.type == "cpu":
+            # Small models on few cores lose badly to thread contention (100x seen on 2 cores).
+            torch.set_num_threads(cfg.train.threads)
+        self.world = self.acc.num_processes
+        micro_count = self.world * cfg.train.grad_accum
+        if cfg.train.batch_size % micro_count:
+            raise ConfigError(
+                f"train.batch_size: {cfg.train.batch_size} does not split into {self.world} "
+                f"processes x {cfg.train.grad_accum} accumulation steps"
+            )
+        self.micro = cfg.train.batch_size // micro_count
+        self.dataset = self.dataset or build_dataset(cfg)
+        self.batches_per_epoch = len(self.dataset) // cfg.train.batch_size
+        if self.batches_per_epoch == 0:
+            raise ConfigError(
+                f"train.batch_size: {cfg.train.batch_size} is larger than the dataset "
+                f"({len(self.dataset)} examples)"
+            )
+        self.formulation = self.formulation or build_formulation(cfg)
+        self.net = build_model(cfg, self.dataset.shape)
+        self.optimizer = build_optimizer(cfg, self.net.parameters())
+        self.ema = {
+            "none": lambda: None,
+            "classic": lambda: ClassicEMA(self.net, cfg.ema.decay),
+            "power": lambda: PowerEMA(self.net, cfg.ema.stds),
+        }[cfg.ema.kind]()
+        self.step, self.nan_streak, self.skipped = 0, 0, 0
+        self.resumed_from: Path | None = None
+        if self.acc.is_main_process:
+            self._check_writable()
+            (self.run_dir / "config.json").write_text(json.dumps(self._config_json(), indent=2))
+        if self.resume:
+            self._load(self.resume)
+        self.model, self.optimizer = self.acc.prepare(self.net, self.optimizer)
+        self._perm_epoch, self._perm = -1, None
+
+    def _check_writable(self) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise CheckpointError(
+                f"{self.run_dir}: run folder is not writable ({e.strerror})"
+            ) from None
+
+    def _config_json(self) -> dict:
+        n_params = sum(p.numel() for p in self.net.parameters())
+        header = {
+            "format": 1,
+            "example_shape": list(self.dataset.shape),
+            "parameters": n_params,
+            "examples": len(self.dataset),
+        }
+        return {"diffusionforge": header, **to_dict(self.cfg)}
+
+    # --- resume -----------------------------------------------------------------------------
+
+    def _load(self, resume: str) -> None:
+        if resume == "auto":
+            ckpt, skipped = ckpt_io.latest_checkpoint(self.run_dir)
+            for note in skipped:
+                self.log(f"warning: skipping {note}")
+            if ckpt is None:
+                self.log(f"no checkpoint in {self.run_dir}; starting from step 0")
+                return
+        else:
+            ckpt = ckpt_io.resolve_checkpoint(resume, need_training_state=True)
+        saved, _ = split_config(ckpt.config, str(ckpt.path))
+        for section in ("model", "formulation", "data"):
+            if getattr(saved, section) != getattr(self.cfg, section):
+                raise ConfigError(
+                    f"{ckpt.path}: its {section} config differs from this run's; "
+                    f"resume with the same {section} settings or start a new run folder"
+                )
+        try:
+            self.net.load_state_dict(ckpt.tensors("model.safetensors"))
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{ckpt.path}: weights do not fit ({str(e).splitlines()[0]})"
+            ) from None
+        opt = ckpt_io.optimizer_from_files(
+            ckpt.tensors("training_state/optimizer.safetensors"),
+            ckpt.json("training_state/optimizer.json"),
+        )
+        self.optimizer.load_state_dict(opt)
+        if self.ema is not None:
+            self.ema.load_state(ckpt.tensors("training_state/ema_all.safetensors"))
+        ckpt_io.set_rng_state(ckpt.tensors("training_state/rng.safetensors"))
+        state = ckpt.json("training_state/state.json")
+        self.step, self.nan_streak = state["step"], 0
+        self.skipped = state.get("skipped_steps", 0)
+        self.resumed_from = ckpt.path
+        self.log(f"resumed from {ckpt.path} at step {self.step}")
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        self._setup()
+        cfg, acc = self.cfg, self.acc
+        start, losses, status = time.monotonic(), [], "done"
+        last_ckpt = self.resumed_from
+        last_saved = self.step if self.resumed_from else -1  # same on every process
+        writer = self._tensorboard()
+        bar = self._progress_bar()
+        old_handlers = self._install_signal_handlers()
+        if acc.is_main_process:
+            self.log(
+                f"training {self.run_dir} from step {self.step} to {cfg.train.steps} "
+                f"on {self.world} process(es), device {acc.device}"
+            )
+        try:
+            while self.step < cfg.train.steps:
+                loss, grad_norm, lr = self._train_step()
+                if loss is not None:
+                    losses.append(loss)
+                bar.update(1)
+                if self.step % cfg.train.log_every == 0 and losses:
+                    mean = sum(losses[-cfg.train.log_every :]) / len(losses[-cfg.train.log_every :])
+                    bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
+                    if writer:
+                        writer.add_scalar("train/loss", mean, self.step)
+                        writer.add_scalar("train/lr", lr, self.step)
+                        writer.add_scalar("train/grad_norm", grad_norm, self.step)
+                if self.nan_streak >= cfg.train.nan_limit:
+                    last_ckpt = self._save()
+                    raise TrainingDiverged(
+                        f"training stopped at step {self.step}: {self.nan_streak} non-finite "
+                        f"losses in a row (try a lower optim.lr); last good weights in {last_ckpt}"
+                    )
+                if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
+                    self._sample_grid(writer)
+                if (
+                    cfg.ema.kind == "power"
+                    and cfg.ema.snapshot_every
+                    and (self.step % cfg.ema.snapshot_every == 0)
+                    and acc.is_main_process
+                ):
+                    self.ema.save_snapshot(self.run_dir / "phema", self.step)
+                stop = self._should_stop(start)
+                if stop:
+                    status = stop
+                    break
+                if cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0:
+                    last_ckpt, last_saved = self._save(), self.step
+        finally:
+            self._restore_signal_handlers(old_handlers)
+            bar.close()
+        if last_saved != self.step:
+            last_ckpt = self._save()
+        if status == "done" and cfg.train.sample_every and self.step % cfg.train.sample_every:
+            self._sample_grid(writer)
+        if writer:
+            writer.close()
+        window = losses[-cfg.train.log_every :]
+        return TrainResult(
+            step=self.step,
+            status=status,
+            checkpoint=last_ckpt,
+            loss=sum(window) / len(window) if window else math.nan,
+            seconds=time.monotonic() - start,
+            skipped_steps=self.skipped,
+        )
+
+    def _train_step(self) -> tuple[float | None, float, float]:
+        """One optimizer step over the global batch; returns (loss, grad norm, lr).
+        A non-finite loss or gradient leaves weights, optimizer and EMA untouched."""
+        cfg, acc = self.cfg, self.acc
+        lr = lr_at(cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        total = torch.zeros((), device=acc.device)
+        for a in range(cfg.train.grad_accum):
+            shard = acc.process_index * cfg.train.grad_accum + a  # global id of this micro-batch
+            x = self._micro_batch(shard).to(acc.device)  # (micro, ...)
+            g = torch.Generator(device=acc.device).manual_seed(
+                mix_seed(cfg.train.seed, self.step, shard)
+            )
+            sync = a == cfg.train.grad_accum - 1
+            with acc.no_sync(self.model) if not sync else contextlib.nullcontext():
+                loss = self.formulation.loss(self.model, x, generator=g).mean()
+                acc.backward(loss / cfg.train.grad_accum)
+            total += loss.detach() / cfg.train.grad_accum
+        mean_loss = acc.reduce(total, reduction="mean").item()
+        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+        grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), max_norm))
+        fp16 = cfg.train.mixed_precision == "fp16"  # fp16 overflow is the grad scaler's job
+        self.step += 1
+        if not math.isfinite(mean_loss) or (not fp16 and not math.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nan_streak += 1
+            self.skipped += 1
+            self.log(f"warning: step {self.step}: non-finite loss or gradient; step skipped")
+            return None, grad_norm, lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nan_streak = 0
+        if self.ema is not None:
+            self.ema.update(self.net, self.step)
+        return mean_loss, grad_norm, lr
+
+    def _micro_batch(self, shard: int) -> Tensor:
+        """Examples of micro-batch `shard` of the current step: a function of the step only."""
+        cfg = self.cfg
+        epoch, b = divmod(self.step, self.batches_per_epoch)
+        if self._perm_epoch != epoch:
+            n = len(self.dataset)
+            self._perm = (
+                torch.randperm(
+                    n,
+                    generator=torch.Generator().manual_seed(
+                        mix_seed(cfg.train.seed, epoch, 0x5EED)
+                    ),
+                )
+                if cfg.data.shuffle
+                else torch.arange(n)
+            )
+            self._perm_epoch = epoch
+        start = b * cfg.train.batch_size + shard * self.micro
+        return self.dataset.batch(self._perm[start : start + self.micro], epoch)
+
+    def _should_stop(self, start: float) -> str | None:
+        flags = torch.tensor(
+            [
+                self._signal is not None,
+                time.monotonic() - start > self.max_seconds,
+                self.until_step is not None and self.step >= self.until_step,
+            ],
+            dtype=torch.float32,
+            device=self.acc.device,
+        )
+        if self.world > 1:  # every process must agree, or the next all-reduce would hang
+            flags = self.acc.reduce(flags, reduction="sum")
+        for flag, name in zip(flags.tolist(), ("interrupted", "time", "stopped"), strict=True):
+            if flag:
+                return name
+        return None
+
+    # --- saving -----------------------------------------------------------------------------
+
+    def _save(self) -> Path | None:
+        self.acc.wait_for_everyone()
+        path = None
+        if self.acc.is_main_process:
+            path = ckpt_io.save_checkpoint(
+                self.run_dir, self.step, self._checkpoint_files(), self.cfg.train.keep_last
+            )
+        self.acc.wait_for_everyone()
+        return path
+
+    def _checkpoint_files(self) -> dict[str, bytes]:
+        meta = {"step": self.step}
+        files = {
+            "model.safetensors": ckpt_io.tensors_to_bytes(self.net.state_dict(), meta),
+            "config.json": json.dumps(self._config_json(), indent=2).encode(),
+        }
+        opt_tensors, opt_meta = ckpt_io.optimizer_to_files(self.optimizer.state_dict())
+        files["training_state/optimizer.safetensors"] = ckpt_io.tensors_to_bytes(opt_tensors)
+        files["training_state/optimizer.json"] = json.dumps(opt_meta).encode()
+        files["training_state/rng.safetensors"] = ckpt_io.tensors_to_bytes(ckpt_io.rng_state())
+        if self.ema is not None:
+            files["ema.safetensors"] = ckpt_io.tensors_to_bytes(self.ema.primary(), meta)
+            files["training_state/ema_all.safetensors"] = ckpt_io.tensors_to_bytes(self.ema.state())
+        epoch, batch = divmod(self.step, self.batches_per_epoch)
+        state = {
+            "step": self.step,
+            "epoch": epoch,
+            "batch_in_epoch": batch,
+            "skipped_steps": self.skipped,
+            "world_size": self.world,
+            "time": time.time(),
+        }
+        files["training_state/state.json"] = json.dumps(state, indent=1).encode()
+        return files
+
+    # --- logging and signals ----------------------------------------------------------------
+
+    def _sample_grid(self, writer) -> Path | None:
+        if not self.acc.is_main_process:
+            return None
+        cfg = self.cfg
+        net = build_model(cfg, self.dataset.shape).to(self.acc.device)
+        net.load_state_dict(self.ema.primary() if self.ema else self.net.state_dict())
+        samples = generate(
+            net,
+            self.formulation,
+            cfg.sample.n,
+            self.dataset.shape,
+            nfe=cfg.sample.nfe,
+            sampler=None if cfg.sample.sampler == "auto" else cfg.sample.sampler,
+            schedule=None if cfg.sample.schedule == "auto" else cfg.sample.schedule,
+            seed=cfg.sample.seed,
+            device=self.acc.device,
+        )
+        data = self.dataset.data[: cfg.sample.n]
+        image = picture([("data", data), (f"samples, step {self.step}", samples)])
+        if image is None:
+            return None
+        path = save_png(image, self.run_dir / "samples" / f"step-{self.step:09d}.png")
+        if writer:
+            import numpy as np
+
+            writer.add_image("samples", np.asarray(image), self.step, dataformats="HWC")
+        return path
+
+    def _tensorboard(self):
+        if not (self.cfg.train.tensorboard and self.acc.is_main_process):
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _progress_bar(self):
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.cfg.train.steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self.cfg.train.progress and self.acc.is_main_process),
+        )
+
+    def _install_signal_handlers(self) -> dict:
+        def handler(signum, frame):
+            if self._signal is not None:  # a second signal: stop now, without saving
+                raise KeyboardInterrupt
+            self._signal = signal.Signals(signum).name
+            self.log(f"{self._signal} received: saving a checkpoint and stopping")
+
+        old = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return old
+
+    def _restore_signal_handlers(self, old: dict) -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)

@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+
+from diffusionforge.errors import ConfigError, TrainingDiverged
+from diffusionforge.train import checkpoint as io
+from diffusionforge.train.builders import build_dataset, build_formulation
+from diffusionforge.train.trainer import Trainer
+
+from trainkit import tiny_cfg
+
+
+class FlakyFormulation:
+    """Wraps a real formulation; its loss is NaN on the chosen (1-based) optimizer steps."""
+
+    def __init__(self, inner, bad_steps):
+        self.inner, self.bad_steps, self.step = inner, set(bad_steps), 0
+        self.sigma_min, self.sigma_max = inner.sigma_min, inner.sigma_max
+
+    def precondition(self, net):
+        return self.inner.precondition(net)
+
+    def loss(self, net, x0, cond=None, *, generator=None):
+        self.step += 1
+        loss = self.inner.loss(net, x0, cond, generator=generator)
+        return loss * math.nan if self.step in self.bad_steps else loss
+
+
+def _fixed_loss(cfg, net) -> float:
+    form, data = build_formulation(cfg), build_dataset(cfg).data
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        return sum(form.loss(net, data, generator=g).mean().item() for _ in range(8)) / 8
+
+
+def test_loss_goes_down(tmp_path):
+    cfg = tiny_cfg("train.steps=300", "model.mlp.hidden=64", "optim.lr=3e-3")
+    trainer = Trainer(cfg, tmp_path, log=lambda m: None)
+    trainer._setup()
+    before = _fixed_loss(cfg, trainer.net)
+    result = Trainer(cfg, tmp_path / "b", log=lambda m: None).fit()
+    from diffusionforge.pipelines.generate import load_pipeline
+
+    after = _fixed_loss(cfg, load_pipeline(result.checkpoint, use_ema=False).net)
+    assert result.status == "done" and result.step == 300
+    assert after < 0.9 * before, (before, after)  # EDM loss has a large irreducible floor
+
+
+def test_nan_steps_leave_weights_unchanged(tmp_path):
+    cfg = tiny_cfg()
+    clean = Trainer(cfg, tmp_path / "clean", until_step=4, log=lambda m: None)
+    clean.fit()
+    flaky = Trainer(
+        cfg,
+        tmp_path / "flaky",
+        until_step=6,
+        log=lambda m: None,
+        formulation=FlakyFormulation(build_formulation(cfg), {5, 6}),
+    )
+    result = flaky.fit()
+    assert result.step == 6 and result.skipped_steps == 2
+    for name, value in clean.net.state_dict().items():
+        assert torch.equal(value, flaky.net.state_dict()[name]), name
+    for name, value in clean.ema.avg.items():
+        assert torch.equal(value, flaky.ema.avg[name]), name
+
+
+def test_nan_streak_stops_with_intact_checkpoint(tmp_path):
+    cfg = tiny_cfg("train.nan_limit=3", "train.steps=50")
+    good = Trainer(cfg, tmp_path / "good", until_step=3, log=lambda m: None)
+    good.fit()
+    bad = Trainer(
+        cfg,
+        tmp_path / "bad",
+        log=lambda m: None,
+        formulation=FlakyFormulation(build_formulation(cfg), range(4, 100)),
+    )
+    with pytest.raises(TrainingDiverged, match="3 non-finite losses in a row"):
+        bad.fit()
+    ckpt, skipped = io.latest_checkpoint(tmp_path / "bad")
+    assert ckpt is not None and not skipped and ckpt.step == 6
+    weights = ckpt.tensors("model.safetensors")
+    for name, value in good.net.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+
+
+def test_batch_must_split_over_accumulation(tmp_path):
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        Trainer(tiny_cfg("train.grad_accum=3"), tmp_path, log=lambda m: None).fit()
+    with pytest.raises(ConfigError, match="larger than the dataset"):
+        Trainer(tiny_cfg("train.batch_size=1024"), tmp_path, log=lambda m: None).fit()
+
+
+def test_training_is_deterministic(tmp_path):
+    a = Trainer(tiny_cfg("train.grad_accum=2"), tmp_path / "a", log=lambda m: None)
+    a.fit()
+    b = Trainer(tiny_cfg("train.grad_accum=2"), tmp_path / "b", log=lambda m: None)
+    b.fit()
+    for name, value in a.net.state_dict().items():
+        assert torch.equal(value, b.net.state_dict()[name])  # deterministic
+
+
+def test_power_ema_snapshots_and_sampling_grid(tmp_path):
+    cfg = tiny_cfg("ema.kind=power", "ema.snapshot_every=5", "train.sample_every=20")
+    result = Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    assert sorted(p.name for p in (tmp_path / "phema").iterdir()) == [
+        f"phema-{s:09d}.safetensors" for s in (5, 10, 15, 20)
+    ]
+    assert (tmp_path / "samples" / "step-000000020.png").stat().st_size > 1000
+    ckpt = io.load_checkpoint(result.checkpoint, need_training_state=True)
+    assert ckpt.has("ema.safetensors") and ckpt.has("training_state/ema_all.safetensors")

@@ -1,0 +1,70 @@
+"""Shared helpers for the training, checkpoint and CLI tests (tiny, CPU-fast settings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from diffusionforge.train.config import Config, apply_overrides, load_preset
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A model and data small enough that one step takes a few milliseconds on one core.
+TINY = [
+    "data.size=512",
+    "model.mlp.hidden=32",
+    "model.mlp.depth=2",
+    "model.mlp.emb_dim=16",
+    "train.batch_size=64",
+    "train.steps=20",
+    "train.log_every=5",
+    "train.ckpt_every=10",
+    "train.sample_every=0",
+    "train.tensorboard=false",
+    "train.progress=false",
+    "train.threads=1",
+    "optim.warmup_steps=5",
+    "sample.n=200",
+    "sample.nfe=8",
+]
+
+
+def tiny_cfg(*overrides: str, preset: str = "moons") -> Config:
+    return apply_overrides(load_preset(preset), [*TINY, *overrides])
+
+
+def tiny_args(*overrides: str) -> list[str]:
+    """CLI arguments for `train` with the tiny settings."""
+    out = ["--preset", "moons", "--no-progress"]
+    for item in [*TINY, *overrides]:
+        out += ["--set", item]
+    return out
+
+
+def run_cli(args: list[str], *, cwd: Path | None = None, timeout: float = 120, env=None):
+    """Run `python -m diffusionforge ARGS` in a new process; returns CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "diffusionforge", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def assert_one_line_error(proc_or_text, code: int = 2) -> str:
+    """The CLI failed with `code` and printed exactly one line, `error: ...`, no traceback."""
+    if isinstance(proc_or_text, subprocess.CompletedProcess):
+        assert proc_or_text.returncode == code, (proc_or_text.returncode, proc_or_text.stderr)
+        err = proc_or_text.stderr
+    else:
+        err = proc_or_text
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
