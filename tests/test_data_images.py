@@ -166,3 +166,8 @@ def test_array_images_from_npy(tmp_path):
     (tmp_path / "junk.npy").write_text("junk")
     with pytest.raises(ValueError, match="junk.npy"):
         ArrayImages.from_npy(tmp_path / "junk.npy")
+
+
+def test_array_images_reject_unsupported_channel_counts():
+    with pytest.raises(ValueError, match="C 1 or 3"):
+        ArrayImages.from_uint8(np.zeros((2, 4, 4, 4), np.uint8))

@@ -38,3 +38,10 @@ def test_worst_pairs_png(tmp_path):
     # rows: 2 pairs of 4 px + a 2 px gap; cols: 4 px flag + 4 + 2 px separator + 4, all x2.
     assert im.size == ((4 + 4 + 2 + 4) * 2, (4 + 2 + 4) * 2) and im.mode == "RGB"
     assert im.getpixel((0, 0)) == (255, 0, 0)  # flagged as memorized
+
+
+def test_needs_two_training_samples():
+    import pytest
+
+    with pytest.raises(ValueError, match="at least 2 training samples"):
+        memorization(torch.zeros(3, 4), torch.zeros(1, 4))

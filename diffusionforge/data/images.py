@@ -14,7 +14,8 @@ Folder policy (each rule is tested in tests/test_data_images.py):
 - **Modes**: ``channels=3`` converts everything to RGB, ``channels=1`` to L (luma, ITU-R 601).
   Transparency (RGBA, LA, palette with transparency) is composited over white, so dark art on
   a transparent background stays visible. 16-bit grayscale (I;16, I) is scaled by 1/257 to
-  8 bits, not clipped. CMYK uses Pillow's plain conversion (no ICC profile).
+  8 bits, not clipped; 32-bit float (F) is taken as 0..255 and clipped. CMYK uses Pillow's
+  plain conversion (no ICC profile).
 - **Bad files** are skipped, counted in ``skipped`` and reported with one line naming the file:
   non-images, truncated or corrupt files (each file is verified and fully decoded once when the
   dataset is built), and decompression bombs (more than ``max_pixels`` pixels, default Pillow's
@@ -215,11 +216,11 @@ class ArrayImages(Dataset):
 
     @classmethod
     def from_uint8(cls, array: np.ndarray, labels: np.ndarray | None = None, **kw) -> "ArrayImages":
-        if array.dtype != np.uint8 or array.ndim not in (3, 4):
-            raise ValueError(
-                f"expected uint8 (N,H,W) or (N,H,W,C), got {array.dtype} {array.shape}"
-            )
         arr = array[..., None] if array.ndim == 3 else array
+        if array.dtype != np.uint8 or arr.ndim != 4 or arr.shape[3] not in (1, 3):
+            raise ValueError(
+                f"expected uint8 (N,H,W) or (N,H,W,C), C 1 or 3; got {array.dtype} {array.shape}"
+            )
         images = torch.from_numpy(arr.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
         lab = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
         return cls(images.contiguous(), lab, **kw)
