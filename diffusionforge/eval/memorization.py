@@ -35,6 +35,8 @@ def memorization(
     generated: Tensor, train: Tensor, alpha: float = 1 / 3, chunk: int = 256
 ) -> MemorizationResult:
     """Nearest and second-nearest training distances per generated sample; shapes (N, ...)."""
+    if len(train) < 2:
+        raise ValueError(f"memorization needs at least 2 training samples, got {len(train)}")
     g = generated.reshape(len(generated), -1).double()
     t = train.reshape(len(train), -1).double()
     d1s, d2s, idx = [], [], []
