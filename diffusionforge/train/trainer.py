@@ -77,7 +77,9 @@ class Trainer:
 
     def _setup(self) -> None:
         cfg = self.cfg
-        self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision)
+        # With no GPU, say cpu=True so that `accelerate launch` processes join over gloo.
+        has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+        self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not has_gpu)
         if cfg.train.threads > 0 and self.acc.device.type == "cpu":
             # Small models on few cores lose badly to thread contention (100x seen on 2 cores).
             torch.set_num_threads(cfg.train.threads)

@@ -1,0 +1,1 @@
+"""Pipelines: load a checkpoint folder, generate samples, draw pictures of them."""

@@ -1,0 +1,1 @@
+"""Training: config dataclasses and presets, builders, the Trainer, EMA, checkpoint io."""
