@@ -120,6 +120,14 @@ def _cmd_sample(args) -> int:
         raise UserError(
             f"--schedule: expected one of {', '.join(SCHEDULES)}, got {args.schedule!r}"
         )
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UserError(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device is available here")
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: expected a .npy or .png file name")

@@ -32,15 +32,16 @@ def toy2d(out: Path, quick: bool) -> Section:
     from diffusionforge.train.trainer import Trainer
 
     preset = "swissroll"
-    steps = 60 if quick else 2000
+    cfg = load_preset(preset)
+    steps = 60 if quick else cfg.train.steps
     cfg = apply_overrides(
-        load_preset(preset),
+        cfg,
         [
             f"train.steps={steps}",
             f"train.ckpt_every={steps}",
             "train.sample_every=0",
             "train.tensorboard=false",
-            "optim.warmup_steps=50" if not quick else "optim.warmup_steps=5",
+            f"optim.warmup_steps={5 if quick else 100}",
         ],
     )
     run_dir = out / "toy2d"
@@ -50,20 +51,25 @@ def toy2d(out: Path, quick: bool) -> Section:
 
     pipe = load_pipeline(result.checkpoint)
     n = 1000 if quick else 5000
+    midway: dict = {}
+
+    def keep_midway(info: dict) -> None:  # the sampler state as sigma passes 0.3
+        if "x" not in midway and float(info["sigma"]) <= 0.3:
+            midway.update(x=info["x"].cpu(), sigma=float(info["sigma"]))
+
     t1 = time.monotonic()
-    samples = pipe.generate(n, seed=1)
+    samples = pipe.generate(n, seed=1, callback=keep_midway)
     sample_s = time.monotonic() - t1
     fresh = make_toy(preset, n, seed=12345)  # data the model never saw
     other = make_toy(preset, n, seed=54321)
     swd = sliced_wasserstein(samples, fresh)
     floor = sliced_wasserstein(other, fresh)  # two honest draws of the data differ this much
-    noise = sliced_wasserstein(torch.randn(n, 2) * fresh.std(0), fresh)
-    png = save_png(
-        scatter_panels(
-            [("data (swiss roll)", fresh), (f"samples, {pipe.cfg.sample.nfe} NFE", samples)]
-        ),
-        out / "toy2d.png",
-    )
+    noise = sliced_wasserstein(torch.randn(n, 2) * fresh.std(0) + fresh.mean(0), fresh)
+    panels = [("data (swiss roll)", fresh)]
+    if midway:
+        panels.append((f"while sampling, sigma={midway['sigma']:.2f}", midway["x"]))
+    panels.append((f"samples, {pipe.cfg.sample.nfe} NFE", samples))
+    png = save_png(scatter_panels(panels), out / "toy2d.png")
     params = sum(p.numel() for p in pipe.net.parameters())
     return Section(
         title="2-D toy: swiss roll",

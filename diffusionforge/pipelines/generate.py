@@ -33,6 +33,7 @@ class Pipeline:
         schedule: str | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        callback=None,
     ) -> Tensor:
         return generate(
             self.net,
@@ -44,6 +45,7 @@ class Pipeline:
             schedule=schedule or _auto(self.cfg.sample.schedule),
             seed=seed,
             device=device,
+            callback=callback,
         )
 
 
@@ -92,6 +94,7 @@ def generate(
     schedule: str | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    callback=None,
 ) -> Tensor:
     """n samples of `shape` from `net` under `formulation`; the same seed gives the same bytes."""
     from diffusionforge import sample
@@ -108,6 +111,7 @@ def generate(
         sigma_max=formulation.sigma_max,
         generator=generator,
         device=device,
+        callback=callback,
     ).cpu()
 
 
