@@ -43,6 +43,9 @@ class ClassicEMA:
     def primary(self) -> dict[str, Tensor]:
         return self.avg
 
+    def to(self, device: torch.device) -> None:
+        self.avg = {k: v.to(device) for k, v in self.avg.items()}
+
     def state(self) -> dict[str, Tensor]:
         return self.avg
 
@@ -61,6 +64,9 @@ class PowerEMA:
 
     def primary(self) -> dict[str, Tensor]:
         return self.avgs[0]
+
+    def to(self, device: torch.device) -> None:
+        self.avgs = [{k: v.to(device) for k, v in avg.items()} for avg in self.avgs]
 
     def state(self) -> dict[str, Tensor]:
         return {

@@ -114,6 +114,8 @@ class Trainer:
         if self.resume:
             self._load(self.resume)
         self.model, self.optimizer = self.acc.prepare(self.net, self.optimizer)
+        if self.ema is not None:  # prepare() moved the weights; the averages follow them
+            self.ema.to(self.acc.device)
         self._perm_epoch, self._perm = -1, None
 
     def _check_writable(self) -> None:
