@@ -135,3 +135,11 @@ def test_moons_preset_learns_the_distribution(tmp_path):
     gaussian = torch.randn(3000, 2) * fresh.std(0) + fresh.mean(0)
     swd, base = sliced_wasserstein(samples, fresh), sliced_wasserstein(gaussian, fresh)
     assert swd < 0.08 and swd < base / 2.5, (swd, base)
+
+
+def test_bf16_mixed_precision_trains(tmp_path):
+    cfg = tiny_cfg("train.mixed_precision=bf16", "train.steps=30")
+    result = Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    assert result.status == "done" and math.isfinite(result.loss) and result.skipped_steps == 0
+    weights = io.latest_checkpoint(tmp_path)[0].tensors("model.safetensors")
+    assert all(v.dtype == torch.float32 for v in weights.values())  # master weights stay fp32
