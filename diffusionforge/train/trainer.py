@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import Tensor
 
 from diffusionforge.data.arrays import ArrayDataset
@@ -79,6 +80,9 @@ class Trainer:
         cfg = self.cfg
         # With no GPU, say cpu=True so that `accelerate launch` processes join over gloo.
         has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+        # accelerate keeps its settings in a process-wide singleton; a second Trainer in the same
+        # process (the demo, tests) may want another precision. The process group is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not has_gpu)
         if cfg.train.threads > 0 and self.acc.device.type == "cpu":
             # Small models on few cores lose badly to thread contention (100x seen on 2 cores).
