@@ -186,11 +186,13 @@ def _cmd_info(args) -> int:
     d, f, m = cfg.data, cfg.formulation, cfg.model
     data = f"toy set {d.name!r} ({d.size} points)" if d.kind == "toy" else f"{d.path}"
     state = "yes" if ckpt.has("training_state/state.json") else "no"
+    n_params = header.get("parameters")
+    if not isinstance(n_params, int):  # count the stored values instead
+        n_params = sum(t.numel() for t in ckpt.tensors("model.safetensors").values())
     lines = [
         f"checkpoint   {ckpt.path}",
         f"step         {ckpt.step} of {cfg.train.steps}   (training state for resume: {state})",
-        f"model        {m.kind}, {header.get('parameters', '?'):,} parameters, "
-        f"example shape {tuple(shape)}",
+        f"model        {m.kind}, {n_params:,} parameters, example shape {tuple(shape)}",
         f"data         {data}, {header.get('examples', '?')} examples, augment={d.augment}",
         f"formulation  {f.kind}" + (f" (sigma_data={f.sigma_data})" if f.kind == "edm" else ""),
         f"ema          {cfg.ema.kind}"
