@@ -103,8 +103,9 @@ def train_classifier(
     """Train a SmallCNN on (N, C, H, W) images in [-1, 1]; report held-out accuracy.
 
     A fixed ``val_fraction`` of the examples (chosen by ``seed``) is never trained on and gives
-    ``val_accuracy``. Adam with a cosine learning-rate decay; a few CPU-minutes at most for the
-    built-in sets (digits: seconds).
+    ``val_accuracy``. Adam with a cosine learning-rate decay. Measured on one busy CPU thread:
+    digits with the defaults, ~99% held-out in ~12 s; glyphs (24.5k images at 32x32) with
+    ``width=16, epochs=12``, 96% in ~3.5 min (the defaults there would take ~20 min).
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # layer initialisation
