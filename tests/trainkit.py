@@ -35,6 +35,27 @@ def tiny_cfg(*overrides: str, preset: str = "moons") -> Config:
     return apply_overrides(load_preset(preset), [*TINY, *overrides])
 
 
+# The digits preset shrunk to a few steps of a 0.3M UNet on 1 thread.
+TINY_IMAGES = [
+    "model.unet.preset=tiny",
+    "train.batch_size=32",
+    "train.steps=6",
+    "train.ckpt_every=3",
+    "train.keep_last=10",
+    "train.sample_every=0",
+    "train.tensorboard=false",
+    "train.progress=false",
+    "train.threads=1",
+    "optim.warmup_steps=2",
+    "sample.n=20",
+    "sample.nfe=4",
+]
+
+
+def digits_cfg(*overrides: str) -> Config:
+    return apply_overrides(load_preset("digits"), [*TINY_IMAGES, *overrides])
+
+
 def tiny_args(*overrides: str) -> list[str]:
     """CLI arguments for `train` with the tiny settings."""
     out = ["--preset", "moons", "--no-progress"]

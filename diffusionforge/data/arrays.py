@@ -44,11 +44,32 @@ def load_npy(path: str | os.PathLike) -> Tensor:
 
 
 class ArrayDataset:
-    def __init__(self, data: Tensor, *, seed: int = 0, augment: str = "none", jitter: float = 0.0):
+    """Examples (N, ...) held in memory, optionally with int class labels (N,).
+
+    Images are (N, C, H, W) in [-1, 1]; `labels` (when given) are what the trainer passes to the
+    network as `cond`, and `classes` names them (label k is `classes[k]`).
+    """
+
+    def __init__(
+        self,
+        data: Tensor,
+        *,
+        seed: int = 0,
+        augment: str = "none",
+        jitter: float = 0.0,
+        labels: Tensor | None = None,
+        classes: list[str] | None = None,
+    ):
         self.data = data  # (N, ...)
         self.seed = seed
         self.augment = augment
         self.jitter = jitter
+        self.labels = labels  # (N,) int64, or None for unlabelled data
+        self.classes = list(classes or [])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.labels is not None else 0
 
     def __len__(self) -> int:
         return self.data.shape[0]

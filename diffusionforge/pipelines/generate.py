@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class Pipeline:
     shape: tuple[int, ...]  # shape of one example
     checkpoint: Checkpoint
     weights: str  # "ema" or "model"
+    classes: list[str] = dataclasses.field(default_factory=list)  # class names, label order
 
     def generate(
         self,
@@ -46,6 +48,36 @@ class Pipeline:
             seed=seed,
             device=device,
             callback=callback,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.cfg.model.num_classes, 0)
+
+    def generate_images(
+        self,
+        seeds: list[int],
+        *,
+        labels: Tensor | None = None,
+        guidance: float = 1.0,
+        nfe: int | None = None,
+        sampler: str | None = None,
+        schedule: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Tensor:
+        """One image per seed (image i from its own generator seeded seeds[i])."""
+        return generate_images(
+            self.net,
+            self.formulation,
+            self.shape,
+            seeds=seeds,
+            labels=labels,
+            guidance=guidance,
+            num_classes=self.num_classes,
+            nfe=nfe or self.cfg.sample.nfe,
+            sampler=sampler or _auto(self.cfg.sample.sampler),
+            schedule=schedule or _auto(self.cfg.sample.schedule),
+            device=device,
         )
 
 
@@ -79,7 +111,10 @@ def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{ckpt.path}: weights do not fit the model ({first})") from None
     net.eval().requires_grad_(False)
-    return Pipeline(net, build_formulation(cfg), cfg, shape, ckpt, weights)
+    classes = ckpt.config["diffusionforge"].get("classes") or []
+    if cfg.model.num_classes > 0 and len(classes) != cfg.model.num_classes:
+        classes = [str(k) for k in range(cfg.model.num_classes)]
+    return Pipeline(net, build_formulation(cfg), cfg, shape, ckpt, weights, list(map(str, classes)))
 
 
 @torch.no_grad()
@@ -118,3 +153,70 @@ def generate(
 def _device_of(net: nn.Module) -> torch.device:
     p = next(net.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def generate_images(
+    net: nn.Module,
+    formulation,
+    shape: tuple[int, ...],
+    *,
+    seeds: list[int],
+    labels: Tensor | None = None,
+    guidance: float = 1.0,
+    num_classes: int = 0,
+    nfe: int,
+    sampler: str | None = None,
+    schedule: str | None = None,
+    device: str | torch.device = "cpu",
+    callback=None,
+) -> Tensor:
+    """len(seeds) images; image i starts from its own generator seeded seeds[i], so its noise
+    does not depend on the batch it is drawn in. With labels (n,) and guidance != 1, classifier-
+    free guidance (core.guidance.cfg) uses the null label `num_classes` as the unconditional."""
+    from diffusionforge import sample
+    from diffusionforge.core.guidance import cfg
+
+    net = copy.deepcopy(net).to(device).eval() if _device_of(net) != torch.device(device) else net
+    denoise = formulation.precondition(net)
+    if labels is not None:
+        labels = labels.to(device=device, dtype=torch.long)
+        if guidance != 1.0:
+            denoise = cfg(denoise, guidance, torch.full_like(labels, num_classes))
+    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    return sample(
+        denoise,
+        (len(seeds), *shape),
+        nfe=nfe,
+        sampler=sampler,
+        schedule=schedule,
+        sigma_min=formulation.sigma_min,
+        sigma_max=formulation.sigma_max,
+        cond=labels,
+        generator=generators,
+        device=device,
+        callback=callback,
+    ).cpu()
+
+
+def grid_labels(num_classes: int, n: int, per_class_max: int = 10) -> tuple[Tensor | None, int]:
+    """Labels for a picture with one row per class: (labels (classes * k,), k columns);
+    unconditional models get (None, n) for a single batch of n."""
+    if num_classes <= 0:
+        return None, n
+    k = max(1, min(per_class_max, n // num_classes))
+    return torch.arange(num_classes).repeat_interleave(k), k
+
+
+def real_examples(dataset, labels: Tensor | None, n: int) -> Tensor:
+    """Training images laid out like `labels` (the first examples of each class), for a panel
+    of real data beside the samples."""
+    if labels is None or dataset.labels is None:
+        return dataset.data[:n]
+    picks, used = [], {}
+    for lab in labels.tolist():
+        where = (dataset.labels == lab).nonzero().flatten()
+        k = used.get(lab, 0)
+        used[lab] = k + 1
+        picks.append(dataset.data[where[k % len(where)]] if len(where) else dataset.data[0] * 0)
+    return torch.stack(picks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
 
@@ -50,11 +51,27 @@ def scatter_panels(panels: list[tuple[str, Tensor]], size: int = 420) -> Image.I
     return canvas
 
 
-def image_grid(images: Tensor, cols: int | None = None) -> Image.Image:
-    """images: (B, C, H, W), any range (scaled to its own min..max) -> one grid image."""
+def image_grid(
+    images: Tensor,
+    cols: int | None = None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    min_tile: int = 32,
+) -> Image.Image:
+    """images: (B, C, H, W) -> one grid image. Values map from `value_range` (clipped), or from
+    the batch's own min..max when None; tiles smaller than `min_tile` are enlarged by an integer
+    factor with nearest neighbour, so 8x8 digits stay crisp and visible."""
     x = images.detach().float().cpu()
-    x = (x - x.min()) / (x.max() - x.min() + 1e-8)
+    if value_range is None:
+        x = (x - x.min()) / (x.max() - x.min() + 1e-8)
+    else:
+        lo, hi = value_range
+        x = ((x - lo) / (hi - lo)).clamp(0, 1)
     b, c, h, w = x.shape
+    zoom = max(1, -(-min_tile // max(h, w)))
+    if zoom > 1:
+        x = x.repeat_interleave(zoom, dim=2).repeat_interleave(zoom, dim=3)
+        h, w = h * zoom, w * zoom
     cols = cols or int(np.ceil(np.sqrt(b)))
     rows = int(np.ceil(b / cols))
     grid = np.ones((rows * (h + 2), cols * (w + 2), 3), dtype=np.float64)
@@ -64,7 +81,29 @@ def image_grid(images: Tensor, cols: int | None = None) -> Image.Image:
         grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = (
             tile if c == 3 else tile[..., :1].repeat(3, axis=2)
         )
-    return Image.fromarray((grid * 255).astype(np.uint8))
+    return Image.fromarray(np.rint(grid * 255).astype(np.uint8))
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """One image (C, H, W) in [-1, 1] -> an 8-bit L or RGB Pillow image, at its own size."""
+    x = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    arr = x.permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+
+def image_panels(panels: list[tuple[str, Tensor]], cols: int) -> Image.Image:
+    """Titled image grids (values in [-1, 1]) side by side, e.g. data | samples."""
+    grids = [(t, image_grid(x, cols, value_range=(-1, 1))) for t, x in panels]
+    pad_top, margin = 26, 10
+    width = sum(g.width for _, g in grids) + margin * (len(grids) + 1)
+    height = max(g.height for _, g in grids) + pad_top + margin
+    canvas = Image.new("RGB", (width, height), "white")
+    draw, font, x0 = ImageDraw.Draw(canvas), _font(14), margin
+    for title, g in grids:
+        canvas.paste(g, (x0, pad_top))
+        draw.text((x0, 6), title, fill=(0, 0, 0), font=font)
+        x0 += g.width + margin
+    return canvas
 
 
 def picture(panels: list[tuple[str, Tensor]]) -> Image.Image | None:
@@ -73,7 +112,7 @@ def picture(panels: list[tuple[str, Tensor]]) -> Image.Image | None:
     if x.dim() == 2 and x.shape[1] >= 2:
         return scatter_panels(panels)
     if x.dim() == 4 and x.shape[1] in (1, 3):
-        return image_grid(x[:64])
+        return image_grid(x[:64], value_range=(-1, 1))
     return None
 
 

@@ -14,14 +14,63 @@ import torch
 from torch import nn
 
 from diffusionforge.data.arrays import ArrayDataset, load_npy
+from diffusionforge.data.builtin import BUILTIN_DATASETS
+from diffusionforge.data.images import ArrayImages, ImageFolder
 from diffusionforge.data.toy import TOY_SETS, make_toy
 from diffusionforge.errors import ConfigError, DataError
+from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.mlp import MLPDenoiser
+from diffusionforge.nets.unet import UNET_PRESETS, UNet
 from diffusionforge.train.config import Config
+
+
+def _load_images(cfg: Config) -> ArrayImages:
+    """The image sets: built-in digits/glyphs, a folder (resized, see data.images), a .npy stack."""
+    d = cfg.data
+    if d.kind in BUILTIN_DATASETS:
+        try:
+            return BUILTIN_DATASETS[d.kind]()
+        except (ImportError, ValueError) as e:
+            raise DataError(f"data.kind = {d.kind}: {e}") from None
+    if not d.path:
+        raise DataError("data.path: an image folder or .npy file is needed (pass --data)")
+    path = Path(d.path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    try:
+        if path.is_dir():
+            return ImageFolder(path, d.image_size, channels=d.channels)
+        images = ArrayImages.from_npy(path, d.labels or None)
+    except ValueError as e:
+        line = str(e).splitlines()[0]
+        raise DataError(line if str(path) in line else f"{path}: {line}") from None
+    if d.labels:  # classes of a labelled .npy stack are named by their numbers
+        if int(images.labels.min()) < 0:
+            raise DataError(f"{d.labels}: labels must be 0 or more")
+        images.classes = [str(k) for k in range(int(images.labels.max()) + 1)]
+    return images
 
 
 def build_dataset(cfg: Config) -> ArrayDataset:
     d = cfg.data
+    if d.kind in IMAGE_KINDS:
+        images = _load_images(cfg)
+        if isinstance(images, ImageFolder):  # decode once; the engine indexes tensors
+            x = torch.stack([images.load(i) for i in range(len(images))])
+            labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
+        else:
+            x, labels = images.images, images.labels
+        if x.shape[0] < 2:
+            raise DataError(f"data: {x.shape[0]} image(s); training needs at least 2")
+        labelled = images.num_classes > 1
+        return ArrayDataset(
+            x.float().contiguous(),
+            seed=cfg.train.seed,
+            augment=d.augment,
+            jitter=d.jitter,
+            labels=labels if labelled else None,
+            classes=images.classes if labelled else None,
+        )
     if d.kind == "toy":
         if d.name not in TOY_SETS:
             raise ConfigError(
@@ -40,11 +89,83 @@ def _build_mlp(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
     return MLPDenoiser(shape, hidden=m.hidden, depth=m.depth, emb_dim=m.emb_dim)
 
 
-MODELS = {"mlp": _build_mlp}
+def _image_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) != 3 or shape[0] not in (1, 3) or shape[1] != shape[2]:
+        raise ConfigError(
+            f"model.kind: {kind} needs square images (C, H, H) with C 1 or 3, got {shape}"
+        )
+    return shape[0], shape[1]
+
+
+def _num_classes(cfg: Config) -> int:
+    return max(cfg.model.num_classes, 0)
+
+
+def _build_unet(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
+    u = cfg.model.unet
+    channels, res = _image_shape("unet", shape)
+    if u.preset not in UNET_PRESETS:
+        raise ConfigError(
+            f"model.unet.preset: expected one of {', '.join(UNET_PRESETS)}, got {u.preset!r}"
+        )
+    kw = dict(UNET_PRESETS[u.preset])
+    overrides = {
+        "channels": u.channels or None,
+        "channel_mult": tuple(u.channel_mult) or None,
+        "num_res_blocks": u.num_res_blocks or None,
+        "attn_resolutions": None if u.attn_resolutions is None else tuple(u.attn_resolutions),
+    }
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    if u.dropout:
+        kw["dropout"] = u.dropout
+    levels = len(kw["channel_mult"]) - 1
+    if res % 2**levels:
+        raise ConfigError(
+            f"model.unet: image size {res} is not divisible by 2^{levels} "
+            f"(channel_mult {list(kw['channel_mult'])})"
+        )
+    return UNet(
+        res,
+        in_channels=channels,
+        num_classes=_num_classes(cfg),
+        gradient_checkpointing=u.gradient_checkpointing,
+        **kw,
+    )
+
+
+def _build_dit(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
+    t = cfg.model.dit
+    channels, res = _image_shape("dit", shape)
+    if t.preset not in DIT_PRESETS:
+        raise ConfigError(
+            f"model.dit.preset: expected one of {', '.join(DIT_PRESETS)}, got {t.preset!r}"
+        )
+    kw = dict(DIT_PRESETS[t.preset])
+    for key in ("dim", "depth", "heads", "patch_size"):
+        if getattr(t, key):
+            kw[key] = getattr(t, key)
+    if res % kw["patch_size"] or kw["dim"] % kw["heads"] or kw["dim"] % 4:
+        raise ConfigError(
+            f"model.dit: needs image size {res} divisible by patch_size {kw['patch_size']} and "
+            f"dim {kw['dim']} divisible by heads {kw['heads']} and by 4"
+        )
+    return DiT(
+        res,
+        in_channels=channels,
+        dropout=t.dropout,
+        num_classes=_num_classes(cfg),
+        gradient_checkpointing=t.gradient_checkpointing,
+        **kw,
+    )
+
+
+MODELS = {"mlp": _build_mlp, "unet": _build_unet, "dit": _build_dit}
+IMAGE_KINDS = ("digits", "glyphs", "images")
 
 
 def build_model(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
-    """The network for examples of `shape`, initialised from train.seed (same seed, same bytes)."""
+    """The network for examples of `shape`, initialised from train.seed (same seed, same bytes).
+    Class-conditional when model.num_classes > 0 (resolve -1 from the data first)."""
     if cfg.model.kind not in MODELS:
         raise ConfigError(
             f"model.kind: expected one of {', '.join(MODELS)}, got {cfg.model.kind!r}"

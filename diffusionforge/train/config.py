@@ -31,20 +31,54 @@ class MLPConfig:
 
 
 @dataclass
+class UNetConfig:
+    # A key of nets.unet.UNET_PRESETS; the fields below override it when set (0 / empty: keep).
+    preset: str = "small"
+    channels: int = 0
+    channel_mult: list[int] = field(default_factory=list)
+    num_res_blocks: int = 0
+    attn_resolutions: list[int] | None = None  # None: the preset's; [] for no attention
+    dropout: float = 0.0
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DiTConfig:
+    # A key of nets.dit.DIT_PRESETS; the fields below override it when set (0: keep).
+    preset: str = "tiny"
+    dim: int = 0
+    depth: int = 0
+    heads: int = 0
+    patch_size: int = 0
+    dropout: float = 0.0
+    gradient_checkpointing: bool = False
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # a key of train.builders.MODELS
+    # Class labels the network embeds (plus the null label at this index, for guidance).
+    # -1: the dataset's class count, filled in when a run starts; 0: unconditional.
+    num_classes: int = -1
     mlp: MLPConfig = field(default_factory=MLPConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
 
 
 @dataclass
 class DataConfig:
-    kind: str = "toy"  # "toy" (built-in 2-D set) or "npy" (an array file of shape (N, ...))
+    # "toy" (built-in 2-D set), "npy" (an array file of shape (N, ...)), "digits" or "glyphs"
+    # (built-in labelled images), "images" (a folder of images, or a uint8 .npy image stack)
+    kind: str = "toy"
     name: str = "moons"  # toy set: moons, swissroll, ring, checkerboard
-    path: str = ""  # .npy file when kind = "npy"
+    path: str = ""  # .npy file when kind = "npy"; folder or .npy when kind = "images"
+    labels: str = ""  # kind = "images" with a .npy stack: optional int labels .npy (N,)
+    image_size: int = 32  # kind = "images" with a folder: resize/centre-crop side
+    channels: int = 3  # kind = "images": 1 (grayscale) or 3 (RGB)
     size: int = 20000  # number of toy points generated
     seed: int = 0  # seed that generates the toy points
     shuffle: bool = True
-    augment: str = "none"  # "none", "flip" (mirror the last axis) or "jitter" (Gaussian noise)
+    augment: str = "none"  # "none", "flip" (mirror the last axis: image width) or "jitter"
     jitter: float = 0.02  # standard deviation of the jitter augmentation
 
 
@@ -102,6 +136,9 @@ class TrainConfig:
     keep_last: int = 3  # keep this many newest checkpoints
     tensorboard: bool = True
     progress: bool = True
+    # Classifier-free guidance training (Ho & Salimans 2022): each label is replaced by the null
+    # label with this probability, drawn from (seed, step, micro-batch) like the noise.
+    label_dropout: float = 0.0
 
 
 @dataclass
@@ -109,8 +146,9 @@ class SampleConfig:
     sampler: str = "auto"  # a key of core.samplers.SAMPLERS, or "auto"
     schedule: str = "auto"  # a key of core.schedules.SCHEDULES, or "auto"
     nfe: int = 32  # network evaluations per sample
-    n: int = 2000  # samples drawn for periodic grids
+    n: int = 2000  # samples drawn for periodic grids (images: a row of n / classes per class)
     seed: int = 0
+    guidance: float = 1.0  # classifier-free guidance scale of the periodic grids (1: none)
 
 
 @dataclass
@@ -258,7 +296,7 @@ def _parse_value(raw: str, tp: Any) -> Any:
 # --- semantic checks ------------------------------------------------------------------------
 
 _CHOICES = {
-    "data.kind": ("toy", "npy"),
+    "data.kind": ("toy", "npy", "digits", "glyphs", "images"),
     "data.augment": ("none", "flip", "jitter"),
     "optim.name": ("adam", "adamw"),
     "optim.decay": ("constant", "linear", "cosine", "rsqrt"),
@@ -294,6 +332,23 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")
     if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
         raise ConfigError(f"optim.betas: expected two numbers in [0, 1), got {cfg.optim.betas}")
+    if not 0 <= cfg.train.label_dropout < 1:
+        raise ConfigError(
+            f"train.label_dropout: expected a number in [0, 1), got {cfg.train.label_dropout}"
+        )
+    if cfg.data.channels not in (1, 3):
+        raise ConfigError(f"data.channels: expected 1 or 3, got {cfg.data.channels}")
+    if cfg.data.image_size < 2:
+        raise ConfigError(f"data.image_size: expected at least 2, got {cfg.data.image_size}")
+    if cfg.model.num_classes < -1:
+        raise ConfigError(
+            f"model.num_classes: expected -1 (from the data) or 0 or more, "
+            f"got {cfg.model.num_classes}"
+        )
+    if not 0 <= cfg.model.unet.dropout < 1 or not 0 <= cfg.model.dit.dropout < 1:
+        raise ConfigError("model.unet.dropout / model.dit.dropout: expected a number in [0, 1)")
+    if cfg.sample.guidance < 0:
+        raise ConfigError(f"sample.guidance: expected 0 or more, got {cfg.sample.guidance}")
     if not 0 < cfg.ema.decay < 1:
         raise ConfigError(f"ema.decay: expected a number in (0, 1), got {cfg.ema.decay}")
     if cfg.ema.kind == "power" and not (

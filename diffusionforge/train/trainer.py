@@ -10,6 +10,7 @@ accumulates N micro-batches.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -26,8 +27,14 @@ from torch import Tensor
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.data.augment import mix_seed
 from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
-from diffusionforge.pipelines.generate import generate, split_config
-from diffusionforge.pipelines.plot import picture, save_png
+from diffusionforge.pipelines.generate import (
+    generate,
+    generate_images,
+    grid_labels,
+    real_examples,
+    split_config,
+)
+from diffusionforge.pipelines.plot import image_panels, picture, save_png
 from diffusionforge.train import checkpoint as ckpt_io
 from diffusionforge.train.builders import (
     build_dataset,
@@ -77,7 +84,7 @@ class Trainer:
     # --- set-up -----------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        cfg = self.cfg
+        cfg = self.cfg = copy.deepcopy(self.cfg)  # num_classes is resolved below
         # With no GPU, say cpu=True so that `accelerate launch` processes join over gloo.
         has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
         # accelerate keeps its settings in a process-wide singleton; a second Trainer in the same
@@ -101,6 +108,13 @@ class Trainer:
             raise ConfigError(
                 f"train.batch_size: {cfg.train.batch_size} is larger than the dataset "
                 f"({len(self.dataset)} examples)"
+            )
+        if cfg.model.num_classes < 0:  # the data decides: its class count, 0 when unlabelled
+            cfg.model.num_classes = self.dataset.num_classes
+        if 0 < cfg.model.num_classes < self.dataset.num_classes:
+            raise ConfigError(
+                f"model.num_classes: {cfg.model.num_classes} is fewer than the data's "
+                f"{self.dataset.num_classes} classes"
             )
         self.formulation = self.formulation or build_formulation(cfg)
         self.net = build_model(cfg, self.dataset.shape)
@@ -140,6 +154,7 @@ class Trainer:
             "example_shape": list(self.dataset.shape),
             "parameters": n_params,
             "examples": len(self.dataset),
+            "classes": self.dataset.classes if self.cfg.model.num_classes > 0 else [],
         }
         return {"diffusionforge": header, **to_dict(self.cfg)}
 
@@ -262,13 +277,15 @@ class Trainer:
         total = torch.zeros((), device=acc.device)
         for a in range(cfg.train.grad_accum):
             shard = acc.process_index * cfg.train.grad_accum + a  # global id of this micro-batch
-            x = self._micro_batch(shard).to(acc.device)  # (micro, ...)
+            x, cond = self._micro_batch(shard)  # (micro, ...), (micro,) labels or None
+            x = x.to(acc.device)
+            cond = None if cond is None else self._drop_labels(cond, shard).to(acc.device)
             g = torch.Generator(device=acc.device).manual_seed(
                 mix_seed(cfg.train.seed, self.step, shard)
             )
             sync = a == cfg.train.grad_accum - 1
             with acc.no_sync(self.model) if not sync else contextlib.nullcontext():
-                loss = self.formulation.loss(self.model, x, generator=g).mean()
+                loss = self.formulation.loss(self.model, x, cond, generator=g).mean()
                 acc.backward(loss / cfg.train.grad_accum)
             total += loss.detach() / cfg.train.grad_accum
         mean_loss = acc.reduce(total, reduction="mean").item()
@@ -289,8 +306,19 @@ class Trainer:
             self.ema.update(self.net, self.step)
         return mean_loss, grad_norm, lr
 
-    def _micro_batch(self, shard: int) -> Tensor:
-        """Examples of micro-batch `shard` of the current step: a function of the step only."""
+    def _drop_labels(self, labels: Tensor, shard: int) -> Tensor:
+        """Replace labels by the null label (index num_classes) with probability
+        train.label_dropout, drawn from (seed, step, shard): resume stays exact."""
+        p = self.cfg.train.label_dropout
+        if p <= 0:
+            return labels
+        g = torch.Generator().manual_seed(mix_seed(self.cfg.train.seed, self.step, shard, 0xD209))
+        drop = torch.rand(labels.shape, generator=g) < p
+        return torch.where(drop, torch.full_like(labels, self.cfg.model.num_classes), labels)
+
+    def _micro_batch(self, shard: int) -> tuple[Tensor, Tensor | None]:
+        """Examples of micro-batch `shard` of the current step, and their labels when the model
+        is class-conditional: a function of the step only."""
         cfg = self.cfg
         epoch, b = divmod(self.step, self.batches_per_epoch)
         if self._perm_epoch != epoch:
@@ -307,7 +335,9 @@ class Trainer:
             )
             self._perm_epoch = epoch
         start = b * cfg.train.batch_size + shard * self.micro
-        return self.dataset.batch(self._perm[start : start + self.micro], epoch)
+        idx = self._perm[start : start + self.micro]
+        labelled = self.dataset.labels is not None and cfg.model.num_classes > 0
+        return self.dataset.batch(idx, epoch), self.dataset.labels[idx] if labelled else None
 
     def _should_stop(self, start: float) -> str | None:
         flags = torch.tensor(
@@ -371,19 +401,39 @@ class Trainer:
         cfg = self.cfg
         net = build_model(cfg, self.dataset.shape).to(self.acc.device)
         net.load_state_dict(self.ema.primary() if self.ema else self.net.state_dict())
-        samples = generate(
-            net,
-            self.formulation,
-            cfg.sample.n,
-            self.dataset.shape,
+        common = dict(
             nfe=cfg.sample.nfe,
             sampler=None if cfg.sample.sampler == "auto" else cfg.sample.sampler,
             schedule=None if cfg.sample.schedule == "auto" else cfg.sample.schedule,
-            seed=cfg.sample.seed,
             device=self.acc.device,
         )
-        data = self.dataset.data[: cfg.sample.n]
-        image = picture([("data", data), (f"samples, step {self.step}", samples)])
+        if len(self.dataset.shape) == 3:  # images: one row per class, real examples beside
+            labels, cols = grid_labels(cfg.model.num_classes, cfg.sample.n)
+            n = cols if labels is None else len(labels)
+            samples = generate_images(
+                net,
+                self.formulation,
+                self.dataset.shape,
+                seeds=[cfg.sample.seed + i for i in range(n)],
+                labels=labels,
+                guidance=cfg.sample.guidance,
+                num_classes=cfg.model.num_classes,
+                **common,
+            )
+            data = real_examples(self.dataset, labels, n)
+            title = f"samples, step {self.step}, guidance {cfg.sample.guidance:g}"
+            image = image_panels([("data", data), (title, samples)], cols=cols)
+        else:
+            samples = generate(
+                net,
+                self.formulation,
+                cfg.sample.n,
+                self.dataset.shape,
+                seed=cfg.sample.seed,
+                **common,
+            )
+            data = self.dataset.data[: cfg.sample.n]
+            image = picture([("data", data), (f"samples, step {self.step}", samples)])
         if image is None:
             return None
         path = save_png(image, self.run_dir / "samples" / f"step-{self.step:09d}.png")
