@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_train(args) -> int:
     from diffusionforge.data.toy import TOY_SETS
+    from diffusionforge.train.builders import IMAGE_KINDS
     from diffusionforge.train.config import (
         apply_overrides,
         load_config_file,
@@ -49,12 +50,17 @@ def _cmd_train(args) -> int:
     cfg = load_preset(args.preset) if args.preset else load_config_file(args.config)
     overrides = list(args.set or [])
     if args.data:
+        images = cfg.data.kind in IMAGE_KINDS
         if args.data in TOY_SETS and not Path(args.data).exists():
             overrides += ["data.kind=toy", f"data.name={args.data}"]
+        elif args.data in ("digits", "glyphs") and not Path(args.data).exists():
+            overrides += [f"data.kind={args.data}"]
         else:
             if not Path(args.data).exists():
-                raise UserError(f"--data {args.data}: no such file")
-            overrides += ["data.kind=npy", f"data.path={args.data}"]
+                raise UserError(f"--data {args.data}: no such file or folder")
+            # a folder is an image folder; a .npy is images when the preset trains on images
+            kind = "images" if Path(args.data).is_dir() or images else "npy"
+            overrides += [f"data.kind={kind}", f"data.path={args.data}"]
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
     if args.seed is not None:
@@ -110,8 +116,10 @@ def _cmd_sample(args) -> int:
     from diffusionforge.pipelines.generate import load_pipeline
     from diffusionforge.pipelines.plot import picture, save_png
 
-    if args.n <= 0:
+    if args.n is not None and args.n <= 0:
         raise UserError(f"--n: expected a positive number of samples, got {args.n}")
+    if args.threads <= 0:
+        raise UserError(f"--threads: expected a positive number, got {args.threads}")
     if args.nfe is not None and args.nfe <= 0:
         raise UserError(f"--nfe: expected a positive number of steps, got {args.nfe}")
     if args.sampler and args.sampler not in SAMPLERS:
@@ -128,11 +136,24 @@ def _cmd_sample(args) -> int:
         raise UserError(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: no CUDA device is available here")
-    out = Path(args.out)
+    out = Path(args.out or "samples.npy")
     if out.suffix not in (".npy", ".png"):
         raise UserError(f"--out {out}: expected a .npy or .png file name")
     _check_writable_dir(out.parent, f"--out {out}")
+    if args.like is not None:
+        _apply_like(args)
+    torch.set_num_threads(args.threads)  # CPU results depend on it; recorded in image metadata
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    if args.out is None and len(pipe.shape) == 3:
+        out = Path("samples.png")
+    if len(pipe.shape) == 3:
+        return _sample_images(args, pipe, out)
+    if args.cls is not None or args.guidance is not None or args.like is not None:
+        raise UserError(
+            f"--class/--guidance/--like: {args.checkpoint} is not an image model "
+            f"(examples of shape {pipe.shape})"
+        )
+    args.n = args.n or 1000
     samples = pipe.generate(
         args.n,
         nfe=args.nfe,
@@ -157,6 +178,116 @@ def _cmd_sample(args) -> int:
         f"({pipe.weights} weights) to {out}"
     )
     return 0
+
+
+def _apply_like(args) -> None:
+    """--like IMAGE.png: take seed, class, guidance, sampler, schedule, NFE and threads from the
+    PNG's metadata (flags given explicitly must agree), to regenerate that image."""
+    from diffusionforge.pipelines.images import read_metadata
+
+    if not Path(args.like).is_file():
+        raise UserError(f"--like {args.like}: no such file")
+    try:
+        rec = read_metadata(args.like)
+    except ValueError as e:
+        raise UserError(f"--like {e}") from None
+    wanted = {
+        "seed": rec["seed"],
+        "cls": None if rec["class"] is None else str(rec["class"]),
+        "guidance": rec["guidance"],
+        "sampler": rec["sampler"],
+        "schedule": rec["schedule"],
+        "nfe": rec["nfe"],
+    }
+    for key, value in wanted.items():
+        setattr(args, key, value)
+    args.n, args.threads = 1, int(rec.get("threads", args.threads))
+    args.like_sha = rec.get("checkpoint_sha256")
+
+
+def _parse_classes(text: str, pipe) -> list[int]:
+    """'3', '3,7', 'A,b' (class names) or 'all' -> label indices; one-line error otherwise."""
+    if pipe.num_classes == 0:
+        raise UserError(f"--class: {pipe.checkpoint.path} is an unconditional model")
+    if text == "all":
+        return list(range(pipe.num_classes))
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in pipe.classes:
+            out.append(pipe.classes.index(part))
+        elif part.isdigit() and int(part) < pipe.num_classes:
+            out.append(int(part))
+        else:
+            names = ", ".join(pipe.classes[:12]) + (", ..." if pipe.num_classes > 12 else "")
+            raise UserError(
+                f"--class {part!r}: expected a class name ({names}), an index below "
+                f"{pipe.num_classes}, or 'all'"
+            )
+    return out
+
+
+def _sample_images(args, pipe, out: Path) -> int:
+    from diffusionforge.pipelines.images import (
+        ImageRequest,
+        draw,
+        resolve_sampler,
+        weights_sha256,
+        write_images,
+    )
+
+    guidance = pipe.cfg.sample.guidance if args.guidance is None else args.guidance
+    if not guidance >= 0 or guidance > 100:
+        raise UserError(f"--guidance: expected a number in [0, 100], got {guidance}")
+    if pipe.num_classes == 0 and args.guidance is not None and guidance != 1:
+        raise UserError(
+            f"--guidance: {pipe.checkpoint.path} is unconditional; guidance needs labels"
+        )
+    if pipe.num_classes == 0:
+        guidance = 1.0
+    sha = getattr(args, "like_sha", None)
+    if sha and sha != weights_sha256(pipe):
+        raise UserError(
+            f"--like {args.like}: made by other weights (sha256 {sha[:12]}...), not by "
+            f"{pipe.checkpoint.path} ({pipe.weights})"
+        )
+    nfe = args.nfe or pipe.cfg.sample.nfe
+    sampler, schedule = resolve_sampler(nfe, args.sampler, args.schedule)
+    if pipe.num_classes:
+        classes = _parse_classes(args.cls or "all", pipe)
+        per = args.n // len(classes) if args.n else 10
+        n = args.n or per * len(classes)
+        if per == 0:
+            raise UserError(f"--n {n}: fewer than the {len(classes)} requested classes")
+        labels = [classes[min(i // per, len(classes) - 1)] for i in range(n)]
+        cols = per if n == per * len(classes) else min(n, 10)
+    else:
+        if args.cls is not None:
+            _parse_classes(args.cls, pipe)  # raises: unconditional
+        n, labels = args.n or 64, None
+        cols = min(n, int(n**0.5 + 0.999))
+    req = ImageRequest(args.seed, labels, guidance, nfe, sampler, schedule, args.device)
+    images = draw(pipe, req, n)
+    if out.suffix == ".npy":
+        tmp = out.with_name(f".tmp-{out.name}")
+        np_save(tmp, images)
+        os.replace(tmp, out)
+        print(f"wrote {n} images of shape {pipe.shape} to {out}")
+        return 0
+    singles = write_images(pipe, req, images, out, cols)
+    print(
+        f"wrote a grid of {n} images to {out} and single PNGs to {singles[0].parent}/ "
+        f"({sampler}, {schedule}, NFE {nfe}, guidance {guidance:g}, seeds "
+        f"{args.seed}..{args.seed + n - 1}, {pipe.weights} weights of {pipe.checkpoint.path})"
+    )
+    return 0
+
+
+def np_save(path: Path, images) -> None:
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.save(f, images.numpy())
 
 
 def _check_writable_dir(folder: Path, what: str) -> None:
@@ -263,7 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model from a preset or config file")
     t.add_argument("--preset", help="named preset (see --list-presets)")
     t.add_argument("--config", help="TOML or JSON config file")
-    t.add_argument("--data", help=".npy file of shape (N, ...), or a toy set name")
+    t.add_argument(
+        "--data",
+        help=".npy file of shape (N, ...), an image folder, digits, glyphs or a toy set name",
+    )
     t.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=2e-4"
     )
@@ -279,12 +413,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a checkpoint")
     s.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
-    s.add_argument("--n", type=int, default=1000, help="number of samples")
+    s.add_argument(
+        "--n", type=int, help="number of samples (default 1000; images: 10 per class or 64)"
+    )
+    s.add_argument(
+        "--class",
+        dest="cls",
+        help="image models: class names or indices, comma-separated, or 'all' (default)",
+    )
+    s.add_argument(
+        "--guidance", type=float, help="classifier-free guidance scale (default: the config's)"
+    )
+    s.add_argument(
+        "--like", help="a PNG written by `sample`: regenerate it from its metadata, bit for bit"
+    )
+    s.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (results depend on it)"
+    )
     s.add_argument("--sampler", help="sampler name (default: recommended for the NFE)")
     s.add_argument("--schedule", help="noise schedule name (default: recommended)")
     s.add_argument("--nfe", "--steps", type=int, dest="nfe", help="network evaluations")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="samples.npy", help=".npy (array) or .png (picture)")
+    s.add_argument(
+        "--out",
+        help=".npy (array) or .png (picture; image models also write single PNGs in a folder "
+        "named like it); default samples.npy, or samples.png for image models",
+    )
     s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=_cmd_sample)
