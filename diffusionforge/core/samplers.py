@@ -51,12 +51,20 @@ def sample_euler(denoise, x, sigmas, *, cond=None, generator=None, callback=None
 
 
 def sample_ddim(
-    denoise, x, sigmas, *, cond=None, generator=None, callback=None, eta: float = 0.0
+    denoise,
+    x,
+    sigmas,
+    *,
+    cond=None,
+    generator=None,
+    callback=None,
+    eta: float = 0.0,
+    s_noise: float = 1.0,
 ) -> Tensor:
     """DDIM (Song et al. 2021a, eq. 12): x' = D + sigma_down * eps_hat + sigma_up * z.
 
     eta = 0 is deterministic (and equals Euler on the PF-ODE in x = x0 + sigma n), eta = 1 is
-    ancestral sampling with the DDPM posterior variance.
+    ancestral sampling with the DDPM posterior variance. s_noise scales the fresh noise.
     """
     x, s = working(x), sigmas.tolist()
     for i in range(len(s) - 1):
@@ -64,7 +72,7 @@ def sample_ddim(
         down, up = ancestral_split(s[i], s[i + 1], eta)
         x = d + down * (x - d) / s[i]
         if up > 0:
-            x = x + up * randn_like(x, generator)
+            x = x + up * s_noise * randn_like(x, generator)
         report(callback, i, x, s[i], d)
     return x
 
@@ -80,16 +88,19 @@ def sample_euler_ancestral(
     eta: float = 1.0,
     s_noise: float = 1.0,
 ) -> Tensor:
-    """Euler ancestral (k-diffusion): an Euler step to sigma_down, then noise up to sigma_next."""
-    x, s = working(x), sigmas.tolist()
-    for i in range(len(s) - 1):
-        d = denoise_at(denoise, x, s[i], cond)
-        down, up = ancestral_split(s[i], s[i + 1], eta)
-        x = x + (down - s[i]) * (x - d) / s[i]
-        if up > 0:
-            x = x + up * s_noise * randn_like(x, generator)
-        report(callback, i, x, s[i], d)
-    return x
+    """Euler ancestral (k-diffusion): an Euler step down to sigma_down, then fresh noise up to
+    the next level. x + (sigma_down - sigma) (x - D) / sigma = D + sigma_down (x - D) / sigma,
+    so this is DDIM with the same eta, and at eta = 1 DDPM's posterior sampling."""
+    return sample_ddim(
+        denoise,
+        x,
+        sigmas,
+        cond=cond,
+        generator=generator,
+        callback=callback,
+        eta=eta,
+        s_noise=s_noise,
+    )
 
 
 def sample_ddpm(denoise, x, sigmas, *, cond=None, generator=None, callback=None) -> Tensor:
