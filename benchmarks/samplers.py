@@ -202,7 +202,7 @@ def best_diffusers(gmm, noise, ref, nfes) -> dict[str, dict[int, tuple[float, st
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="headline problem only")
-    p.add_argument("--samples", type=int, default=512)
+    p.add_argument("--samples", type=int, default=2048)
     p.add_argument("--no-diffusers", action="store_true")
     p.add_argument("--all-ours", action="store_true", help="every sampler x schedule pair")
     args = p.parse_args()
@@ -234,6 +234,7 @@ def main() -> None:
             else [
                 (s, "karras") for s in ["euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]
             ]
+            + [("unipc", "log_uniform")]
             + [(s, "optimized") for s in ["dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]]
         )
         for s, sch in pairs:

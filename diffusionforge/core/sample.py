@@ -15,8 +15,8 @@ from diffusionforge.core.schedules import SCHEDULES
 # Best (sampler, schedule) per NFE budget, from benchmarks/samplers.py (BENCHMARKS.md); a
 # budget between two entries takes the entry at or below it.
 RECOMMENDED: dict[int, tuple[str, str]] = {
-    1: ("euler", "karras"),
-    3: ("dpmpp_2m", "optimized"),
+    1: ("euler", "karras"),  # one evaluation: x = D(x, sigma_max), whatever the sampler
+    2: ("unipc", "optimized"),
 }
 
 
