@@ -1,9 +1,9 @@
 """Fitted step positions for schedules.optimized, written by benchmarks/fit_schedule.py (sampler
 unipc, Gaussian-mixture proxies of dimension 32-128; the command is in that file's docstring).
 
-Entries 5-8 were fitted with --samples 384: on fresh validation mixtures they generalised better
+Entries 5-10 were fitted with --samples 384: on fresh validation mixtures they generalised better
 than 128-sample fits (mean RMS 0.077 vs 0.081 at 5 steps, 0.054 vs 0.075 at 6, 0.026 vs 0.043
-at 8); entries 3, 4 and 10 with --samples 128 and 96.
+at 8, 0.017 vs 0.035 at 10); entries 3 and 4 with --samples 128.
 
 Each entry n -> n positions p_i in [0, 1], decreasing from 1 (sigma_max) towards 0 (sigma_min),
 p = log(sigma / sigma_min) / log(sigma_max / sigma_min), fitted for sigma in [0.002, 80].
@@ -16,5 +16,5 @@ OPTIMIZED_STEPS: dict[int, list[float]] = {
     6: [1.0000, 0.7676, 0.6911, 0.6078, 0.4757, 0.3886],
     7: [1.0000, 0.7727, 0.6975, 0.6163, 0.5236, 0.4371, 0.3591],
     8: [1.0000, 0.7709, 0.6978, 0.6220, 0.5387, 0.4127, 0.3688, 0.2890],
-    10: [1.0000, 0.7643, 0.7333, 0.6795, 0.5939, 0.5208, 0.4552, 0.3752, 0.3302, 0.2404],
+    10: [1.0000, 0.7655, 0.6980, 0.6305, 0.5589, 0.4983, 0.4570, 0.3632, 0.3207, 0.2255],
 }
