@@ -1,0 +1,5 @@
+import sys
+
+from diffusionforge.assets import main
+
+sys.exit(main())
