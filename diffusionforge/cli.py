@@ -1,4 +1,4 @@
-"""Command line: `diffusionforge train | sample | info | ema | demo`.
+"""Command line: `diffusionforge train | sample | eval | info | ema | demo`.
 
 Parses and validates arguments, then calls train/ and pipelines/; no math here. Every problem a
 person can cause ends in one line on stderr, `error: ...`, and exit code 2 (3 when training
@@ -301,6 +301,80 @@ def _check_writable_dir(folder: Path, what: str) -> None:
         raise UserError(f"{what}: folder {folder} is not writable ({e.strerror})") from None
 
 
+# --- eval -----------------------------------------------------------------------------------
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise UserError(f"{flag}: expected positive numbers, got {text!r}")
+    return values
+
+
+def _cmd_eval(args) -> int:
+    import torch
+
+    from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
+    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.train.builders import build_dataset
+
+    for flag, value in (("--n", args.n), ("--sweep-n", args.sweep_n), ("--threads", args.threads)):
+        if value <= 0:
+            raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.n < 2 or args.sweep_n < 2:
+        raise UserError("--n / --sweep-n: statistics need at least 2 samples")
+    if args.nfe is not None and args.nfe <= 0:
+        raise UserError(f"--nfe: expected a positive number of steps, got {args.nfe}")
+    if args.guidance is not None and not 0 <= args.guidance <= 100:
+        raise UserError(f"--guidance: expected a number in [0, 100], got {args.guidance}")
+    if not 0 < args.alpha < 1:
+        raise UserError(f"--alpha: expected a number in (0, 1), got {args.alpha}")
+    samplers = [v.strip() for v in args.sweep_samplers.split(",") if v.strip()]
+    for name in samplers + ([args.sampler] if args.sampler else []):
+        if name not in SAMPLERS:
+            raise UserError(
+                f"--sampler / --sweep-samplers: unknown sampler {name!r} "
+                f"(expected one of {', '.join(SAMPLERS)})"
+            )
+    nfes = _int_list(args.sweep_nfe, "--sweep-nfe") if samplers else []
+    if args.inception_weights and not Path(args.inception_weights).is_file():
+        raise UserError(f"--inception-weights {args.inception_weights}: no such file")
+    torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    if len(pipe.shape) != 3:
+        raise UserError(f"{args.checkpoint}: eval is for image models; this one makes {pipe.shape}")
+    data = build_dataset(pipe.cfg)
+    if not args.inception_weights and data.labels is None:
+        raise UserError(
+            f"{args.checkpoint}: its data has no labels to train the classifier features on; "
+            "give --inception-weights FILE"
+        )
+    out = Path(args.out or pipe.checkpoint.path.parent.parent / "eval")
+    _check_writable_dir(out, f"--out {out}")
+    try:
+        extractor = extractor_for(data.data, data.labels, args.inception_weights, _log)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(f"--inception-weights: {str(e).splitlines()[0]}") from None
+    settings = EvalSettings(
+        n=args.n,
+        nfe=args.nfe or pipe.cfg.sample.nfe,
+        sampler=args.sampler,
+        guidance=pipe.cfg.sample.guidance if args.guidance is None else args.guidance,
+        seed=args.seed,
+        sweep_samplers=samplers,
+        sweep_nfe=nfes,
+        sweep_n=args.sweep_n,
+        alpha=args.alpha,
+    )
+    evaluate(pipe, data.data, extractor, settings, out, _log)
+    print(f"wrote metrics.json, sweep.csv, sweep.png, samples.png, memorization.png to {out}")
+    return 0
+
+
 # --- info -----------------------------------------------------------------------------------
 
 
@@ -442,6 +516,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=_cmd_sample)
+
+    v = sub.add_parser("eval", help="FID/KID/precision-recall, NFE sweep, memorization")
+    v.add_argument("checkpoint", help="image model checkpoint folder, or a run folder")
+    v.add_argument("--n", type=int, default=1000, help="samples for the headline metrics")
+    v.add_argument("--nfe", type=int, help="NFE for the headline metrics (default: config's)")
+    v.add_argument("--sampler", help="sampler for the headline metrics (default: recommended)")
+    v.add_argument("--guidance", type=float, help="guidance scale (default: config's)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument(
+        "--sweep-samplers", default="euler,heun,dpmpp_2m", help="comma-separated; empty: none"
+    )
+    v.add_argument("--sweep-nfe", default="4,8,16,32", help="comma-separated NFE values")
+    v.add_argument("--sweep-n", type=int, default=500, help="samples per sweep point")
+    v.add_argument("--alpha", type=float, default=1 / 3, help="memorization: d1 < alpha * d2")
+    v.add_argument("--inception-weights", help="Inception-v3 .pth/.safetensors (else classifier)")
+    v.add_argument("--out", help="output folder (default: <run>/eval)")
+    v.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
+    v.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    v.set_defaults(func=_cmd_eval)
 
     i = sub.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
