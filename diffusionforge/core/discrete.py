@@ -3,7 +3,7 @@
 MDLM (Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language Models") and MD4 (Shi et
 al. 2024, "Simplified and Generalized Masked Diffusion for Discrete Data"). Each token of a clean
 sequence x is replaced by the mask token m independently with probability 1 - alpha_t, where
-alpha_t falls from alpha_0 = 1 to alpha_1 = 0 (MDLM eq. 2 with the absorbing prior):
+alpha_t falls from alpha_0 = 1 to alpha_1 = 0 (MDLM Sec. 3, the absorbing-state forward process):
 
     q(z_t | x) = prod_l Cat(z_t^l; alpha_t x^l + (1 - alpha_t) m)
 
@@ -13,7 +13,7 @@ The token seam (DESIGN.md) is
 
 giving, at every position, the log-probabilities of the clean token; V counts the mask id too.
 `MaskedDiffusion.precondition(net)` makes one from a network with the SUBS parametrisation (MDLM
-Sec. 3.2.3): the mask token gets probability zero and unmasked positions are carried over.
+Sec. 3.2): the mask token gets probability zero and unmasked positions are carried over.
 The continuous-time NELBO (MDLM eq. 10, MD4 eq. 5) is a weighted masked cross-entropy,
 
     NELBO(x) = int_0^1 alpha'_t / (1 - alpha_t) E_q [ sum_{l: z_t^l = m} log p(x^l | z_t) ] dt,
@@ -98,7 +98,7 @@ Schedule = LogLinear | Cosine | Linear
 
 
 def subs(logits: Tensor, tokens: Tensor, mask_id: int) -> Tensor:
-    """SUBS parametrisation (MDLM Sec. 3.2.3): zero probability for the mask token ("zero masking
+    """SUBS parametrisation (MDLM Sec. 3.2): zero probability for the mask token ("zero masking
     probabilities") and the given token, with certainty, wherever the input is unmasked ("carry-over
     unmasking"). Returns log-probabilities (B, L, V) in float32."""
     is_mask = torch.arange(logits.shape[-1], device=logits.device) == mask_id  # (V,)
@@ -112,8 +112,10 @@ class MaskedDiffusion:
     """The masked-diffusion formulation (DESIGN.md rule 2): draw t, mask, precondition, loss.
 
     `t_min` keeps training times off t = 0, where the weight alpha' / (1 - alpha) diverges while
-    no token is masked. Training times are low-discrepancy (MDLM Sec. 3.5: t_b = (u + b) / B mod
-    1 for one uniform u), which lowers the variance of the batch-mean loss without biasing it.
+    no token is masked. Training times are low-discrepancy as in MDLM (after VDM, Kingma et al.
+    2021: t_b = (u + b) / B mod 1 for one uniform u), which lowers the variance of the batch-mean
+    loss without biasing it. With one generator per sample each t is drawn on its own, so no
+    sample depends on its batch.
     """
 
     mask_id: int

@@ -119,11 +119,12 @@ def sample_confidence(
     top_p: float | None = None,
     cache: bool = True,
 ) -> Tensor:
-    """Low-confidence remasking (LLaDA, Nie et al. 2025, Sec. 2.4 and Algorithm 5 in the
-    appendix): at each step draw a token for every masked position, then keep only the k drawn
-    with the highest model probability and remask the rest. k is set so that a fraction
-    1 - alpha_s of each row's initially masked tokens is still masked at time s. Not an exact
-    sampler of the model (it prefers confident tokens), but usually better at few steps."""
+    """Low-confidence remasking (LLaDA, Nie et al. 2025, Sec. 2.4 and the low-confidence
+    remasking algorithm of its appendix): at each step draw a token for every masked position,
+    then keep only the k drawn with the highest model probability and remask the rest. k is set
+    so that a fraction 1 - alpha_s of each row's initially masked tokens is still masked at time
+    s. Not an exact sampler of the model (it prefers confident tokens), but usually better at
+    few steps."""
     ts, alphas = _times(schedule or LogLinear(), steps)
     x, seen, logits, nfe = tokens.clone(), None, None, 0
     b, length = x.shape
