@@ -42,7 +42,9 @@ Generator = torch.Generator | Sequence[torch.Generator] | None
 # --- randomness: one generator, or one per sample (then rows do not depend on the batch) ---------
 
 
-def uniform(shape: tuple[int, ...], generator: Generator, device: torch.device) -> Tensor:
+def uniform(
+    shape: tuple[int, ...], generator: Generator, device: torch.device | str | None
+) -> Tensor:
     """U[0, 1) floats of `shape` (B, ...); with a list of generators row b comes from the b-th."""
     if generator is None or isinstance(generator, torch.Generator):
         dev = generator.device if generator is not None else device
@@ -123,7 +125,10 @@ class MaskedDiffusion:
     t_min: float = 1e-5
     low_discrepancy: bool = True
 
-    def sample_t(self, batch: int, *, device=None, generator: Generator = None) -> Tensor:
+    def sample_t(
+        self, batch: int, *, device: torch.device | str | None = None, generator: Generator = None
+    ) -> Tensor:
+        """Training times in [t_min, 1] (B,)."""
         u = uniform((batch,), generator, device)
         if self.low_discrepancy and (generator is None or isinstance(generator, torch.Generator)):
             u = (u[:1] + torch.arange(batch, device=u.device) / batch) % 1
@@ -167,18 +172,19 @@ class MaskedDiffusion:
         steps: int | None = None,
         generator: Generator = None,
     ) -> Tensor:
-        """NELBO in nats per token (B,), an upper bound on -log p(x) / L (exp of it bounds the
-        perplexity), with the time integral done exactly and only the mask positions sampled.
+        """An unbiased estimate of the NELBO in nats per token (B,), which bounds the model's
+        -log p(x) / L from above (its exp bounds the perplexity). The time integral is done
+        exactly; only which positions are masked is sampled.
 
         Substituting m = 1 - alpha_t in the NELBO and integrating the binomial law of the number
         of masks k gives int_0^1 m^(k-1) (1-m)^(L-k) dm * C(L, k) = 1 / k, so
 
             NELBO = sum_{k=1}^{L} E_{|M| = k} [ mean_{l in M} -log p(x^l | x with M masked) ],
 
-        whatever the schedule (the any-order autoregressive form, cf. MD4 Sec. 4 / Ou et al.
-        2024). `steps=None` takes every k = 1..L (L network calls); `steps=n` takes one k from
-        each of n equal strata of 1..L, weighted by the stratum size: unbiased, n calls. The
-        masks of one example are nested (the first k entries of one random permutation).
+        whatever the schedule: the any-order autoregressive form (Hoogeboom et al. 2022, ARDM;
+        Ou et al. 2024, RADD). `steps=None` takes every k = 1..L (L network calls); `steps=n`
+        takes one k from each of n equal strata of 1..L, weighted by the stratum size: unbiased,
+        n calls. The masks of one example are nested (the first k of one random permutation).
         """
         b, length = tokens.shape
         n = length if steps is None else min(steps, length)
@@ -193,8 +199,9 @@ class MaskedDiffusion:
             k = lo + 1 + (pick[:, j] * size).long().clamp(max=size - 1)  # (B,) in (lo, lo + size]
             masked = rank < k.unsqueeze(-1)  # (B, L), exactly k masks per row
             z = tokens.masked_fill(masked, self.mask_id)
-            t = 1 - k.float() / length  # alpha_t = fraction unmasked, for a time-conditioned net
-            t = _time_at(self.schedule, t)
+            # the time whose expected unmasked fraction alpha_t is (L - k) / L, for a net that
+            # is time-conditioned (it does not enter the weights)
+            t = _time_at(self.schedule, 1 - k.double() / length)
             logp = denoise(z, t, cond)
             nll = -logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
             nll = torch.where(masked, nll, 0.0).sum(1) / k
