@@ -186,3 +186,13 @@ def test_a_tiny_network_learns_with_finite_gradients_through_subs():
         after = md.elbo_nll(net, test, generator=torch.Generator().manual_seed(1)).mean().item()
     entropy = (-(oracle.p * oracle.p.log()).sum() / 3).item()
     assert after < before - 0.2 and after < entropy + 0.1, (before, after, entropy)
+
+
+def test_training_times_are_low_discrepancy_with_one_generator():
+    md = MaskedDiffusion(mask_id=3, t_min=1e-3)
+    t = md.sample_noise_level(64, generator=torch.Generator().manual_seed(0))
+    assert ((t >= 1e-3) & (t <= 1)).all()
+    u = ((t - 1e-3) / (1 - 1e-3)).sort().values  # one time in each stratum [b/64, (b+1)/64)
+    offset = u * 64 - torch.arange(64)
+    assert (offset > -1e-4).all() and (offset < 1 + 1e-4).all()
+    assert offset.max() - offset.min() < 1e-4  # the same offset in every stratum

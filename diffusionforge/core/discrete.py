@@ -111,7 +111,8 @@ def subs(logits: Tensor, tokens: Tensor, mask_id: int) -> Tensor:
 
 @dataclass(frozen=True)
 class MaskedDiffusion:
-    """The masked-diffusion formulation (DESIGN.md rule 2): draw t, mask, precondition, loss.
+    """The masked-diffusion formulation (DESIGN.md rule 2): sample_noise_level draws t, add_noise
+    masks, precondition makes the token seam, loss is the NELBO; elbo_nll evaluates it.
 
     `t_min` keeps training times off t = 0, where the weight alpha' / (1 - alpha) diverges while
     no token is masked. Training times are low-discrepancy as in MDLM (after VDM, Kingma et al.
@@ -125,10 +126,10 @@ class MaskedDiffusion:
     t_min: float = 1e-5
     low_discrepancy: bool = True
 
-    def sample_t(
+    def sample_noise_level(
         self, batch: int, *, device: torch.device | str | None = None, generator: Generator = None
     ) -> Tensor:
-        """Training times in [t_min, 1] (B,)."""
+        """Training times t in [t_min, 1] (B,): the noise level of this family."""
         u = uniform((batch,), generator, device)
         if self.low_discrepancy and (generator is None or isinstance(generator, torch.Generator)):
             u = (u[:1] + torch.arange(batch, device=u.device) / batch) % 1
@@ -156,7 +157,7 @@ class MaskedDiffusion:
     ) -> Tensor:
         """One-sample Monte Carlo NELBO (MDLM eq. 10 / MD4 eq. 5), per example, in nats per
         token (the sequence NELBO divided by L): an unbiased estimate of `elbo_nll`."""
-        t = self.sample_t(tokens.shape[0], device=tokens.device, generator=generator)
+        t = self.sample_noise_level(tokens.shape[0], device=tokens.device, generator=generator)
         z = self.add_noise(tokens, t, generator)
         logp = self.precondition(net)(z, t, cond)  # (B, L, V)
         nll = -logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
