@@ -37,8 +37,9 @@ Callback = Callable[[dict[str, Any]], None] | None
 def filter_logits(
     logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
 ) -> Tensor:
-    """logits / temperature with all but the top_k tokens, then all outside the smallest set of
-    probability >= top_p (the nucleus, counting the token that crosses top_p), set to -inf."""
+    """logits / temperature with all but the top_k tokens (ties with the k-th are kept), then
+    all outside the smallest set of probability >= top_p (the nucleus, counting the token that
+    crosses top_p), set to -inf. Temperature 0 leaves the logits as they are (see `draw`)."""
     logits = logits.float() / (temperature if temperature > 0 else 1.0)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
