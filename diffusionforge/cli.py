@@ -389,7 +389,13 @@ def _cmd_info(args) -> int:
         print(json.dumps({"path": str(ckpt.path), "step": ckpt.step, **ckpt.config}, indent=2))
         return 0
     d, f, m = cfg.data, cfg.formulation, cfg.model
-    data = f"toy set {d.name!r} ({d.size} points)" if d.kind == "toy" else f"{d.path}"
+    data = {
+        "toy": f"toy set {d.name!r} ({d.size} points)",
+        "digits": "built-in digits (8x8)",
+        "glyphs": "built-in glyphs (32x32)",
+    }.get(d.kind, d.path)
+    if m.num_classes > 0:
+        data += f", {m.num_classes} classes"
     state = "yes" if ckpt.has("training_state/state.json") else "no"
     n_params = header.get("parameters")
     if not isinstance(n_params, int):  # count the stored values instead

@@ -218,5 +218,7 @@ def real_examples(dataset, labels: Tensor | None, n: int) -> Tensor:
         where = (dataset.labels == lab).nonzero().flatten()
         k = used.get(lab, 0)
         used[lab] = k + 1
-        picks.append(dataset.data[where[k % len(where)]] if len(where) else dataset.data[0] * 0)
+        # spread over the class (glyphs list each font's copies together)
+        pick = where[(k * 977) % len(where)] if len(where) else None
+        picks.append(dataset.data[pick] if pick is not None else dataset.data[0] * 0)
     return torch.stack(picks)
