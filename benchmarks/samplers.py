@@ -206,7 +206,7 @@ def main() -> None:
     p.add_argument("--no-diffusers", action="store_true")
     p.add_argument("--all-ours", action="store_true", help="every sampler x schedule pair")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # two threads beside any other process slow tiny ops 10-100x
     problems = ["gmm64x10"] if args.quick else list(PROBLEMS)
     print(f"# sampler benchmark, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}")
     for name in problems:
