@@ -202,12 +202,13 @@ def best_diffusers(gmm, noise, ref, nfes) -> dict[str, dict[int, tuple[float, st
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="headline problem only")
+    p.add_argument("--problems", nargs="+", choices=list(PROBLEMS), help="a subset of problems")
     p.add_argument("--samples", type=int, default=2048)
     p.add_argument("--no-diffusers", action="store_true")
     p.add_argument("--all-ours", action="store_true", help="every sampler x schedule pair")
     args = p.parse_args()
     torch.set_num_threads(1)  # two threads beside any other process slow tiny ops 10-100x
-    problems = ["gmm64x10"] if args.quick else list(PROBLEMS)
+    problems = ["gmm64x10"] if args.quick else (args.problems or list(PROBLEMS))
     print(f"# sampler benchmark, {time.strftime('%Y-%m-%d')}, torch {torch.__version__}")
     for name in problems:
         gmm = GaussianMixture.random(**PROBLEMS[name])

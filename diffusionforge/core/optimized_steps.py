@@ -3,7 +3,8 @@ unipc, Gaussian-mixture proxies of dimension 32-128; the command is in that file
 
 Entries 5-10 were fitted with --samples 384: on fresh validation mixtures they generalised better
 than 128-sample fits (mean RMS 0.077 vs 0.081 at 5 steps, 0.054 vs 0.075 at 6, 0.026 vs 0.043
-at 8, 0.017 vs 0.035 at 10); entries 3 and 4 with --samples 128.
+at 8, 0.017 vs 0.035 at 10); entries 3 and 4 with --samples 128, 12 and 16 with --samples 256
+--maxfev 800.
 
 Each entry n -> n positions p_i in [0, 1], decreasing from 1 (sigma_max) towards 0 (sigma_min),
 p = log(sigma / sigma_min) / log(sigma_max / sigma_min), fitted for sigma in [0.002, 80].
@@ -17,4 +18,36 @@ OPTIMIZED_STEPS: dict[int, list[float]] = {
     7: [1.0000, 0.7727, 0.6975, 0.6163, 0.5236, 0.4371, 0.3591],
     8: [1.0000, 0.7709, 0.6978, 0.6220, 0.5387, 0.4127, 0.3688, 0.2890],
     10: [1.0000, 0.7655, 0.6980, 0.6305, 0.5589, 0.4983, 0.4570, 0.3632, 0.3207, 0.2255],
+    12: [
+        1.0000,
+        0.7829,
+        0.7135,
+        0.6824,
+        0.6446,
+        0.6072,
+        0.5519,
+        0.4957,
+        0.4548,
+        0.3540,
+        0.3118,
+        0.2231,
+    ],
+    16: [
+        1.0000,
+        0.7794,
+        0.7120,
+        0.6778,
+        0.6386,
+        0.6103,
+        0.6023,
+        0.5647,
+        0.5326,
+        0.5054,
+        0.4729,
+        0.4407,
+        0.3521,
+        0.2878,
+        0.2320,
+        0.1609,
+    ],
 }
