@@ -353,7 +353,13 @@ def _cmd_eval(args) -> int:
             f"{args.checkpoint}: its data has no labels to train the classifier features on; "
             "give --inception-weights FILE"
         )
-    out = Path(args.out or pipe.checkpoint.path.parent.parent / "eval")
+    ckpt_path = pipe.checkpoint.path
+    default = (  # <run>/eval for a run's checkpoint; eval-<name> here for any other folder
+        ckpt_path.parent.parent / "eval"
+        if ckpt_path.parent.name == "checkpoints"
+        else Path(f"eval-{ckpt_path.name}")
+    )
+    out = Path(args.out) if args.out else default
     _check_writable_dir(out, f"--out {out}")
     try:
         extractor = extractor_for(data.data, data.labels, args.inception_weights, _log)
@@ -537,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--sweep-n", type=int, default=500, help="samples per sweep point")
     v.add_argument("--alpha", type=float, default=1 / 3, help="memorization: d1 < alpha * d2")
     v.add_argument("--inception-weights", help="Inception-v3 .pth/.safetensors (else classifier)")
-    v.add_argument("--out", help="output folder (default: <run>/eval)")
+    v.add_argument("--out", help="output folder (default: <run>/eval, or ./eval-<folder name>)")
     v.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     v.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     v.set_defaults(func=_cmd_eval)
