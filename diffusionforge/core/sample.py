@@ -40,7 +40,7 @@ def sample(
     dtype: torch.dtype = torch.float32,
     callback: Callback = None,
 ) -> Tensor:
-    """Draw len(shape[0]) samples with at most `nfe` denoiser evaluations.
+    """Draw shape[0] samples with at most `nfe` denoiser evaluations.
 
     `generator` may be one torch.Generator or one per sample; with one per sample, each sample
     is the same whatever batch it is drawn in. The initial noise is drawn on the generator's
