@@ -68,6 +68,8 @@ def _cmd_train(args) -> int:
     cfg = apply_overrides(cfg, overrides)
     if args.max_time:
         parse_duration(args.max_time)
+    if args.max_cpu_time:
+        parse_duration(args.max_cpu_time, "--max-cpu-time")
     if args.until_step is not None and args.until_step <= 0:
         raise ConfigError(f"--until-step: expected a positive step, got {args.until_step}")
     if args.no_progress:
@@ -82,6 +84,7 @@ def _cmd_train(args) -> int:
         resume=args.resume,
         until_step=args.until_step,
         max_time=args.max_time,
+        max_cpu_time=args.max_cpu_time,
         log=_log,
     )
     result = trainer.fit()
@@ -490,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="run folder (default: runs/<preset>)")
     t.add_argument("--resume", help="'auto' (newest complete checkpoint of the run) or a path")
     t.add_argument("--max-time", help="wall-clock budget of this invocation, e.g. 10m or 1h30m")
+    t.add_argument(
+        "--max-cpu-time",
+        help="CPU-time budget of the training process, e.g. 10m (comparable on a busy machine)",
+    )
     t.add_argument("--steps", type=int, help="total steps (same as --set train.steps=N)")
     t.add_argument("--until-step", type=int, help="save and stop after this step")
     t.add_argument("--seed", type=int, help="same as --set train.seed=N")

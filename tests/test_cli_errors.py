@@ -55,6 +55,7 @@ def _snapshot(run) -> dict:
         (["train", "--preset", "moons", "--set", "optim.nope=1"], "optim.nope"),
         (["train", "--preset", "moons", "--set", "justakey"], "key=value"),
         (["train", "--preset", "moons", "--max-time", "soon"], "--max-time"),
+        (["train", "--preset", "moons", "--max-cpu-time", "x"], "--max-cpu-time"),
         (["train", "--preset", "moons", "--data", "/no/such/file.npy"], "no such file"),
         (["train", "--config", "/no/such.toml"], "config file not found"),
         (["train", "--preset", "moons", "--resume", "/no/such/ckpt"], "no such checkpoint"),

@@ -116,3 +116,21 @@ def test_time_budget_stops_with_a_checkpoint(tmp_path):
     assert time.monotonic() - start < 30
     ckpt, _ = io.latest_checkpoint(run)
     assert ckpt is not None and ckpt.step > 10
+
+
+def test_cpu_time_budget_stops_with_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    p = run_cli(
+        [
+            "train",
+            *tiny_args("train.steps=1000000", "train.ckpt_every=0"),
+            "--run-dir",
+            str(run),
+            "--max-cpu-time",
+            "2s",
+        ]
+    )
+    assert p.returncode == 0, p.stderr
+    assert "stopped by the time budget" in p.stdout
+    ckpt, _ = io.latest_checkpoint(run)
+    assert ckpt is not None and ckpt.step > 10

@@ -129,6 +129,9 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: torch's default); 1 suits small models best
     max_time: str = ""  # wall-clock budget such as "10m"; empty for none
+    # CPU-time budget of the training process (all its threads), e.g. "10m": equal budgets stay
+    # comparable when other jobs share the machine. Empty for none.
+    max_cpu_time: str = ""
     nan_limit: int = 5  # stop after this many non-finite steps in a row
     log_every: int = 50
     sample_every: int = 1000  # write a sample grid every N steps (0: never)
@@ -357,6 +360,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"ema.stds: expected numbers in (0, 0.2887), got {cfg.ema.stds}")
     if cfg.train.max_time:
         parse_duration(cfg.train.max_time, "train.max_time")
+    if cfg.train.max_cpu_time:
+        parse_duration(cfg.train.max_cpu_time, "train.max_cpu_time")
 
 
 def parse_duration(text: str, name: str = "--max-time") -> float:

@@ -66,6 +66,7 @@ class Trainer:
         resume: str | None = None,  # None, "auto" or a checkpoint path
         until_step: int | None = None,  # stop (with a checkpoint) after this step
         max_time: str | None = None,  # wall-clock budget of this invocation, e.g. "10m"
+        max_cpu_time: str | None = None,  # CPU-time budget of this process (fair on a busy machine)
         dataset: ArrayDataset | None = None,
         formulation=None,
         log: Callable[[str], None] = print,
@@ -76,6 +77,10 @@ class Trainer:
         self.until_step = until_step
         budget = max_time or cfg.train.max_time
         self.max_seconds = parse_duration(budget) if budget else math.inf
+        cpu_budget = max_cpu_time or cfg.train.max_cpu_time
+        self.max_cpu_seconds = (
+            parse_duration(cpu_budget, "--max-cpu-time") if cpu_budget else math.inf
+        )
         self.dataset = dataset
         self.formulation = formulation
         self.log = log
@@ -203,6 +208,7 @@ class Trainer:
         self._setup()
         cfg, acc = self.cfg, self.acc
         start, losses, status = time.monotonic(), [], "done"
+        self._cpu_start = time.process_time()
         last_ckpt = self.resumed_from
         last_saved = self.step if self.resumed_from else -1  # same on every process
         writer = self._tensorboard()
@@ -343,7 +349,8 @@ class Trainer:
         flags = torch.tensor(
             [
                 self._signal is not None,
-                time.monotonic() - start > self.max_seconds,
+                time.monotonic() - start > self.max_seconds
+                or time.process_time() - self._cpu_start > self.max_cpu_seconds,
                 self.until_step is not None and self.step >= self.until_step,
             ],
             dtype=torch.float32,
