@@ -7,18 +7,29 @@ STAMP := $(VENV)/.installed-stamp
 # CPU build of torch; a loose `torch` would pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-fast test-slow lint setup fonts clean
-# Fonts for the built-in `glyphs` dataset (Debian packages; skipped where apt-get is missing).
-FONTS := fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-noto-core fonts-urw-base35
-FONT_MARK := /usr/share/fonts/truetype/liberation
+.PHONY: demo test test-fast test-slow lint setup sysdeps test-sysdeps clean
+# Debian packages the built-in datasets are made from (skipped where apt-get is missing):
+# fonts for `glyphs` and the captioned scenes, `fortunes` for the English text corpus,
+# `espeak-ng` for the spoken-digits audio set.
+SYSDEPS := fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-noto-core fonts-urw-base35 \
+	fortunes espeak-ng
+# Only the tests need these (the browser test of the web page).
+TEST_SYSDEPS := chromium chromium-driver
 
-setup: $(STAMP) fonts
+setup: $(STAMP) sysdeps
 
-fonts:
-	@test -d $(FONT_MARK) || ! command -v apt-get >/dev/null || \
-		(apt-get install -y -q $(FONTS) >/dev/null 2>&1 || \
-		 (apt-get update -q >/dev/null && apt-get install -y -q $(FONTS) >/dev/null)) || \
-		echo "note: could not install $(FONTS); the glyphs dataset needs fonts"
+define apt_install
+	@dpkg -s $(1) >/dev/null 2>&1 || ! command -v apt-get >/dev/null || \
+		(apt-get install -y -q $(1) >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null && apt-get install -y -q $(1) >/dev/null)) || \
+		echo "note: could not install $(1); the built-in datasets that need them are unavailable"
+endef
+
+sysdeps:
+	$(call apt_install,$(SYSDEPS))
+
+test-sysdeps:
+	$(call apt_install,$(TEST_SYSDEPS))
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,17 +39,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP) fonts
+demo: $(STAMP) sysdeps
 	$(BIN)/diffusionforge demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test-fast: $(STAMP) fonts
+test-fast: $(STAMP) sysdeps test-sysdeps
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) sysdeps test-sysdeps
 	$(BIN)/python -m pytest -q -m slow
 
 test: lint test-fast test-slow
