@@ -83,8 +83,8 @@ def test_label_dropout_is_a_function_of_seed_step_and_shard(tmp_path):
     tr._setup()
     labels = torch.arange(10).repeat(100)
     tr.step = 5
-    a, b = tr._drop_labels(labels, 0), tr._drop_labels(labels, 0)
-    assert torch.equal(a, b) and not torch.equal(a, tr._drop_labels(labels, 1))
+    a, b = tr._drop_cond(labels, 0), tr._drop_cond(labels, 0)
+    assert torch.equal(a, b) and not torch.equal(a, tr._drop_cond(labels, 1))
     dropped = a == 10  # the null label
     assert 0.25 < dropped.float().mean() < 0.35
     assert torch.equal(a[~dropped], labels[~dropped])

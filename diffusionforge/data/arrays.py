@@ -47,7 +47,8 @@ class ArrayDataset:
     """Examples (N, ...) held in memory, optionally with int class labels (N,).
 
     Images are (N, C, H, W) in [-1, 1]; `labels` (when given) are what the trainer passes to the
-    network as `cond`, and `classes` names them (label k is `classes[k]`).
+    network as `cond`, and `classes` names them (label k is `classes[k]`). Other conditioning
+    (captions...) comes as `cond` (N, ...) with `null_cond` (...), exclusive with labels.
     """
 
     def __init__(
@@ -59,13 +60,23 @@ class ArrayDataset:
         jitter: float = 0.0,
         labels: Tensor | None = None,
         classes: list[str] | None = None,
+        cond: Tensor | None = None,
+        null_cond: Tensor | None = None,
     ):
+        if labels is not None and cond is not None:
+            raise ValueError("ArrayDataset: give class labels or a cond tensor, not both")
+        if cond is not None and (null_cond is None or null_cond.shape != cond.shape[1:]):
+            raise ValueError("ArrayDataset: cond needs a null_cond of shape cond.shape[1:]")
         self.data = data  # (N, ...)
         self.seed = seed
         self.augment = augment
         self.jitter = jitter
         self.labels = labels  # (N,) int64, or None for unlabelled data
         self.classes = list(classes or [])
+        # Any other per-example conditioning (caption token ids, embeddings...): (N, ...), and
+        # the "no condition" value that conditioning dropout puts in its place (for guidance).
+        self.cond = cond
+        self.null_cond = null_cond
 
     @property
     def num_classes(self) -> int:

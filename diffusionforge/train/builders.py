@@ -51,37 +51,61 @@ def _load_images(cfg: Config) -> ArrayImages:
     return images
 
 
-def build_dataset(cfg: Config) -> ArrayDataset:
-    d = cfg.data
-    if d.kind in IMAGE_KINDS:
-        images = _load_images(cfg)
-        if isinstance(images, ImageFolder):  # decode once; the engine indexes tensors
-            x = torch.stack([images.load(i) for i in range(len(images))])
-            labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
-        else:
-            x, labels = images.images, images.labels
-        if x.shape[0] < 2:
-            raise DataError(f"data: {x.shape[0]} image(s); training needs at least 2")
-        labelled = images.num_classes > 1
-        return ArrayDataset(
-            x.float().contiguous(),
-            seed=cfg.train.seed,
-            augment=d.augment,
-            jitter=d.jitter,
-            labels=labels if labelled else None,
-            classes=images.classes if labelled else None,
-        )
-    if d.kind == "toy":
-        if d.name not in TOY_SETS:
-            raise ConfigError(
-                f"data.name: unknown toy set {d.name!r} (expected one of: {', '.join(TOY_SETS)})"
-            )
-        data = make_toy(d.name, d.size, d.seed)
+def _image_dataset(cfg: Config) -> ArrayDataset:
+    images = _load_images(cfg)
+    if isinstance(images, ImageFolder):  # decode once; the engine indexes tensors
+        x = torch.stack([images.load(i) for i in range(len(images))])
+        labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
     else:
-        if not d.path:
-            raise DataError("data.path: a .npy file is needed when data.kind = npy (pass --data)")
-        data = load_npy(Path(d.path).expanduser())
+        x, labels = images.images, images.labels
+    if x.shape[0] < 2:
+        raise DataError(f"data: {x.shape[0]} image(s); training needs at least 2")
+    labelled = images.num_classes > 1
+    return ArrayDataset(
+        x.float().contiguous(),
+        seed=cfg.train.seed,
+        augment=cfg.data.augment,
+        jitter=cfg.data.jitter,
+        labels=labels if labelled else None,
+        classes=images.classes if labelled else None,
+    )
+
+
+def _toy_dataset(cfg: Config) -> ArrayDataset:
+    d = cfg.data
+    if d.name not in TOY_SETS:
+        raise ConfigError(
+            f"data.name: unknown toy set {d.name!r} (expected one of: {', '.join(TOY_SETS)})"
+        )
+    data = make_toy(d.name, d.size, d.seed)
     return ArrayDataset(data, seed=cfg.train.seed, augment=d.augment, jitter=d.jitter)
+
+
+def _npy_dataset(cfg: Config) -> ArrayDataset:
+    d = cfg.data
+    if not d.path:
+        raise DataError("data.path: a .npy file is needed when data.kind = npy (pass --data)")
+    data = load_npy(Path(d.path).expanduser())
+    return ArrayDataset(data, seed=cfg.train.seed, augment=d.augment, jitter=d.jitter)
+
+
+# data.kind -> builder. A modality adds its kinds here (text, captioned scenes, audio...).
+DATASETS = {
+    "toy": _toy_dataset,
+    "npy": _npy_dataset,
+    "digits": _image_dataset,
+    "glyphs": _image_dataset,
+    "images": _image_dataset,
+}
+IMAGE_KINDS = ("digits", "glyphs", "images")
+
+
+def build_dataset(cfg: Config) -> ArrayDataset:
+    if cfg.data.kind not in DATASETS:
+        raise ConfigError(
+            f"data.kind: expected one of {', '.join(DATASETS)}, got {cfg.data.kind!r}"
+        )
+    return DATASETS[cfg.data.kind](cfg)
 
 
 def _build_mlp(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
@@ -159,8 +183,8 @@ def _build_dit(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
     )
 
 
+# model.kind -> builder(cfg, example_shape).
 MODELS = {"mlp": _build_mlp, "unet": _build_unet, "dit": _build_dit}
-IMAGE_KINDS = ("digits", "glyphs", "images")
 
 
 def build_model(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
@@ -177,21 +201,33 @@ def build_model(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         return MODELS[cfg.model.kind](cfg, tuple(shape))
 
 
-def build_formulation(cfg: Config):
+def _continuous(cfg: Config):
+    """A Gaussian formulation of core.formulations, from the formulation section's fields."""
     from diffusionforge.core.formulations import FORMULATIONS
 
-    f = cfg.formulation
-    if f.kind not in FORMULATIONS:
-        raise ConfigError(
-            f"formulation.kind: expected one of {', '.join(FORMULATIONS)}, got {f.kind!r}"
-        )
-    cls = FORMULATIONS[f.kind]
+    cls = FORMULATIONS[cfg.formulation.kind]
     accepted = {fld.name for fld in dataclasses.fields(cls) if fld.init}
-    kwargs = {k: v for k, v in dataclasses.asdict(f).items() if k in accepted}
+    kwargs = {k: v for k, v in dataclasses.asdict(cfg.formulation).items() if k in accepted}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"formulation: {e}") from None
+
+
+# formulation.kind -> builder(cfg) of the training objective: anything with
+# `loss(model, x, cond, generator=g) -> (B,) per-example loss`. The continuous formulations
+# come first; other modalities add theirs (masked tokens, autoregressive, autoencoder...).
+OBJECTIVES = {"edm": _continuous, "vp": _continuous, "flow": _continuous}
+
+
+def build_formulation(cfg: Config):
+    """The training objective named by formulation.kind (a key of OBJECTIVES)."""
+    kind = cfg.formulation.kind
+    if kind not in OBJECTIVES:
+        raise ConfigError(
+            f"formulation.kind: expected one of {', '.join(OBJECTIVES)}, got {kind!r}"
+        )
+    return OBJECTIVES[kind](cfg)
 
 
 def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:

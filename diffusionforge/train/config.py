@@ -299,7 +299,6 @@ def _parse_value(raw: str, tp: Any) -> Any:
 # --- semantic checks ------------------------------------------------------------------------
 
 _CHOICES = {
-    "data.kind": ("toy", "npy", "digits", "glyphs", "images"),
     "data.augment": ("none", "flip", "jitter"),
     "optim.name": ("adam", "adamw"),
     "optim.decay": ("constant", "linear", "cosine", "rsqrt"),

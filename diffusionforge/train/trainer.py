@@ -27,14 +27,8 @@ from torch import Tensor
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.data.augment import mix_seed
 from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
-from diffusionforge.pipelines.generate import (
-    generate,
-    generate_images,
-    grid_labels,
-    real_examples,
-    split_config,
-)
-from diffusionforge.pipelines.plot import image_panels, picture, save_png
+from diffusionforge.pipelines.generate import split_config
+from diffusionforge.pipelines.plot import save_png
 from diffusionforge.train import checkpoint as ckpt_io
 from diffusionforge.train.builders import (
     build_dataset,
@@ -45,6 +39,7 @@ from diffusionforge.train.builders import (
 )
 from diffusionforge.train.config import Config, parse_duration, to_dict
 from diffusionforge.train.ema import ClassicEMA, PowerEMA
+from diffusionforge.train.previews import PREVIEWS
 
 
 @dataclass
@@ -283,9 +278,9 @@ class Trainer:
         total = torch.zeros((), device=acc.device)
         for a in range(cfg.train.grad_accum):
             shard = acc.process_index * cfg.train.grad_accum + a  # global id of this micro-batch
-            x, cond = self._micro_batch(shard)  # (micro, ...), (micro,) labels or None
+            x, cond = self._micro_batch(shard)  # (micro, ...), labels / cond rows or None
             x = x.to(acc.device)
-            cond = None if cond is None else self._drop_labels(cond, shard).to(acc.device)
+            cond = None if cond is None else self._drop_cond(cond, shard).to(acc.device)
             g = torch.Generator(device=acc.device).manual_seed(
                 mix_seed(cfg.train.seed, self.step, shard)
             )
@@ -312,15 +307,19 @@ class Trainer:
             self.ema.update(self.net, self.step)
         return mean_loss, grad_norm, lr
 
-    def _drop_labels(self, labels: Tensor, shard: int) -> Tensor:
-        """Replace labels by the null label (index num_classes) with probability
-        train.label_dropout, drawn from (seed, step, shard): resume stays exact."""
+    def _drop_cond(self, cond: Tensor, shard: int) -> Tensor:
+        """Replace each example's condition by the null one (the label num_classes, or the
+        dataset's null_cond such as the empty caption) with probability train.label_dropout,
+        drawn from (seed, step, shard): resume stays exact."""
         p = self.cfg.train.label_dropout
         if p <= 0:
-            return labels
+            return cond
         g = torch.Generator().manual_seed(mix_seed(self.cfg.train.seed, self.step, shard, 0xD209))
-        drop = torch.rand(labels.shape, generator=g) < p
-        return torch.where(drop, torch.full_like(labels, self.cfg.model.num_classes), labels)
+        drop = torch.rand(cond.shape[0], generator=g) < p
+        if self.dataset.cond is None:  # class labels (B,)
+            return torch.where(drop, torch.full_like(cond, self.cfg.model.num_classes), cond)
+        null = self.dataset.null_cond.to(cond.dtype).expand_as(cond)
+        return torch.where(drop.view(-1, *[1] * (cond.dim() - 1)), null, cond)
 
     def _micro_batch(self, shard: int) -> tuple[Tensor, Tensor | None]:
         """Examples of micro-batch `shard` of the current step, and their labels when the model
@@ -342,8 +341,11 @@ class Trainer:
             self._perm_epoch = epoch
         start = b * cfg.train.batch_size + shard * self.micro
         idx = self._perm[start : start + self.micro]
+        x = self.dataset.batch(idx, epoch)
+        if self.dataset.cond is not None:
+            return x, self.dataset.cond[idx]
         labelled = self.dataset.labels is not None and cfg.model.num_classes > 0
-        return self.dataset.batch(idx, epoch), self.dataset.labels[idx] if labelled else None
+        return x, self.dataset.labels[idx] if labelled else None
 
     def _should_stop(self, start: float) -> str | None:
         flags = torch.tensor(
@@ -406,41 +408,14 @@ class Trainer:
         if not self.acc.is_main_process:
             return None
         cfg = self.cfg
+        preview = PREVIEWS.get(cfg.data.kind)
+        if preview is None:
+            return None
         net = build_model(cfg, self.dataset.shape).to(self.acc.device)
         net.load_state_dict(self.ema.primary() if self.ema else self.net.state_dict())
-        common = dict(
-            nfe=cfg.sample.nfe,
-            sampler=None if cfg.sample.sampler == "auto" else cfg.sample.sampler,
-            schedule=None if cfg.sample.schedule == "auto" else cfg.sample.schedule,
-            device=self.acc.device,
-        )
-        if len(self.dataset.shape) == 3:  # images: one row per class, real examples beside
-            labels, cols = grid_labels(cfg.model.num_classes, cfg.sample.n)
-            n = cols if labels is None else len(labels)
-            samples = generate_images(
-                net,
-                self.formulation,
-                self.dataset.shape,
-                seeds=[cfg.sample.seed + i for i in range(n)],
-                labels=labels,
-                guidance=cfg.sample.guidance,
-                num_classes=cfg.model.num_classes,
-                **common,
-            )
-            data = real_examples(self.dataset, labels, n)
-            title = f"samples, step {self.step}, guidance {cfg.sample.guidance:g}"
-            image = image_panels([("data", data), (title, samples)], cols=cols)
-        else:
-            samples = generate(
-                net,
-                self.formulation,
-                cfg.sample.n,
-                self.dataset.shape,
-                seed=cfg.sample.seed,
-                **common,
-            )
-            data = self.dataset.data[: cfg.sample.n]
-            image = picture([("data", data), (f"samples, step {self.step}", samples)])
+        net.eval()
+        with torch.no_grad():
+            image = preview(net, self.formulation, self.dataset, cfg, self.acc.device)
         if image is None:
             return None
         path = save_png(image, self.run_dir / "samples" / f"step-{self.step:09d}.png")

@@ -1,0 +1,62 @@
+"""The picture the trainer saves every `train.sample_every` steps: data beside samples.
+
+One function per data kind, `fn(net, objective, dataset, cfg, device) -> PIL.Image | None`,
+in the dict literal `PREVIEWS`; a modality adds its own (a spectrogram, decoded latents...).
+Data kinds without an entry get no preview. `net` holds the weights to show (the EMA when
+there is one) and is in eval mode.
+"""
+
+from __future__ import annotations
+
+from diffusionforge.pipelines.generate import (
+    generate,
+    generate_images,
+    grid_labels,
+    real_examples,
+)
+from diffusionforge.pipelines.plot import image_panels, picture
+
+
+def _common(cfg, device) -> dict:
+    return dict(
+        nfe=cfg.sample.nfe,
+        sampler=None if cfg.sample.sampler == "auto" else cfg.sample.sampler,
+        schedule=None if cfg.sample.schedule == "auto" else cfg.sample.schedule,
+        device=device,
+    )
+
+
+def images(net, objective, dataset, cfg, device):
+    """A grid with one row per class (or one row for unlabelled data), real examples beside."""
+    labels, cols = grid_labels(cfg.model.num_classes, cfg.sample.n)
+    n = cols if labels is None else len(labels)
+    samples = generate_images(
+        net,
+        objective,
+        dataset.shape,
+        seeds=[cfg.sample.seed + i for i in range(n)],
+        labels=labels,
+        guidance=cfg.sample.guidance,
+        num_classes=cfg.model.num_classes,
+        **_common(cfg, device),
+    )
+    data = real_examples(dataset, labels, n)
+    title = f"samples, guidance {cfg.sample.guidance:g}"
+    return image_panels([("data", data), (title, samples)], cols=cols)
+
+
+def vectors(net, objective, dataset, cfg, device):
+    """A scatter plot of 2-D points (or their first two coordinates) beside the data."""
+    samples = generate(
+        net, objective, cfg.sample.n, dataset.shape, seed=cfg.sample.seed, **_common(cfg, device)
+    )
+    return picture([("data", dataset.data[: cfg.sample.n]), ("samples", samples)])
+
+
+PREVIEWS = {
+    "toy": vectors,
+    "npy": vectors,
+    "digits": images,
+    "glyphs": images,
+    "images": images,
+}
