@@ -572,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--section", action="append", help="run only this section")
     d.add_argument("--quick", action="store_true", help="a few seconds per section (for tests)")
     d.set_defaults(func=_cmd_demo)
+    from diffusionforge import cli_serve
+
+    cli_serve.add_commands(sub)
     return p
 
 

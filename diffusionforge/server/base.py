@@ -1,0 +1,88 @@
+"""What every modality handler provides, and the models a server offers.
+
+A handler turns one validated request into a job for one kind of checkpoint: `Params` is its
+request body (a pydantic model: the OpenAPI schema and the first validation), `prepare` checks
+what depends on the model and the limits, and returns the function a worker runs. Handlers
+never see a file path from a client: models are named by ids the server made at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from diffusionforge.server.jobs import JobContext, JobError
+from diffusionforge.server.settings import Limits
+
+log = logging.getLogger("diffusionforge.server")
+
+# Model ids: a folder name of the models folder, letters, digits, '-' and '_' only: no dots,
+# no slashes, so an id can never name anything outside that folder.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+ID_RE = re.compile(ID_PATTERN)
+
+Run = Callable[[JobContext], None]
+
+
+class RequestError(Exception):
+    """A request that is well-formed but not possible for this model or these limits (422)."""
+
+    def __init__(self, field_name: str, message: str, status: int = 422):
+        super().__init__(f"{field_name}: {message}")
+        self.status = status
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    id: str
+    data_kind: str  # the checkpoint's data.kind, the key of handlers.HANDLERS
+    handler: Handler
+    path: Path  # server-side only; never in a response
+    config: dict  # the checkpoint's config.json
+    _loaded: object = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self) -> object:
+        """The handler's loaded model, built once (in a worker thread) and shared after."""
+        with self._lock:
+            if self._loaded is None:
+                try:
+                    self._loaded = self.handler.load(self.path)
+                except Exception:
+                    log.exception("model %s (%s) could not be loaded", self.id, self.path)
+                    raise JobError(
+                        f"model {self.id!r} could not be loaded (see the server log)"
+                    ) from None
+            return self._loaded
+
+    def public(self) -> dict:
+        params = self.handler.Params.model_fields.items()
+        fields = [f.alias or name for name, f in params]  # what the request body may hold
+        head = {"id": self.id, "kind": self.handler.name, "data_kind": self.data_kind}
+        return head | {"fields": fields} | self.handler.describe(self)
+
+
+class Handler:
+    """One modality. Subclasses set `name` (the route /api/generate/{name}) and `Params`."""
+
+    name: str = ""
+    summary: str = ""
+    Params: type[BaseModel] = BaseModel
+
+    def describe(self, entry: ModelEntry) -> dict:
+        """Public facts the web page needs (classes, defaults, shape), from the config alone."""
+        return {}
+
+    def load(self, path: Path) -> object:
+        raise NotImplementedError
+
+    def prepare(self, params: BaseModel, entry: ModelEntry, limits: Limits) -> tuple[dict, Run]:
+        """Check what depends on the model and the limits (RequestError); return the request
+        as echoed in the job status and the function a worker runs."""
+        raise NotImplementedError

@@ -1,0 +1,25 @@
+"""The modalities a server can serve: one handler per kind of checkpoint.
+
+Keyed by the checkpoint's `data.kind` (the config says what the model was trained on, which
+says what it makes). A new modality is one handler class in its own module and one line per
+data kind here; the server's routes, the OpenAPI schema and the web page follow from this dict.
+"""
+
+from __future__ import annotations
+
+from diffusionforge.server.base import Handler
+from diffusionforge.server.image_handler import ImageHandler
+
+_IMAGES = ImageHandler()
+
+HANDLERS: dict[str, Handler] = {
+    "digits": _IMAGES,
+    "glyphs": _IMAGES,
+    "images": _IMAGES,
+}
+
+
+def kind_of(config: dict) -> str | None:
+    """The handler key of a checkpoint config: its data.kind."""
+    data = config.get("data")
+    return data.get("kind") if isinstance(data, dict) else None

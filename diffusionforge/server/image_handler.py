@@ -1,0 +1,168 @@
+"""Class-conditional (or unconditional) image models: digits, glyphs, image folders.
+
+Image i of a request is drawn alone from seed `seed + i`, exactly as `diffusionforge sample`
+draws it (pipelines.images), so a served PNG and `sample --like that.png` give the same bytes.
+Each PNG carries the metadata that regenerates it; the checkpoint is named by its model id and
+weights hash, never by its path on the server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES
+from diffusionforge.pipelines.generate import Pipeline, generate_images, load_pipeline
+from diffusionforge.pipelines.images import (
+    ImageRequest,
+    image_record,
+    resolve_sampler,
+    save_with_metadata,
+)
+from diffusionforge.pipelines.plot import image_grid, to_pil
+from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.jobs import JobContext
+from diffusionforge.server.settings import Limits
+
+SamplerName = Literal[tuple(SAMPLERS)]  # the registry is the list of choices
+ScheduleName = Literal[tuple(SCHEDULES)]
+MAX_SEED = 2**32 - 1
+MAX_GUIDANCE = 50.0
+
+
+class ImageParams(BaseModel):
+    """Generate images from a class-conditional or unconditional image model."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    model: str = Field(pattern=ID_PATTERN, description="a model id from GET /api/models")
+    class_: int | str | None = Field(
+        None,
+        alias="class",
+        description="class index or name; null: the classes in turn (unconditional: null)",
+    )
+    guidance: float | None = Field(
+        None, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="CFG scale (1: none)"
+    )
+    nfe: int | None = Field(None, ge=1, description="network evaluations per image")
+    sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
+    schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")
+    n: int = Field(4, ge=1, description="number of images")
+    size: int | None = Field(None, ge=1, description="image side; must be the model's own")
+
+
+class ImageHandler(Handler):
+    name = "image"
+    summary = "class-conditional image model"
+    Params = ImageParams
+
+    def describe(self, entry: ModelEntry) -> dict:
+        header, sample = entry.config["diffusionforge"], entry.config.get("sample", {})
+        nfe = int(sample.get("nfe", 16))
+        return {
+            "classes": [str(c) for c in header.get("classes") or []],
+            "shape": list(header["example_shape"]),
+            "defaults": {
+                "nfe": nfe,
+                "guidance": float(sample.get("guidance", 1.0)),
+                "sampler": resolve_sampler(nfe, None, None)[0],
+            },
+            "samplers": list(SAMPLERS),
+            "schedules": list(SCHEDULES),
+        }
+
+    def load(self, path: Path) -> Pipeline:
+        return load_pipeline(path)
+
+    def prepare(self, params: ImageParams, entry: ModelEntry, limits: Limits) -> tuple[dict, Run]:
+        info = self.describe(entry)
+        classes, shape = info["classes"], info["shape"]
+        nfe = params.nfe if params.nfe is not None else info["defaults"]["nfe"]
+        if nfe > limits.max_nfe:
+            raise RequestError("nfe", f"at most {limits.max_nfe}, got {nfe}")
+        if params.n > limits.max_n:
+            raise RequestError("n", f"at most {limits.max_n} images per request, got {params.n}")
+        if params.size is not None:
+            if params.size > limits.max_image_side:
+                raise RequestError("size", f"at most {limits.max_image_side}, got {params.size}")
+            if params.size != shape[-1]:
+                raise RequestError("size", f"this model draws {shape[-1]}x{shape[-2]} images")
+        labels = _labels(params.class_, classes, params.n)
+        guidance = params.guidance if params.guidance is not None else info["defaults"]["guidance"]
+        sampler, schedule = resolve_sampler(nfe, params.sampler, params.schedule)
+        req = ImageRequest(params.seed, labels, guidance if labels else 1.0, nfe, sampler, schedule)
+        echo = {
+            "class": params.class_,
+            "n": params.n,
+            "seed": params.seed,
+            "guidance": req.guidance,
+        }
+        echo |= {"nfe": nfe, "sampler": sampler, "schedule": schedule}
+
+        def run(ctx: JobContext) -> None:
+            _draw(entry.load(), entry.id, req, params.n, ctx)
+
+        return echo, run
+
+
+def _labels(cls: int | str | None, classes: list[str], n: int) -> list[int] | None:
+    if not classes:
+        if cls is not None:
+            raise RequestError("class", "this model is unconditional; leave class out")
+        return None
+    if cls is None:
+        return [i % len(classes) for i in range(n)]
+    if isinstance(cls, str):
+        if cls not in classes:
+            shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+            raise RequestError("class", f"unknown class name (expected one of {shown})")
+        return [classes.index(cls)] * n
+    if not 0 <= cls < len(classes):
+        raise RequestError("class", f"expected an index in [0, {len(classes) - 1}], got {cls}")
+    return [cls] * n
+
+
+def _draw(pipe: Pipeline, model_id: str, req: ImageRequest, n: int, ctx: JobContext) -> None:
+    steps = SAMPLER_INFO[req.sampler].steps_for(req.nfe)
+    ctx.plan(n * steps)
+    images = []
+    for i in range(n):
+        ctx.check()
+        labels = None if req.labels is None else torch.tensor([req.labels[i]])
+        image = generate_images(  # the call `sample` makes, plus the progress callback
+            pipe.net,
+            pipe.formulation,
+            pipe.shape,
+            seeds=[req.seed + i],
+            labels=labels,
+            guidance=req.guidance,
+            num_classes=pipe.num_classes,
+            nfe=req.nfe,
+            sampler=req.sampler,
+            schedule=req.schedule,
+            callback=ctx.step,
+        )
+        images.append(image)
+    images = torch.cat(images)
+    records = [_record(pipe, model_id, req, i) for i in range(n)]
+    cols = min(n, 8)
+    grid_rec = {k: v for k, v in records[0].items() if k != "index"}
+    grid_rec |= {"seed": req.seed, "count": n, "classes": req.labels}
+    grid = image_grid(images, cols, value_range=(-1, 1))
+    ctx.save(lambda p: save_with_metadata(grid, p, grid_rec), "png", "image/png", "grid", grid_rec)
+    for image, rec in zip(images, records, strict=True):
+        pil = to_pil(image)
+        ctx.save(
+            lambda p, im=pil, r=rec: save_with_metadata(im, p, r), "png", "image/png", "image", rec
+        )
+
+
+def _record(pipe: Pipeline, model_id: str, req: ImageRequest, index: int) -> dict:
+    rec = image_record(pipe, req, index)
+    rec.pop("checkpoint")  # a server path: name the model by id (and its weights by hash)
+    return rec | {"model": model_id}

@@ -1,0 +1,78 @@
+"""The models a server offers: found once at start-up, named by allow-listed ids.
+
+`--models DIR`: every sub-folder of DIR whose name is a valid id (letters, digits, '-', '_')
+and that holds a checkpoint (or a run folder with checkpoints) of a kind in HANDLERS. Requests
+name models by these ids only; an id is a key of a dict built here, never joined to a path.
+Without a folder, the models bundled with the package are served.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from diffusionforge.errors import UserError
+from diffusionforge.server.base import ID_RE, ModelEntry
+from diffusionforge.server.handlers import HANDLERS, kind_of
+
+log = logging.getLogger("diffusionforge.server")
+
+
+class ModelRegistry:
+    def __init__(self, entries: list[ModelEntry]):
+        self._entries = {e.id: e for e in entries}
+
+    def get(self, model_id: object) -> ModelEntry | None:
+        return self._entries.get(model_id) if isinstance(model_id, str) else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def public(self) -> list[dict]:
+        return [e.public() for e in self._entries.values()]
+
+    def handlers(self) -> set[str]:
+        return {e.handler.name for e in self._entries.values()}
+
+
+def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
+    """(registry, one line per skipped folder). A missing folder is a UserError."""
+    if folder is None:
+        from diffusionforge.assets import BUNDLED, bundled_path
+
+        candidates = [(name, bundled_path(name)) for name in BUNDLED]
+    else:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"--models {folder}: no such folder")
+        candidates = [(p.name, p) for p in sorted(folder.iterdir()) if p.is_dir()]
+    entries, skipped = [], []
+    for name, path in candidates:
+        if name.startswith("."):
+            continue
+        if not ID_RE.match(name):
+            skipped.append(f"{name}: not a valid model id (letters, digits, '-', '_'; <= 64)")
+            continue
+        try:
+            entry = _entry(name, path)
+        except UserError as e:
+            skipped.append(f"{name}: {str(e).splitlines()[0]}")
+            continue
+        if entry is None:
+            skipped.append(f"{name}: no handler for this kind of model")
+            continue
+        entries.append(entry)
+    return ModelRegistry(entries), skipped
+
+
+def _entry(model_id: str, path: Path) -> ModelEntry | None:
+    from diffusionforge.train.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path)  # verifies every file against the manifest
+    config = ckpt.config
+    if not isinstance(config.get("diffusionforge"), dict):
+        raise UserError("config.json lacks the diffusionforge header")
+    kind = kind_of(config)
+    if kind not in HANDLERS:
+        return None
+    return ModelEntry(model_id, kind, HANDLERS[kind], ckpt.path, config)

@@ -1,0 +1,85 @@
+"""Helpers for the server tests: a tiny image model folder and a real uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import uvicorn
+
+from diffusionforge.server.app import create_app
+from diffusionforge.server.settings import Limits, ServerSettings
+from diffusionforge.train.builders import build_model
+from diffusionforge.train.checkpoint import tensors_to_bytes, write_folder
+from diffusionforge.train.config import apply_overrides, load_preset, to_dict
+
+CLASSES = [str(k) for k in range(10)]
+
+
+def write_tiny_image_model(folder: Path, seed: int = 0) -> Path:
+    """A 10-class 8x8 UNet with random weights (~15k parameters): milliseconds per step."""
+    cfg = apply_overrides(
+        load_preset("digits"),
+        [
+            "model.num_classes=10",
+            "model.unet.preset=tiny",
+            "model.unet.channels=8",
+            "model.unet.channel_mult=[1,2]",
+            "model.unet.attn_resolutions=[]",
+            "sample.nfe=4",
+            "sample.guidance=2.0",
+        ],
+    )
+    torch.manual_seed(seed)
+    net = build_model(cfg, (1, 8, 8))
+    header = {
+        "format": 1,
+        "example_shape": [1, 8, 8],
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "examples": 0,
+        "classes": CLASSES,
+    }
+    files = {
+        "model.safetensors": tensors_to_bytes(net.state_dict(), {"step": 0}),
+        "config.json": json.dumps({"diffusionforge": header, **to_dict(cfg)}).encode(),
+    }
+    return write_folder(folder, files, step=0)
+
+
+def models_folder(root: Path) -> Path:
+    models = root / "models"
+    write_tiny_image_model(models / "tiny")
+    return models
+
+
+def settings(models: Path | None, **limits) -> ServerSettings:
+    return ServerSettings(models_dir=models, limits=Limits(**limits))
+
+
+@contextmanager
+def running_server(server_settings: ServerSettings):
+    """A real uvicorn server on a free loopback port; yields (base_url, app)."""
+    app = create_app(server_settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
