@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from diffusionforge.nets.cross_attention import CrossAttention
 from diffusionforge.nets.embed import ConditionEmbedding
+from diffusionforge.nets.text_encoder import TextFeatures
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -30,7 +32,9 @@ def _sincos_2d(dim: int, grid: int) -> Tensor:
 
 
 class DiTBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float, dropout: float, context_dim: int = 0
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -48,14 +52,19 @@ class DiTBlock(nn.Module):
         self.ada = nn.Linear(dim, 6 * dim)
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
+        # Text: cross-attention between self-attention and the MLP, ungated and zero-initialised
+        # (PixArt-alpha, Chen et al. 2023, Sec. 2.3); absent for class models.
+        self.xattn = CrossAttention(dim, context_dim, heads) if context_dim else None
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, ctx: TextFeatures | None = None) -> Tensor:
         b, n, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(emb).chunk(6, dim=1)
         h = _modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
         x = x + gate1[:, None, :] * self.proj(h)
+        if self.xattn is not None and ctx is not None:
+            x = self.xattn(x, ctx.tokens, ctx.mask)
         return x + gate2[:, None, :] * self.mlp(_modulate(self.norm2(x), shift2, scale2))
 
 
@@ -64,6 +73,8 @@ class DiT(nn.Module):
 
     ``img_resolution`` must be divisible by ``patch_size``. ``num_classes=0`` is unconditional;
     label ``num_classes`` (or ``cond=None``) is the null label for classifier-free guidance.
+    With ``text`` (a module mapping ``cond`` to ``TextFeatures``) ``cond`` is the caption input:
+    its pooled embedding joins the adaLN condition and every block cross-attends to its tokens.
     """
 
     def __init__(
@@ -78,6 +89,7 @@ class DiT(nn.Module):
         dropout: float = 0.0,
         num_classes: int = 0,
         gradient_checkpointing: bool = False,
+        text: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.in_channels, self.patch_size = in_channels, patch_size
@@ -86,11 +98,17 @@ class DiT(nn.Module):
         self.patchify = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
         self.register_buffer("pos", _sincos_2d(dim, self.grid)[None], persistent=False)
         self.embed = ConditionEmbedding(dim, num_classes)
-        self.blocks = nn.ModuleList(DiTBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        ctx_dim = text.dim if text is not None else 0
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, heads, mlp_ratio, dropout, ctx_dim) for _ in range(depth)
+        )
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, patch_size * patch_size * in_channels)
         self._init_weights()
+        # Registered after the init above: the text modules keep their own initialisation.
+        self.text = text
+        self.pooled = nn.Linear(ctx_dim, dim) if text is not None else None
 
     def _init_weights(self) -> None:
         # DiT's initialisation: Xavier for linear layers, patch embedding like a linear layer,
@@ -101,18 +119,25 @@ class DiT(nn.Module):
                 nn.init.zeros_(m.bias)
         w = self.patchify.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        for layer in (self.ada_out, self.out):
+        zeroed = [self.ada_out, self.out] + [b.xattn.proj for b in self.blocks if b.xattn]
+        for layer in zeroed:  # cross-attention starts as the identity too
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | None = None) -> Tensor:
-        emb = F.silu(self.embed(c_noise, cond))  # (B, dim)
+        ctx = None
+        if self.text is not None:  # cond is the caption input, not a class label
+            ctx = self.text(cond)
+            emb = self.embed(c_noise, None) + self.pooled(ctx.pooled)
+        else:
+            emb = self.embed(c_noise, cond)
+        emb = F.silu(emb)  # (B, dim)
         h = self.patchify(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, dim)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, emb, use_reentrant=False)
+                h = checkpoint(block, h, emb, ctx, use_reentrant=False)
             else:
-                h = block(h, emb)
+                h = block(h, emb, ctx)
         shift, scale = self.ada_out(emb).chunk(2, dim=1)
         h = self.out(_modulate(self.norm_out(h), shift, scale))  # (B, N, p*p*C)
         p, g, c = self.patch_size, self.grid, self.in_channels

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from diffusionforge.nets.cross_attention import CrossAttention2d
 from diffusionforge.nets.embed import ConditionEmbedding, group_count
+from diffusionforge.nets.text_encoder import TextFeatures
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -67,16 +69,31 @@ class Attention(nn.Module):
 
 
 class Stage(nn.Module):
-    """A residual block optionally followed by attention: the unit the skips connect."""
+    """A residual block optionally followed by self-attention and cross-attention to the
+    caption tokens: the unit the skips connect."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, attn: bool, hc: int):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        emb_dim: int,
+        dropout: float,
+        attn: bool,
+        hc: int,
+        context_dim: int = 0,
+    ) -> None:
         super().__init__()
         self.res = ResBlock(cin, cout, emb_dim, dropout)
         self.attn = Attention(cout, hc) if attn else None
+        heads = max(1, cout // hc)
+        self.xattn = CrossAttention2d(cout, context_dim, heads) if context_dim else None
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, ctx: TextFeatures | None = None) -> Tensor:
         x = self.res(x, emb)
-        return self.attn(x) if self.attn is not None else x
+        x = self.attn(x) if self.attn is not None else x
+        if self.xattn is not None and ctx is not None:
+            x = self.xattn(x, ctx.tokens, ctx.mask)
+        return x
 
 
 class Downsample(nn.Module):
@@ -84,7 +101,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, ctx: object = None) -> Tensor:
         return self.conv(x)
 
 
@@ -93,7 +110,7 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, ctx: object = None) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
@@ -103,6 +120,11 @@ class UNet(nn.Module):
     H and W must be divisible by 2 ** (len(channel_mult) - 1). ``attn_resolutions`` lists the
     feature-map sizes (e.g. 16 for a 16x16 map) that get self-attention after each block; the
     bottleneck always has one. ``num_classes=0`` builds an unconditional network.
+
+    Text conditioning (off by default, so class models keep their exact weights layout): with
+    ``text`` a module mapping ``cond`` to ``TextFeatures`` (nets/text_encoder.py), ``cond`` is
+    the caption input, the pooled embedding joins the noise embedding (adaptive norm) and every
+    block at ``cross_attn_resolutions`` (and the bottleneck) cross-attends to the tokens.
     """
 
     def __init__(
@@ -117,12 +139,17 @@ class UNet(nn.Module):
         num_classes: int = 0,
         head_channels: int = 64,
         gradient_checkpointing: bool = False,
+        text: nn.Module | None = None,
+        cross_attn_resolutions: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.img_resolution = img_resolution
         self.gradient_checkpointing = gradient_checkpointing
         emb_dim = channels * 4
         self.embed = ConditionEmbedding(emb_dim, num_classes)
+        self.text = text
+        ctx_dim = text.dim if text is not None else 0
+        self.pooled = nn.Linear(ctx_dim, emb_dim) if text is not None else None
         self.conv_in = nn.Conv2d(in_channels, channels * channel_mult[0], 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -131,7 +158,10 @@ class UNet(nn.Module):
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
                 attn = res in attn_resolutions
-                self.down.append(Stage(cur, channels * mult, emb_dim, dropout, attn, head_channels))
+                xd = ctx_dim if res in cross_attn_resolutions else 0
+                self.down.append(
+                    Stage(cur, channels * mult, emb_dim, dropout, attn, head_channels, xd)
+                )
                 cur = channels * mult
                 skip_channels.append(cur)
             if level < len(channel_mult) - 1:
@@ -141,7 +171,7 @@ class UNet(nn.Module):
 
         self.mid = nn.ModuleList(
             [
-                Stage(cur, cur, emb_dim, dropout, True, head_channels),
+                Stage(cur, cur, emb_dim, dropout, True, head_channels, ctx_dim),
                 Stage(cur, cur, emb_dim, dropout, False, head_channels),
             ]
         )
@@ -151,7 +181,10 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks + 1):
                 cin = cur + skip_channels.pop()
                 attn = res in attn_resolutions
-                self.up.append(Stage(cin, channels * mult, emb_dim, dropout, attn, head_channels))
+                xd = ctx_dim if res in cross_attn_resolutions else 0
+                self.up.append(
+                    Stage(cin, channels * mult, emb_dim, dropout, attn, head_channels, xd)
+                )
                 cur = channels * mult
             if level > 0:
                 self.up.append(Upsample(cur))
@@ -160,26 +193,32 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(group_count(cur), cur)
         self.conv_out = _zero(nn.Conv2d(cur, in_channels, 3, padding=1))
 
-    def _run(self, block: nn.Module, x: Tensor, emb: Tensor) -> Tensor:
+    def _run(self, block: nn.Module, x: Tensor, emb: Tensor, ctx: TextFeatures | None) -> Tensor:
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             # Recompute activations in backward: trades ~30% more compute for memory that no
             # longer grows with depth. Non-reentrant mode replays dropout with the same RNG.
-            return checkpoint(block, x, emb, use_reentrant=False)
-        return block(x, emb)
+            return checkpoint(block, x, emb, ctx, use_reentrant=False)
+        return block(x, emb, ctx)
 
     def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | None = None) -> Tensor:
-        emb = F.silu(self.embed(c_noise, cond))  # (B, emb_dim)
+        ctx = None
+        if self.text is not None:  # cond is the caption input, not a class label
+            ctx = self.text(cond)
+            emb = self.embed(c_noise, None) + self.pooled(ctx.pooled)
+        else:
+            emb = self.embed(c_noise, cond)
+        emb = F.silu(emb)  # (B, emb_dim)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:
-            h = self._run(block, h, emb)
+            h = self._run(block, h, emb, ctx)
             skips.append(h)
         for block in self.mid:
-            h = self._run(block, h, emb)
+            h = self._run(block, h, emb, ctx)
         for block in self.up:
             if isinstance(block, Stage):
                 h = torch.cat([h, skips.pop()], dim=1)
-            h = self._run(block, h, emb)
+            h = self._run(block, h, emb, ctx)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 

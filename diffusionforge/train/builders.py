@@ -21,6 +21,7 @@ from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.mlp import MLPDenoiser
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
+from diffusionforge.train import builders_t2i
 from diffusionforge.train.config import Config
 
 
@@ -96,6 +97,7 @@ DATASETS = {
     "digits": _image_dataset,
     "glyphs": _image_dataset,
     "images": _image_dataset,
+    **builders_t2i.CAPTIONED_KINDS,
 }
 IMAGE_KINDS = ("digits", "glyphs", "images")
 
@@ -153,6 +155,8 @@ def _build_unet(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         in_channels=channels,
         num_classes=_num_classes(cfg),
         gradient_checkpointing=u.gradient_checkpointing,
+        text=builders_t2i.text_module(cfg),
+        cross_attn_resolutions=tuple(cfg.model.text_encoder.cross_attn_resolutions),
         **kw,
     )
 
@@ -179,6 +183,7 @@ def _build_dit(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         dropout=t.dropout,
         num_classes=_num_classes(cfg),
         gradient_checkpointing=t.gradient_checkpointing,
+        text=builders_t2i.text_module(cfg),
         **kw,
     )
 

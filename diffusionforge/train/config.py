@@ -55,6 +55,20 @@ class DiTConfig:
 
 
 @dataclass
+class TextEncoderConfig:
+    # Text conditioning of a unet/dit (nets/text_encoder.py); "" leaves the network unchanged.
+    # "small": a trainable transformer over word ids (data/word_tokenizer.py); "minilm": the
+    # frozen all-MiniLM-L6-v2 of the optional extra diffusionforge[minilm].
+    kind: str = ""
+    vocab: list[str] = field(default_factory=list)  # small: the words; empty: from the captions
+    max_tokens: int = 24  # longer prompts are cut (with a warning) to this many tokens
+    dim: int = 128  # small: width of the encoder and of the tokens cross-attention reads
+    depth: int = 2
+    heads: int = 4
+    cross_attn_resolutions: list[int] = field(default_factory=lambda: [16, 8])  # unet only
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # a key of train.builders.MODELS
     # Class labels the network embeds (plus the null label at this index, for guidance).
@@ -63,6 +77,7 @@ class ModelConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
 @dataclass

@@ -53,10 +53,30 @@ def vectors(net, objective, dataset, cfg, device):
     return picture([("data", dataset.data[: cfg.sample.n]), ("samples", samples)])
 
 
+def captioned(net, objective, dataset, cfg, device):
+    """Text-to-image: scenes beside samples for their captions (pipelines/text2image.py); the
+    images alone (an autoencoder on the scenes) have no captions and fall back to `images`."""
+    if dataset.cond is None:
+        return images(net, objective, dataset, cfg, device)
+    from diffusionforge.pipelines.text2image import preview
+
+    return preview(net, objective, dataset, cfg, device)
+
+
+
+def audio(net, objective, dataset, cfg, device):
+    """Spectrograms of real clips above samples, one per class (pipelines/audio.py)."""
+    from diffusionforge.pipelines.audio import preview
+
+    return preview(net, objective, dataset, cfg, device)
+
+
 PREVIEWS = {
     "toy": vectors,
     "npy": vectors,
     "digits": images,
     "glyphs": images,
     "images": images,
+    "scenes": captioned,
+    "captions": captioned,
 }

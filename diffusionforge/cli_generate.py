@@ -1,0 +1,149 @@
+"""`diffusionforge generate "two red circles left of a blue square" --nfe 20 --guidance 4`.
+
+Text-to-image from the command line, with the bundled scenes model by default (works right
+after install) or any text-to-image checkpoint (`--checkpoint`). Writes one PNG per image (and a
+grid when there are several) whose text chunks record the prompt, seed and settings. img2img
+(`--init-image --strength`) and inpainting (`--mask`, white = generate) go through
+core/editing.py. Arguments are validated here; the work is in pipelines/text2image.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from diffusionforge.errors import UserError
+
+DEFAULT_MODEL = "t2i-scenes"  # bundled in diffusionforge/assets/
+
+
+def _load_png(path: str, what: str, mode: str):
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"{what}: {p}: no such file")
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert(mode), dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{what}: {p}: not a readable image ({type(e).__name__})") from None
+    t = torch.from_numpy(arr)
+    return t.permute(2, 0, 1) / 127.5 - 1 if mode == "RGB" else t / 255.0  # (3,H,W) | (H,W)
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "prompt"
+
+
+def _cmd_generate(args) -> int:
+    import torch
+    from PIL import PngImagePlugin
+
+    from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.core.schedules import SCHEDULES
+    from diffusionforge.pipelines.plot import image_grid, to_pil
+    from diffusionforge.pipelines.text2image import load_text2image
+
+    for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--threads", args.threads)):
+        if value <= 0:
+            raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.guidance < 0:
+        raise UserError(f"--guidance: expected 0 or more, got {args.guidance}")
+    if not 0 < args.strength <= 1:
+        raise UserError(f"--strength: expected a number in (0, 1], got {args.strength}")
+    if args.sampler and args.sampler not in SAMPLERS:
+        raise UserError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {args.sampler!r}")
+    if args.schedule and args.schedule not in SCHEDULES:
+        raise UserError(
+            f"--schedule: expected one of {', '.join(SCHEDULES)}, got {args.schedule!r}"
+        )
+    if args.mask and not args.init_image:
+        raise UserError("--mask: inpainting needs --init-image (the pixels to keep)")
+    for i, p in enumerate(args.prompt):
+        if not p.strip():
+            raise UserError(f"prompt {i + 1}: empty; describe the image, e.g. 'a red circle'")
+    torch.set_num_threads(args.threads)
+    pipe = load_text2image(args.checkpoint or DEFAULT_MODEL, use_ema=not args.no_ema)
+    init = _load_png(args.init_image, "--init-image", "RGB") if args.init_image else None
+    mask = _load_png(args.mask, "--mask", "L") if args.mask else None
+    prompts = [p for p in args.prompt for _ in range(args.n)]
+    seeds = [args.seed + i for _ in args.prompt for i in range(args.n)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = pipe.generate(
+            prompts,
+            nfe=args.nfe,
+            guidance=args.guidance,
+            seeds=seeds,
+            sampler=args.sampler,
+            schedule=args.schedule,
+            negative_prompt=args.negative,
+            init_image=init,
+            strength=args.strength,
+            mask=mask,
+        )
+    seen = set()
+    for w in caught:  # one line per distinct warning (the same prompt repeats --n times)
+        line = re.sub(r"^prompt \d+", "prompt", str(w.message))
+        if line not in seen:
+            seen.add(line)
+            print(f"warning: {line}", file=sys.stderr)
+    out = Path(args.out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: {out}: cannot create the folder ({e.strerror})") from None
+    for k, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+        record = {
+            "prompt": prompt,
+            "negative_prompt": args.negative,
+            "seed": seed,
+            "guidance": args.guidance,
+            "nfe": args.nfe,
+            "sampler": args.sampler or "auto",
+            "schedule": args.schedule or "auto",
+            "model": str(args.checkpoint or DEFAULT_MODEL),
+            "strength": args.strength if init is not None else None,
+        }
+        info = PngImagePlugin.PngInfo()
+        info.add_text("diffusionforge", json.dumps(record))
+        info.add_text("prompt", prompt)
+        name = out / f"{k:03d}-{_slug(prompt)}-seed{seed}.png"
+        to_pil(images[k]).save(name, pnginfo=info)
+    if len(prompts) > 1:
+        image_grid(images, cols=args.n, value_range=(-1, 1)).save(out / "grid.png")
+    print(f"wrote {len(prompts)} image(s) of {pipe.resolution}x{pipe.resolution} to {out}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="text-to-image: write PNGs for a prompt (bundled scenes model by default)",
+    )
+    g.add_argument(
+        "prompt", nargs="+", help='what to draw, e.g. "two red circles left of a blue square"'
+    )
+    g.add_argument(
+        "--checkpoint", help=f"text-to-image checkpoint (default: bundled {DEFAULT_MODEL})"
+    )
+    g.add_argument("--n", type=int, default=1, help="images per prompt (seeds seed, seed+1, ...)")
+    g.add_argument("--nfe", type=int, default=20, help="network evaluations per image")
+    g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--negative", default="", help="negative prompt (the unguided branch)")
+    g.add_argument("--sampler", help="a sampler name (default: recommended for the NFE)")
+    g.add_argument("--schedule", help="a schedule name (default: recommended for the NFE)")
+    g.add_argument("--init-image", help="img2img: start from this PNG (the model's size)")
+    g.add_argument("--strength", type=float, default=0.6, help="img2img: how much to change (0-1]")
+    g.add_argument("--mask", help="inpainting: grayscale PNG, white = generate, black = keep")
+    g.add_argument("--out", default="generated", help="output folder")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    g.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    g.set_defaults(func=_cmd_generate)

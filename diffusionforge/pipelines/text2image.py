@@ -1,0 +1,254 @@
+"""Text-to-image: prompts in, images out, in pixel space or in an autoencoder's latent space.
+
+`load_text2image(path)` rebuilds a text-conditioned UNet/DiT from a checkpoint folder (its
+config.json carries the tokenizer vocabulary), and with a latent model the autoencoder the
+checkpoint carries (pipelines/latent.py). `generate` batches the prompts, draws image i from its
+own generator seeded `seeds[i]`, and applies classifier-free guidance (Ho & Salimans 2022) with
+the negative prompt as the unconditional branch (the empty caption when none is given: the
+condition caption dropout trained). img2img and inpainting go through core/editing.py.
+
+Prompt problems (documented, tested in tests/test_t2i_pipeline.py): an empty prompt is a
+one-line `PromptError`; a prompt longer than `max_prompt_tokens` is cut with a warning; words
+outside the vocabulary become `<unk>` with a warning that names them (the MiniLM encoder's
+word pieces cover any text, so it never warns about words).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from diffusionforge.errors import UserError
+from diffusionforge.train.checkpoint import Checkpoint
+from diffusionforge.train.config import Config
+
+
+class PromptError(UserError):
+    """An empty prompt or a bad prompt list."""
+
+
+@dataclass
+class Text2ImagePipeline:
+    net: nn.Module
+    formulation: object
+    cfg: Config
+    shape: tuple[int, ...]  # the network's example shape (latent shape for latent models)
+    checkpoint: Checkpoint | None
+    prompts: object  # WordTokenizer | MiniLMPrompts: strings -> cond rows
+    autoencoder: object | None = None  # pipelines.latent.Autoencoder for latent models
+
+    @property
+    def resolution(self) -> int:
+        if self.autoencoder is not None:
+            return self.shape[-1] * self.autoencoder.factor
+        return self.shape[-1]
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.prompts.max_tokens
+
+    def encode(self, prompts: list[str], *, allow_empty: bool = False) -> Tensor:
+        """cond rows for `prompts`, warning about cut prompts and unknown words."""
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise PromptError("prompts: expected a list of strings")
+        if not allow_empty:
+            for i, p in enumerate(prompts):
+                if not p.strip():
+                    raise PromptError(f"prompt {i}: empty; describe the image to generate")
+        enc = self.prompts.encode_batch(list(prompts))
+        for i in enc.truncated:
+            warnings.warn(
+                f"prompt {i} is longer than the encoder's {self.max_prompt_tokens} tokens; "
+                f"cut to {self.max_prompt_tokens}",
+                stacklevel=3,
+            )
+        for i, words in enumerate(enc.unknown):
+            if words:
+                warnings.warn(
+                    f"prompt {i}: unknown word(s) {', '.join(sorted(set(words)))} "
+                    "(not in the model's vocabulary; treated as <unk>)",
+                    stacklevel=3,
+                )
+        return enc.cond
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        nfe: int,
+        guidance: float,
+        seeds: list[int],
+        sampler: str | None = None,
+        schedule: str | None = None,
+        negative_prompt: str = "",
+        init_image: Tensor | None = None,
+        strength: float = 0.6,
+        mask: Tensor | None = None,
+        callback=None,
+    ) -> Tensor:
+        """(B, 3, H, W) in [-1, 1], image i for prompts[i] from a generator seeded seeds[i].
+
+        init_image (3, H, W) or (B, 3, H, W) in [-1, 1]: img2img at `strength` (SDEdit);
+        mask (H, W) or (B, 1, H, W), 1 = generate, 0 = keep init_image: inpainting.
+        """
+        from diffusionforge.core.guidance import cfg as guide
+        from diffusionforge.core.sample import sample
+
+        if len(seeds) != len(prompts):
+            raise PromptError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts")
+        device = next(self.net.parameters()).device
+        cond = self.encode(prompts).to(device)
+        neg = self.encode([negative_prompt], allow_empty=True).to(device)
+        denoise = self.formulation.precondition(self.net)
+        if guidance != 1.0:
+            denoise = guide(denoise, guidance, neg.expand_as(cond))
+        gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        f = self.formulation
+        common = dict(nfe=nfe, sampler=sampler, schedule=schedule, sigma_min=f.sigma_min, cond=cond)
+        if init_image is None and mask is None:
+            x = sample(
+                denoise,
+                (len(prompts), *self.shape),
+                sigma_max=f.sigma_max,
+                generator=gens,
+                device=device,
+                callback=callback,
+                **common,
+            )
+        else:
+            x = self._edit(denoise, init_image, strength, mask, gens, callback, **common)
+        return self.decode(x).clamp(-1, 1)
+
+    def _edit(self, denoise, init_image, strength, mask, gens, callback, **common) -> Tensor:
+        from diffusionforge.core.editing import edit
+
+        n = common["cond"].shape[0]
+        init, mask = edit_inputs(init_image, mask, n, self.resolution)
+        device = common["cond"].device
+        init, mask = init.to(device), None if mask is None else mask.to(device)
+        if self.autoencoder is not None:
+            init = self.autoencoder.encode(init)
+            if mask is not None:  # a latent is kept where its whole pixel block is kept
+                k = self.autoencoder.factor
+                mask = torch.nn.functional.max_pool2d(mask, k)
+        return edit(
+            denoise,
+            init,
+            strength=strength if init_image is not None else 1.0,
+            mask=mask,
+            sigma_max=self.formulation.sigma_max,
+            generator=gens,
+            callback=callback,
+            **common,
+        )
+
+    def decode(self, x: Tensor) -> Tensor:
+        return self.autoencoder.decode(x) if self.autoencoder is not None else x
+
+
+def edit_inputs(
+    init_image: Tensor | None, mask: Tensor | None, n: int, resolution: int
+) -> tuple[Tensor, Tensor | None]:
+    """Check and broadcast img2img / inpainting inputs to (n, 3, H, W) and (n, 1, H, W)."""
+    if init_image is None:
+        raise PromptError("mask: inpainting needs an init image (--init-image) to keep pixels of")
+    init = init_image.float()
+    init = init[None] if init.ndim == 3 else init
+    if init.ndim != 4 or init.shape[1] != 3 or init.shape[0] not in (1, n):
+        raise PromptError(
+            f"init image: expected (3, H, W) or ({n}, 3, H, W), got {tuple(init_image.shape)}"
+        )
+    if init.shape[-2:] != (resolution, resolution):
+        raise PromptError(
+            f"init image: {init.shape[-1]}x{init.shape[-2]} pixels; this model makes "
+            f"{resolution}x{resolution} images (resize it first)"
+        )
+    init = init.expand(n, -1, -1, -1)
+    if mask is None:
+        return init, None
+    m = mask.float()
+    m = m[None, None] if m.ndim == 2 else (m[None] if m.ndim == 3 else m)
+    if m.ndim != 4 or m.shape[1] != 1 or m.shape[-2:] != (resolution, resolution):
+        raise PromptError(
+            f"mask: expected {resolution}x{resolution} (like the image), got {tuple(mask.shape)}"
+        )
+    if not bool((m > 0.5).any()):
+        raise PromptError("mask: all zero, so nothing would be generated (1 = generate)")
+    return init, m.expand(n, -1, -1, -1)
+
+
+def load_text2image(path: str | Path, *, use_ema: bool = True) -> Text2ImagePipeline:
+    """A text-conditioned checkpoint folder (or run folder, or bundled name) -> pipeline."""
+    from diffusionforge.errors import CheckpointError
+    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.train.builders_t2i import prompt_encoder
+
+    path = _bundled_or_path(path)
+    pipe = load_pipeline(path, use_ema=use_ema)
+    if not pipe.cfg.model.text_encoder.kind:
+        raise CheckpointError(f"{pipe.checkpoint.path}: not a text-to-image model")
+    autoencoder = None
+    if pipe.checkpoint.has("autoencoder/config.json") or getattr(pipe.cfg.data, "autoencoder", ""):
+        from diffusionforge.pipelines.latent import latent_model_autoencoder
+
+        autoencoder = latent_model_autoencoder(pipe.checkpoint)
+        if autoencoder is None:
+            raise CheckpointError(f"{pipe.checkpoint.path}: latent model without autoencoder/")
+    return Text2ImagePipeline(
+        pipe.net,
+        pipe.formulation,
+        pipe.cfg,
+        pipe.shape,
+        pipe.checkpoint,
+        prompt_encoder(pipe.cfg),
+        autoencoder,
+    )
+
+
+def _bundled_or_path(path: str | Path) -> Path:
+    p = Path(str(path)).expanduser()
+    if p.exists():
+        return p
+    from diffusionforge.assets import BUNDLED, bundled_path
+
+    if str(path) in BUNDLED:
+        return bundled_path(str(path))
+    return p  # resolve_checkpoint names the missing path
+
+
+# --- the training preview (train/previews.py) ----------------------------------------------
+
+
+@torch.no_grad()
+def preview(net, objective, dataset, cfg, device):
+    """Real scenes beside samples for their captions (first sample.n training examples)."""
+    from diffusionforge.core.guidance import cfg as guide
+    from diffusionforge.core.sample import sample
+    from diffusionforge.pipelines.plot import image_panels
+
+    n = min(cfg.sample.n, len(dataset), 32)
+    cond = dataset.cond[:n].to(device)
+    denoise = objective.precondition(net)
+    if cfg.sample.guidance != 1.0:
+        denoise = guide(denoise, cfg.sample.guidance, dataset.null_cond.to(device).expand_as(cond))
+    gens = [torch.Generator(device=device).manual_seed(cfg.sample.seed + i) for i in range(n)]
+    x = sample(
+        denoise,
+        (n, *dataset.shape),
+        nfe=cfg.sample.nfe,
+        sigma_min=objective.sigma_min,
+        sigma_max=objective.sigma_max,
+        cond=cond,
+        generator=gens,
+        device=device,
+    ).cpu()
+    data = dataset.data[:n]
+    if getattr(dataset, "decode", None) is not None:  # latent datasets decode for the picture
+        x, data = dataset.decode(x), dataset.decode(data)
+    title = f"samples, guidance {cfg.sample.guidance:g}"
+    return image_panels([("data", data), (title, x.clamp(-1, 1))], cols=8)
