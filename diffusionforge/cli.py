@@ -575,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diffusionforge import cli_serve
 
     cli_serve.add_commands(sub)
+    from diffusionforge import cli_prompts  # eval-prompts (issue 5)
+
+    cli_prompts.add_commands(sub)
     from diffusionforge import cli_generate
 
     cli_generate.add_commands(sub)
