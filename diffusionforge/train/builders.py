@@ -22,6 +22,7 @@ from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.mlp import MLPDenoiser
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
 from diffusionforge.train import builders_t2i
+from diffusionforge.train import builders_text
 from diffusionforge.train.config import Config
 
 
@@ -97,6 +98,7 @@ DATASETS = {
     "digits": _image_dataset,
     "glyphs": _image_dataset,
     "images": _image_dataset,
+    **dict.fromkeys(builders_text.TEXT_KINDS, builders_text.text_dataset),
     **builders_t2i.CAPTIONED_KINDS,
 }
 IMAGE_KINDS = ("digits", "glyphs", "images")
@@ -189,7 +191,12 @@ def _build_dit(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
 
 
 # model.kind -> builder(cfg, example_shape).
-MODELS = {"mlp": _build_mlp, "unet": _build_unet, "dit": _build_dit}
+MODELS = {
+    "mlp": _build_mlp,
+    "unet": _build_unet,
+    "dit": _build_dit,
+    "transformer": builders_text.build_transformer,
+}
 
 
 def build_model(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
@@ -222,7 +229,13 @@ def _continuous(cfg: Config):
 # formulation.kind -> builder(cfg) of the training objective: anything with
 # `loss(model, x, cond, generator=g) -> (B,) per-example loss`. The continuous formulations
 # come first; other modalities add theirs (masked tokens, autoregressive, autoencoder...).
-OBJECTIVES = {"edm": _continuous, "vp": _continuous, "flow": _continuous}
+OBJECTIVES = {
+    "edm": _continuous,
+    "vp": _continuous,
+    "flow": _continuous,
+    "masked": builders_text.masked_objective,
+    "ar": builders_text.ar_objective,
+}
 
 
 def build_formulation(cfg: Config):

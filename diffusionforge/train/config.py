@@ -69,6 +69,20 @@ class TextEncoderConfig:
 
 
 @dataclass
+class TransformerConfig:
+    # A key of nets.transformer.TRANSFORMER_PRESETS; the fields below override it when set (0:
+    # keep). The same backbone is bidirectional for formulation.kind = "masked" and causal for
+    # "ar". vocab_size 0: the tokenizer's, filled in when the text data is built.
+    preset: str = "small"
+    dim: int = 0
+    depth: int = 0
+    heads: int = 0
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    vocab_size: int = 0
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # a key of train.builders.MODELS
     # Class labels the network embeds (plus the null label at this index, for guidance).
@@ -77,7 +91,18 @@ class ModelConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+
+
+@dataclass
+class TextDataConfig:
+    # data.kind = "text" (data.path: a UTF-8 file or folder), "fortunes" or "grammar"
+    tokenizer: str = "char"  # "char" or "bpe" (byte-level BPE trained on the training text)
+    vocab_size: int = 1024  # bpe: merges learned up to this many tokens
+    length: int = 128  # tokens per training window (the model's context)
+    heldout: float = 0.05  # fraction of documents held out for evaluation (fortunes, text)
+    sentences: int = 20000  # grammar: training sentences drawn from the PCFG
 
 
 @dataclass
@@ -95,6 +120,7 @@ class DataConfig:
     shuffle: bool = True
     augment: str = "none"  # "none", "flip" (mirror the last axis: image width) or "jitter"
     jitter: float = 0.02  # standard deviation of the jitter augmentation
+    text: TextDataConfig = field(default_factory=TextDataConfig)
 
 
 @dataclass
@@ -112,6 +138,8 @@ class FormulationConfig:
     shift: float = 1.0
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    # Masked discrete diffusion (kind = "masked"): a key of core.discrete.SCHEDULES
+    mask_schedule: str = "loglinear"
 
 
 @dataclass

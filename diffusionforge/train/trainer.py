@@ -382,6 +382,8 @@ class Trainer:
         files = {
             "model.safetensors": ckpt_io.tensors_to_bytes(self.net.state_dict(), meta),
             "config.json": json.dumps(self._config_json(), indent=2).encode(),
+            # files the model needs beside its weights (a text dataset's tokenizer.json)
+            **getattr(self.dataset, "extra_files", {}),
         }
         opt_tensors, opt_meta = ckpt_io.optimizer_to_files(self.optimizer.state_dict())
         files["training_state/optimizer.safetensors"] = ckpt_io.tensors_to_bytes(opt_tensors)

@@ -1,0 +1,126 @@
+"""A small pre-norm transformer over tokens: the masked-diffusion denoiser and the AR baseline.
+
+One backbone, two attention masks. `causal=False` is the bidirectional denoiser of masked
+diffusion (MDLM, Sahoo et al. 2024, uses a DiT-style bidirectional transformer); `causal=True`
+is the same network as a left-to-right language model (nanoGPT's `model.py`, Karpathy), so the
+two are compared at equal parameters. Positions enter through rotary embeddings (RoPE, Su et al.
+2021) inside attention, so a window may be any length up to `length`; attention is PyTorch's
+fused `scaled_dot_product_attention`.
+
+No time conditioning: for absorbing-state diffusion with the SUBS parametrisation the fraction
+of masks in the input already tells the network how noisy it is, and MDLM (Sec. 3.3 and its
+ablation) reports that a time-free denoiser matches a time-conditioned one; it also makes the
+sampler's caching exact (skip the network when no token changed). `forward` keeps the nets/
+signature `(tokens, c_noise, cond)` and ignores c_noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TRANSFORMER_PRESETS = {
+    "tiny": {"dim": 64, "depth": 2, "heads": 4},
+    "small": {"dim": 128, "depth": 4, "heads": 4},
+    "base": {"dim": 256, "depth": 6, "heads": 8},
+}
+
+
+def rope_tables(length: int, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos, sin (length, head_dim / 2) of RoPE's rotation angles pos * base^(-2i / head_dim)."""
+    inv = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    ang = torch.arange(length, dtype=torch.float64)[:, None] * inv[None]
+    return ang.cos().float(), ang.sin().float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (x[..., :d/2], x[..., d/2:]) of x (B, H, L, d) by each position's angles."""
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, causal: bool, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.causal, self.dropout = heads, causal, dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        b, length, dim = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, H, L, d)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(b, length, dim))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, causal: bool, mlp_ratio: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, causal, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class TransformerLM(nn.Module):
+    """tokens (B, L) long -> logits (B, L, vocab_size), L <= length.
+
+    Bidirectional (`causal=False`): logits at l are for the clean token at l given all inputs.
+    Causal: logits at l are for the *next* token given inputs 0..l (the AR objective shifts)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        length: int,
+        *,
+        dim: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: int = 4,
+        dropout: float = 0.0,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.vocab_size, self.length, self.causal = vocab_size, length, causal
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, causal, mlp_ratio, dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        cos, sin = rope_tables(length, dim // heads)
+        # derived from the shape: not saved, so checkpoints hold weights only
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.apply(self._init)
+        for block in self.blocks:  # GPT-2: residual projections scaled by 1/sqrt(2 depth)
+            for p in (block.attn.out.weight, block.mlp[2].weight):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * depth))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, tokens: Tensor, c_noise: Tensor | None = None, cond=None) -> Tensor:
+        length = tokens.shape[1]
+        cos, sin = self.cos[:length], self.sin[:length]
+        x = self.embed(tokens)  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.head(self.norm(x))  # (B, L, V)

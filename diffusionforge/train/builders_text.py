@@ -1,0 +1,167 @@
+"""Builders for text models: corpora -> token windows, the transformer, the two objectives.
+
+Entries of the registries in train/builders.py: data kinds "text", "fortunes" and "grammar",
+model kind "transformer", formulation kinds "masked" (masked diffusion, core/discrete.py) and
+"ar" (the causal baseline, core/autoregressive.py). The tokenizer is fitted on the corpus when
+the dataset is built and travels with the dataset (`TextDataset.extra_files`) into every
+checkpoint folder as tokenizer.json; pipelines and eval load it from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data.tokenizers import (
+    FILENAME,
+    BPETokenizer,
+    CharTokenizer,
+    TextTokenizer,
+)
+from diffusionforge.errors import ConfigError, DataError
+from diffusionforge.train.config import Config
+
+TEXT_KINDS = ("text", "fortunes", "grammar")
+TOKEN_OBJECTIVES = ("masked", "ar")
+GRAMMAR_HELDOUT = 2000  # held-out grammar sentences (none of them in the training set)
+
+
+@dataclass
+class Corpus:
+    train: list[str]  # documents
+    heldout: list[str]
+    sep: str  # joins documents in the token stream
+
+
+def load_corpus(cfg: Config) -> Corpus:
+    """The documents of data.kind, split into training and held-out parts."""
+    from diffusionforge.data import grammar, text
+
+    d, t = cfg.data, cfg.data.text
+    if not 0 <= t.heldout < 1:
+        raise ConfigError(f"data.text.heldout: expected a fraction in [0, 1), got {t.heldout}")
+    if d.kind == "grammar":
+        train, held = grammar.corpus(t.sentences, GRAMMAR_HELDOUT, seed=d.seed)
+        return Corpus(train, held, "\n")
+    if d.kind == "fortunes":
+        docs = text.fortunes(d.path or text.FORTUNES_DIR)
+        sep = "\n%\n"
+    else:
+        if not d.path:
+            raise DataError("data.path: a UTF-8 text file or folder is needed (pass --data)")
+        docs, sep = text.read_text(d.path), "\n\n"
+    train, held = text.split_documents(docs, t.heldout)
+    if not train:
+        raise DataError(f"data.path {d.path}: every document fell into the held-out part")
+    return Corpus(train, held, sep)
+
+
+def fit_tokenizer(cfg: Config, corpus: Corpus) -> TextTokenizer:
+    """Characters of the whole corpus (so held-out text is encodable), or BPE merges learned
+    from the training part only."""
+    t = cfg.data.text
+    if t.tokenizer == "char":
+        return CharTokenizer.from_text(corpus.sep.join(corpus.train + corpus.heldout) + corpus.sep)
+    if t.tokenizer == "bpe":
+        return BPETokenizer.train(corpus.train, vocab_size=t.vocab_size)
+    raise ConfigError(f"data.text.tokenizer: expected char or bpe, got {t.tokenizer!r}")
+
+
+def windows(tokenizer: TextTokenizer, docs: list[str], sep: str, length: int):
+    from diffusionforge.data.text import pack
+
+    return pack([tokenizer.encode(doc) for doc in docs], length, tokenizer.encode(sep))
+
+
+class TextDataset(ArrayDataset):
+    """Token windows (N, length) long, with the tokenizer that made them."""
+
+    def __init__(self, data, tokenizer: TextTokenizer, seed: int) -> None:
+        import json
+
+        super().__init__(data, seed=seed)
+        self.tokenizer = tokenizer
+        # written into every checkpoint folder by the trainer
+        self.extra_files = {
+            FILENAME: json.dumps(tokenizer.to_json(), ensure_ascii=False).encode("utf-8")
+        }
+
+
+def text_dataset(cfg: Config) -> TextDataset:
+    """Windows of the training documents. Resolves model.transformer.vocab_size (0: the
+    tokenizer's), as model.num_classes = -1 is resolved from image labels."""
+    t = cfg.data.text
+    if t.length < 2:
+        raise ConfigError(f"data.text.length: expected at least 2 tokens, got {t.length}")
+    corpus = load_corpus(cfg)
+    tok = fit_tokenizer(cfg, corpus)
+    data = windows(tok, corpus.train, corpus.sep, t.length)
+    if data.shape[0] < 2:
+        raise DataError(
+            f"data: the training text makes {data.shape[0]} window(s) of {t.length} tokens; "
+            "training needs at least 2 (more text, or a smaller data.text.length)"
+        )
+    tr = cfg.model.transformer
+    if tr.vocab_size == 0:
+        tr.vocab_size = tok.vocab_size
+    elif tr.vocab_size < tok.vocab_size:
+        raise ConfigError(
+            f"model.transformer.vocab_size: {tr.vocab_size} is fewer than the tokenizer's "
+            f"{tok.vocab_size} tokens"
+        )
+    return TextDataset(data, tok, cfg.train.seed)
+
+
+def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
+    from diffusionforge.nets.transformer import TRANSFORMER_PRESETS, TransformerLM
+
+    tr = cfg.model.transformer
+    if len(shape) != 1:
+        raise ConfigError(f"model.kind: transformer needs token sequences (L,), got {shape}")
+    if tr.preset not in TRANSFORMER_PRESETS:
+        raise ConfigError(
+            f"model.transformer.preset: expected one of {', '.join(TRANSFORMER_PRESETS)}, "
+            f"got {tr.preset!r}"
+        )
+    kw = dict(TRANSFORMER_PRESETS[tr.preset])
+    kw.update({k: getattr(tr, k) for k in ("dim", "depth", "heads") if getattr(tr, k)})
+    if kw["dim"] % kw["heads"] or (kw["dim"] // kw["heads"]) % 2:
+        raise ConfigError(
+            f"model.transformer: dim {kw['dim']} must split into {kw['heads']} heads of even width"
+        )
+    if tr.vocab_size < 3:
+        raise ConfigError("model.transformer.vocab_size: unset; train on text data (data.kind)")
+    if cfg.formulation.kind not in TOKEN_OBJECTIVES:
+        raise ConfigError(
+            f"formulation.kind: a transformer over tokens trains with one of "
+            f"{', '.join(TOKEN_OBJECTIVES)}, got {cfg.formulation.kind!r}"
+        )
+    return TransformerLM(
+        tr.vocab_size,
+        shape[0],
+        mlp_ratio=tr.mlp_ratio,
+        dropout=tr.dropout,
+        causal=cfg.formulation.kind == "ar",
+        **kw,
+    )
+
+
+def masked_objective(cfg: Config):
+    from diffusionforge.core.discrete import SCHEDULES, MaskedDiffusion
+    from diffusionforge.data.tokenizers import CharTokenizer
+
+    name = cfg.formulation.mask_schedule
+    if name not in SCHEDULES:
+        raise ConfigError(
+            f"formulation.mask_schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}"
+        )
+    return MaskedDiffusion(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
+
+
+def ar_objective(cfg: Config):
+    from diffusionforge.core.autoregressive import Autoregressive
+    from diffusionforge.data.tokenizers import CharTokenizer
+
+    return Autoregressive(bos_id=CharTokenizer.mask_id)  # the mask id starts every sequence
