@@ -320,6 +320,11 @@ def _int_list(text: str, flag: str) -> list[int]:
 def _cmd_eval(args) -> int:
     import torch
 
+    from diffusionforge import cli_text
+    from diffusionforge.pipelines.text import is_text_checkpoint
+
+    if is_text_checkpoint(args.checkpoint):
+        return cli_text.cmd_eval_text(args)
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
     from diffusionforge.pipelines.generate import load_pipeline
@@ -572,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--section", action="append", help="run only this section")
     d.add_argument("--quick", action="store_true", help="a few seconds per section (for tests)")
     d.set_defaults(func=_cmd_demo)
+    from diffusionforge import cli_text
+
+    cli_text.add_commands(sub)
     from diffusionforge import cli_serve
 
     cli_serve.add_commands(sub)

@@ -1,0 +1,149 @@
+"""Text commands: `diffusionforge generate-text`, and `eval` on a text checkpoint.
+
+    diffusionforge generate-text CHECKPOINT --length 256 --nfe 64
+    diffusionforge generate-text CHECKPOINT --prompt "the cat [____] the mat." --hole 12
+    diffusionforge generate-text CHECKPOINT --prompt "[____:30] under the tree."  # a suffix
+    diffusionforge eval CHECKPOINT --ar AR_CHECKPOINT       # text metrics (metrics.json)
+
+Arguments are validated here; the work is in pipelines/text.py and pipelines/text_eval.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from diffusionforge.errors import UserError
+
+
+def _cmd_generate_text(args) -> int:
+    import torch
+
+    from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
+    from diffusionforge.pipelines.text import load_text_pipeline
+
+    for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--hole", args.hole)):
+        if value <= 0:
+            raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.length is not None and args.length <= 0:
+        raise UserError(f"--length: expected a positive number of tokens, got {args.length}")
+    if args.sampler not in TOKEN_SAMPLERS or args.sampler == "semi_ar":
+        raise UserError(
+            f"--sampler: expected ancestral or confidence, got {args.sampler!r} (longer outputs"
+            " than the model's context switch to semi-autoregressive blocks by themselves)"
+        )
+    if args.temperature < 0:
+        raise UserError(f"--temperature: expected 0 or more, got {args.temperature}")
+    if args.top_k is not None and args.top_k <= 0:
+        raise UserError(f"--top-k: expected a positive number, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p: expected a number in (0, 1], got {args.top_p}")
+    torch.set_num_threads(args.threads)
+    pipe = load_text_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    template = pipe.template(args.prompt, args.hole) if args.prompt else None
+    holes = template is not None and bool((template == pipe.mask_id).any())
+    if template is not None and len(template) > pipe.context:
+        raise UserError(
+            f"--prompt: {len(template)} tokens (holes included) is longer than the model's "
+            f"context of {pipe.context} tokens"
+        )
+    length = args.length or (len(template) if holes else pipe.context)
+    if template is not None and length < len(template):
+        raise UserError(f"--length {length}: shorter than the prompt ({len(template)} tokens)")
+    out = pipe.generate(
+        args.n,
+        length,
+        template=template,
+        nfe=args.nfe,
+        sampler=args.sampler,
+        seed=args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
+    for i, ids in enumerate(out):
+        mark = None
+        if args.mark and template is not None:
+            mark = torch.zeros(length, dtype=torch.bool)
+            mark[: len(template)] = template == pipe.mask_id
+            mark[len(template) :] = True
+        if args.n > 1:
+            print(f"--- sample {i} (seed {args.seed + i})")
+        print(pipe.decode(ids, mark=mark))
+    return 0
+
+
+def cmd_eval_text(args) -> int:
+    """`eval` on a text checkpoint (called by cli._cmd_eval)."""
+    import torch
+
+    from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
+    from diffusionforge.pipelines.text import DEFAULT_SAMPLER, load_text_pipeline
+    from diffusionforge.pipelines.text_eval import TextEvalSettings, evaluate_text
+
+    sampler = args.sampler or DEFAULT_SAMPLER
+    if sampler not in TOKEN_SAMPLERS or sampler == "semi_ar":
+        raise UserError(f"--sampler: expected ancestral or confidence, got {sampler!r}")
+    for flag, value in (("--n", args.n), ("--elbo-steps", args.elbo_steps)):
+        if value <= 0:
+            raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.ar and not Path(args.ar).exists():
+        raise UserError(f"--ar {args.ar}: no such checkpoint")
+    torch.set_num_threads(args.threads)
+    pipe = load_text_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    ckpt = pipe.checkpoint.path
+    run_eval = ckpt.parent.parent / "eval"  # <run>/eval for a run's checkpoint
+    default = run_eval if ckpt.parent.name == "checkpoints" else Path(f"eval-{ckpt.name}")
+    out = Path(args.out) if args.out else default
+    settings = TextEvalSettings(
+        n=args.n,
+        nfe=args.nfe or pipe.cfg.sample.nfe,
+        sampler=sampler,
+        seed=args.seed,
+        elbo_steps=args.elbo_steps,
+        max_windows=args.max_windows,
+        ar=args.ar,
+        infill=args.infill,
+    )
+    metrics = evaluate_text(pipe, settings, out, lambda m: print(m, file=sys.stderr))
+    for key, value in metrics.items():
+        if not isinstance(value, list):
+            print(f"{key:28s} {value:.4g}" if isinstance(value, float) else f"{key:28s} {value}")
+    for line in metrics.get("infill_examples", []):
+        print(f"infill: {line}")
+    print(f"wrote metrics.json and samples.txt to {out}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    g = sub.add_parser("generate-text", help="generate or infill text with a text checkpoint")
+    g.add_argument("checkpoint", help="text checkpoint folder, or a run folder (its newest)")
+    g.add_argument(
+        "--prompt",
+        help='text with holes: "the cat [____] the mat." ([____:8] is a hole of 8 tokens)',
+    )
+    g.add_argument("--hole", type=int, default=8, help="tokens per [____] hole (default 8)")
+    g.add_argument(
+        "--length",
+        type=int,
+        help="tokens in all (default: the prompt's with holes, else the model's context); "
+        "longer than the context: semi-autoregressive blocks",
+    )
+    g.add_argument("--nfe", "--steps", type=int, dest="nfe", default=64, help="denoising steps")
+    g.add_argument("--sampler", default="confidence", help="confidence (LLaDA) or ancestral")
+    g.add_argument("--temperature", type=float, default=1.0, help="0: most probable tokens")
+    g.add_argument("--top-k", type=int, help="keep the k most probable tokens")
+    g.add_argument("--top-p", type=float, help="nucleus sampling mass")
+    g.add_argument("--n", type=int, default=1, help="number of samples (seeds seed, seed+1...)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--mark", action="store_true", help="bracket the generated spans")
+    g.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    g.set_defaults(func=_cmd_generate_text)
+
+    # text-only options of the shared `eval` command (image models ignore them)
+    v = sub.choices["eval"]
+    v.add_argument("--ar", help="text models: an AR checkpoint that scores the samples")
+    v.add_argument("--elbo-steps", type=int, default=32, help="text: strata of the NELBO")
+    v.add_argument("--max-windows", type=int, default=512, help="text: held-out windows scored")
+    v.add_argument("--infill", type=int, default=200, help="grammar: sentences to infill")

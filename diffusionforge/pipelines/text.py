@@ -1,0 +1,195 @@
+"""Text checkpoints -> generated text: the masked-diffusion model, or the autoregressive baseline.
+
+A text checkpoint folder holds the usual weights and config plus `tokenizer.json`. Prompts are
+templates a person can type: text with holes, `"The cat [____] the mat."`, where `[____]` is a
+hole of the default size and `[____:8]` one of 8 tokens. Text before the first hole is a prefix,
+text after the last a suffix, holes anywhere are filled from both sides at once (masked
+diffusion sees the whole window). Outputs longer than the model's context are generated in
+semi-autoregressive blocks (core/discrete_samplers.sample_semi_ar).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from diffusionforge.core.autoregressive import Autoregressive, sample_autoregressive
+from diffusionforge.core.discrete import MaskedDiffusion
+from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS, sample_semi_ar
+from diffusionforge.data.tokenizers import TextTokenizer, load_tokenizer
+from diffusionforge.errors import CheckpointError, UserError
+from diffusionforge.train.builders import build_formulation, build_model
+from diffusionforge.train.checkpoint import Checkpoint, resolve_checkpoint
+from diffusionforge.train.config import Config
+
+HOLE = re.compile(r"\[_+(?::(\d+))?\]")
+DEFAULT_SAMPLER = "confidence"  # best quality per NFE on the grammar benchmark (BENCHMARKS.md)
+
+
+@dataclass
+class TextPipeline:
+    net: nn.Module
+    objective: MaskedDiffusion | Autoregressive
+    tokenizer: TextTokenizer
+    cfg: Config
+    checkpoint: Checkpoint
+    weights: str  # "ema" or "model"
+
+    @property
+    def context(self) -> int:
+        """The longest window the network was trained on (tokens)."""
+        return self.cfg.data.text.length
+
+    @property
+    def is_ar(self) -> bool:
+        return isinstance(self.objective, Autoregressive)
+
+    @property
+    def mask_id(self) -> int:
+        return self.tokenizer.mask_id
+
+    def template(self, prompt: str, hole: int) -> Tensor:
+        """Token ids (L,) of a prompt with its holes as mask ids."""
+        return encode_template(self.tokenizer, prompt, hole)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        length: int,
+        *,
+        template: Tensor | None = None,
+        nfe: int = 64,
+        sampler: str = DEFAULT_SAMPLER,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        block: int | None = None,
+    ) -> Tensor:
+        """n token sequences (n, length). `template` (T,) T <= length is their start (holes as
+        mask ids; everything after it is generated). Sample i uses a generator seeded seed + i,
+        so it does not depend on n."""
+        x = torch.full((n, length), self.mask_id, dtype=torch.long)
+        if template is not None:
+            x[:, : len(template)] = template
+        gens = [torch.Generator().manual_seed(seed + i) for i in range(n)]
+        shaping = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        if self.is_ar:
+            return self._generate_ar(x, gens, shaping)
+        denoise = self.objective.precondition(self.net)
+        kw = dict(mask_id=self.mask_id, schedule=self.objective.schedule, generator=gens)
+        inner = TOKEN_SAMPLERS[sampler]
+        if length <= self.context:
+            return inner(denoise, x, nfe, **kw, **shaping)
+        return sample_semi_ar(
+            denoise, x, nfe, **kw, **shaping, window=self.context, block=block, inner=inner
+        )
+
+    def _generate_ar(self, x: Tensor, gens, shaping: dict) -> Tensor:
+        masked = (x == self.mask_id).int()
+        if masked.any() and bool((masked.cummax(1).values != masked).any()):
+            raise UserError(
+                "an autoregressive model continues a prefix; it cannot fill holes before given "
+                "text (use a masked-diffusion checkpoint)"
+            )
+        if x.shape[1] > self.context:
+            raise UserError(
+                f"--length {x.shape[1]}: longer than this AR model's context ({self.context})"
+            )
+        return sample_autoregressive(
+            self.net, x, bos_id=self.objective.bos_id, mask_id=self.mask_id, generator=gens,
+            **shaping,
+        )  # fmt: skip
+
+    def decode(self, ids: Tensor, *, mark: Tensor | None = None, marks=("[", "]")) -> str:
+        """Text of `ids` (L,); with `mark` (L,) bool, runs of marked tokens are bracketed."""
+        if mark is None:
+            return self.tokenizer.decode(ids.tolist())
+        out, run, inside = [], [], False
+        for i, m in zip(ids.tolist(), mark.tolist(), strict=True):
+            if bool(m) != inside:
+                out.append(self.tokenizer.decode(run))
+                out.append(marks[0] if m else marks[1])
+                run, inside = [], bool(m)
+            run.append(i)
+        out.append(self.tokenizer.decode(run))
+        return "".join(out) + (marks[1] if inside else "")
+
+
+def encode_template(tokenizer: TextTokenizer, prompt: str, hole: int) -> Tensor:
+    """`prompt` with `[____]` holes of `hole` tokens (or `[____:k]` of k) -> ids (L,), holes as
+    the mask id. Unknown characters (char tokenizers) are refused in one line naming them."""
+    ids: list[int] = []
+    pos = 0
+    for m in HOLE.finditer(prompt):
+        ids += _encode(tokenizer, prompt[pos : m.start()])
+        size = int(m.group(1)) if m.group(1) else hole
+        if size <= 0:
+            raise UserError(f"--prompt: hole {m.group(0)!r} must hold at least one token")
+        ids += [tokenizer.mask_id] * size
+        pos = m.end()
+    ids += _encode(tokenizer, prompt[pos:])
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _encode(tokenizer: TextTokenizer, text: str) -> list[int]:
+    try:
+        return tokenizer.encode(text) if text else []
+    except UserError as e:
+        raise UserError(f"--prompt: {e}") from None
+
+
+def load_text_pipeline(path: str | Path, *, use_ema: bool = True) -> TextPipeline:
+    """Rebuild a text model (network, objective, tokenizer) from its checkpoint folder alone."""
+    from diffusionforge.pipelines.generate import split_config
+
+    ckpt = resolve_checkpoint(path)
+    cfg, shape = split_config(ckpt.config, str(ckpt.path))
+    if cfg.model.kind != "transformer":
+        raise CheckpointError(f"{ckpt.path}: not a text model (model.kind = {cfg.model.kind})")
+    tokenizer = load_tokenizer(ckpt.path)
+    net = build_model(cfg, shape)
+    weights = "ema" if use_ema and ckpt.has("ema.safetensors") else "model"
+    try:
+        net.load_state_dict(ckpt.tensors(f"{weights}.safetensors"), strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{ckpt.path}: weights do not fit the model ({first})") from None
+    net.float().eval().requires_grad_(False)  # bundled weights may be stored in fp16
+    return TextPipeline(net, build_formulation(cfg), tokenizer, cfg, ckpt, weights)
+
+
+def is_text_checkpoint(path: str | Path) -> bool:
+    """True when `path` (a checkpoint or run folder) holds a text model; never raises."""
+    try:
+        ckpt = resolve_checkpoint(path)
+        return ckpt.config.get("model", {}).get("kind") == "transformer"
+    except Exception:
+        return False
+
+
+def bundle_text(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Copy a text checkpoint's EMA weights (stored as fp16, half the size; loading casts them
+    back to fp32), config and tokenizer into `dest`, a checkpoint folder with a manifest."""
+    from diffusionforge.train.checkpoint import tensors_to_bytes, write_folder
+
+    ckpt = resolve_checkpoint(checkpoint)
+    weights = "ema.safetensors" if ckpt.has("ema.safetensors") else "model.safetensors"
+    half = {k: v.half() for k, v in ckpt.tensors(weights).items()}
+    files = {
+        "model.safetensors": tensors_to_bytes(half, {"step": str(ckpt.step)}),
+        "config.json": ckpt.files["config.json"],
+        "tokenizer.json": ckpt.files["tokenizer.json"],
+    }
+    return write_folder(Path(dest), files, step=ckpt.step)
+
+
+if __name__ == "__main__":  # python -m diffusionforge.pipelines.text CHECKPOINT DEST
+    import sys
+
+    print(f"bundled as {bundle_text(sys.argv[1], sys.argv[2])}")
