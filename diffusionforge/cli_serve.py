@@ -121,6 +121,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from diffusionforge.server.app import create_app
+    from diffusionforge.server.protocol import uvicorn_config
     from diffusionforge.server.registry import scan
 
     settings = _settings(args)
@@ -136,6 +137,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     ids = ", ".join(m["id"] for m in registry.public())
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"serving {ids} on http://{shown}:{settings.port}/ (Ctrl-C stops)", file=sys.stderr)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
+    config = uvicorn_config(app, log_level="info", timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -13,6 +13,7 @@ import torch
 import uvicorn
 
 from diffusionforge.server.app import create_app
+from diffusionforge.server.protocol import uvicorn_config
 from diffusionforge.server.settings import Limits, ServerSettings
 from diffusionforge.train.builders import build_model
 from diffusionforge.train.checkpoint import tensors_to_bytes, write_folder
@@ -68,7 +69,7 @@ def running_server(server_settings: ServerSettings):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
+    config = uvicorn_config(app, log_level="warning", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -102,8 +102,14 @@ def _validation_line(exc: RequestValidationError) -> tuple[int, str]:
     if not errors:
         return 422, "invalid request"
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    # a union field's errors carry the member type as the last part: "class.int"
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if len(loc) > 1 and loc[-1] in ("int", "str", "float", "bool"):
+        loc, errors = loc[:-1], errors[:1]
+    where = ".".join(loc) or "body"
     kind = first.get("type", "")
+    if kind == "string_pattern_mismatch":
+        return 422, f"{where}: expected an id of letters, digits, '-' and '_' (see /api/models)"
     if kind == "json_invalid":
         return 400, "body: not valid JSON"
     if kind == "missing" and where == "body":
@@ -264,7 +270,7 @@ class JobEvents(Response):
                     chunk = f"data: {json.dumps(state, separators=(',', ':'))}\n\n".encode()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     last = key
-                if self.job.status in FINAL:
+                if state["status"] in FINAL:  # the state just sent, so the last event is final
                     break
                 done, _ = await asyncio.wait({watcher}, timeout=0.1)
                 if done:
