@@ -248,7 +248,8 @@ def preview(net, objective, dataset, cfg, device):
         device=device,
     ).cpu()
     data = dataset.data[:n]
-    if getattr(dataset, "decode", None) is not None:  # latent datasets decode for the picture
-        x, data = dataset.decode(x), dataset.decode(data)
+    ae = getattr(dataset, "autoencoder", None)
+    if ae is not None:  # a latent dataset (train/builders_latent.py): decode for the picture
+        x, data = ae.decode(x), ae.decode(data)
     title = f"samples, guidance {cfg.sample.guidance:g}"
     return image_panels([("data", data), (title, x.clamp(-1, 1))], cols=8)
