@@ -589,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     from diffusionforge import cli_generate
 
     cli_generate.add_commands(sub)
+    __import__("diffusionforge.cli_audio").cli_audio.add_commands(sub)  # generate-audio, data
     return p
 
 

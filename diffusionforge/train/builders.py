@@ -23,6 +23,7 @@ from diffusionforge.nets.mlp import MLPDenoiser
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
 from diffusionforge.train import builders_t2i
 from diffusionforge.train import builders_text
+from diffusionforge.train import builders_audio
 from diffusionforge.train.config import Config
 
 
@@ -100,6 +101,7 @@ DATASETS = {
     "images": _image_dataset,
     **dict.fromkeys(builders_text.TEXT_KINDS, builders_text.text_dataset),
     **builders_t2i.CAPTIONED_KINDS,
+    **builders_audio.AUDIO_KINDS,
 }
 IMAGE_KINDS = ("digits", "glyphs", "images")
 
@@ -196,6 +198,7 @@ MODELS = {
     "unet": _build_unet,
     "dit": _build_dit,
     "transformer": builders_text.build_transformer,
+    "diffwave": builders_audio.build_diffwave,
 }
 
 

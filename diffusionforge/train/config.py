@@ -83,6 +83,14 @@ class TransformerConfig:
 
 
 @dataclass
+class DiffWaveConfig:
+    # nets.diffwave.DiffWave: residual layers with dilation 2^(i mod cycle)
+    channels: int = 64
+    layers: int = 12
+    cycle: int = 12
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # a key of train.builders.MODELS
     # Class labels the network embeds (plus the null label at this index, for guidance).
@@ -92,6 +100,7 @@ class ModelConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    diffwave: DiffWaveConfig = field(default_factory=DiffWaveConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
@@ -103,6 +112,18 @@ class TextDataConfig:
     length: int = 128  # tokens per training window (the model's context)
     heldout: float = 0.05  # fraction of documents held out for evaluation (fortunes, text)
     sentences: int = 20000  # grammar: training sentences drawn from the PCFG
+
+
+@dataclass
+class AudioDataConfig:
+    # data.kind = "spoken-digits" (built-in, espeak-ng) or "audio" (data.path: a folder)
+    rate: int = 8000  # every file is resampled to this rate (Hz)
+    seconds: float = 1.0  # clip length: longer files are cut, shorter ones padded
+    representation: str = "mel"  # "mel": log-mel image (n_mels x frames); "wave": samples
+    n_mels: int = 32  # mel: image height; must equal the frame count seconds * rate / hop
+    n_fft: int = 512
+    hop: int = 250
+    per_voice: int = 2  # spoken-digits: clips per (accent, voice variant, digit)
 
 
 @dataclass
@@ -121,6 +142,7 @@ class DataConfig:
     augment: str = "none"  # "none", "flip" (mirror the last axis: image width) or "jitter"
     jitter: float = 0.02  # standard deviation of the jitter augmentation
     text: TextDataConfig = field(default_factory=TextDataConfig)
+    audio: AudioDataConfig = field(default_factory=AudioDataConfig)
 
 
 @dataclass

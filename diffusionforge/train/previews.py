@@ -71,6 +71,14 @@ def audio(net, objective, dataset, cfg, device):
     return preview(net, objective, dataset, cfg, device)
 
 
+
+def audio(net, objective, dataset, cfg, device):
+    """Spectrograms of real clips above samples, one per class (pipelines/audio.py)."""
+    from diffusionforge.pipelines.audio import preview
+
+    return preview(net, objective, dataset, cfg, device)
+
+
 PREVIEWS = {
     "toy": vectors,
     "npy": vectors,
@@ -79,4 +87,5 @@ PREVIEWS = {
     "images": images,
     "scenes": captioned,
     "captions": captioned,
+    **dict.fromkeys(("spoken-digits", "audio"), audio),
 }
