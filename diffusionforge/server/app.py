@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -38,7 +39,7 @@ from diffusionforge import __version__
 from diffusionforge.server.base import Handler, RequestError
 from diffusionforge.server.guard import Guard, error
 from diffusionforge.server.handlers import HANDLERS
-from diffusionforge.server.jobs import FINAL, Job, JobQueue, QueueFull
+from diffusionforge.server.jobs import FINAL, Job, JobError, JobQueue, QueueFull
 from diffusionforge.server.registry import ModelRegistry, scan
 from diffusionforge.server.settings import ServerSettings, is_loopback
 
@@ -136,6 +137,10 @@ def _error_handlers(app: FastAPI) -> None:
     async def on_request_error(request: Request, exc: RequestError) -> JSONResponse:
         return error(exc.status, str(exc))
 
+    @app.exception_handler(JobError)
+    async def on_job_error(request: Request, exc: JobError) -> JSONResponse:
+        return error(503, str(exc), {"Retry-After": "60"})  # e.g. a model that failed to load
+
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -213,7 +218,8 @@ def _generate_route(
                 f"{params.model!r} is a {entry.handler.name} model; "
                 f"use /api/generate/{entry.handler.name}",
             )
-        echo, run = handler.prepare(params, entry, settings.limits)
+        # in a thread: preparing may load the model (a text prompt needs its tokenizer)
+        echo, run = await run_in_threadpool(handler.prepare, params, entry, settings.limits)
         job = Job(handler.name, entry.id, echo, run)
         try:
             position = queue.submit(job)

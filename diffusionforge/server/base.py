@@ -86,3 +86,19 @@ class Handler:
         """Check what depends on the model and the limits (RequestError); return the request
         as echoed in the job status and the function a worker runs."""
         raise NotImplementedError
+
+
+class Counted:
+    """A network seen through a counter: each call is one step of the job's progress, and the
+    place where a cancelled or timed-out job stops (the step callback raises). For pipelines
+    whose public generate() takes no callback; the weights stay shared, nothing is copied."""
+
+    def __init__(self, net: object, step: Callable[[], None]):
+        self._net, self._step = net, step
+
+    def __call__(self, *args, **kwargs):
+        self._step()
+        return self._net(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._net, name)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from diffusionforge.server.base import Handler
 from diffusionforge.server.image_handler import ImageHandler
+from diffusionforge.server.text_handler import TextHandler
+from diffusionforge.train.builders_text import TEXT_KINDS
 
-_IMAGES = ImageHandler()
+_IMAGES, _TEXT = ImageHandler(), TextHandler()
 
 HANDLERS: dict[str, Handler] = {
     "digits": _IMAGES,
     "glyphs": _IMAGES,
     "images": _IMAGES,
+    **dict.fromkeys(TEXT_KINDS, _TEXT),  # text files/folders, fortunes, grammar
 }
 
 

@@ -52,6 +52,7 @@ function showModel() {
     const label = $(name).closest("label");
     label.hidden = !fields.has(name);
   }
+  if (!(m.classes || []).length) $("class").closest("label").hidden = true; // unconditional
   const cls = $("class");
   cls.replaceChildren(option("", "all classes in turn"));
   (m.classes || []).forEach((c, i) => cls.append(option(String(i), `${i}: ${c}`)));
@@ -61,7 +62,7 @@ function showModel() {
   const d = m.defaults || {};
   if (d.nfe) $("nfe").value = d.nfe;
   if (d.guidance !== undefined) $("guidance").value = d.guidance;
-  if (d.length) $("length").value = d.length;
+  $("length").value = d.length || "";
   const shape = m.shape ? ` · output ${m.shape.join("×")}` : "";
   $("model-info").textContent = `${m.kind} model` + shape;
 }
@@ -169,6 +170,7 @@ async function blobUrl(url) {
 function describe(meta) {
   const parts = [];
   if (meta.class_name !== undefined && meta.class_name !== null) parts.push(meta.class_name);
+  if (meta.prompt) parts.push(`“${meta.prompt.slice(0, 40)}”`);
   if (meta.seed !== undefined) parts.push("seed " + meta.seed);
   return parts.join(" · ");
 }
@@ -187,6 +189,15 @@ async function showOutputs(job) {
         continue;
       }
       const fig = document.createElement("figure");
+      if (out.role === "record") { // the JSON record of a text: a download, not a view
+        const a = document.createElement("a");
+        a.href = url;
+        a.download = out.name;
+        a.textContent = "record (JSON) · seed " + out.metadata.seed;
+        fig.append(a);
+        $("items").append(fig);
+        continue;
+      }
       let media;
       if (out.media_type.startsWith("image/")) {
         media = document.createElement("img");
@@ -197,8 +208,9 @@ async function showOutputs(job) {
         media.controls = true;
         media.src = url;
       } else {
-        media = document.createElement("pre");
-        media.textContent = await (await fetch(url)).text();
+        media = document.createElement("pre"); // generated spans [bracketed] when known
+        media.textContent = out.metadata.marked || (await (await fetch(url)).text());
+        fig.className = "text";
       }
       const link = document.createElement("a");
       link.href = url;
