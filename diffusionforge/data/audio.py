@@ -113,7 +113,12 @@ class AudioFolder:
     def __init__(self, root: str | os.PathLike, rate: int, seconds: float) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"{self.root}: no such folder")
+            what = (
+                "is a file; expected a folder of audio files"
+                if self.root.exists()
+                else "no such folder"
+            )
+            raise DataError(f"{self.root}: {what}")
         subdirs = sorted(p for p in self.root.iterdir() if p.is_dir())
         self.classes = [p.name for p in subdirs]
         found: list[tuple[Path, int]] = []
