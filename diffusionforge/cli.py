@@ -100,6 +100,10 @@ def _cmd_train(args) -> int:
             f"{words} at step {result.step}/{cfg.train.steps} in {result.seconds:.1f}s, "
             f"loss {result.loss:.4f}; checkpoint: {result.checkpoint}"
         )
+        from diffusionforge.cli_latent import train_summary
+
+        if summary := train_summary(result.checkpoint):
+            print(summary)
     return 0
 
 
@@ -148,6 +152,10 @@ def _cmd_sample(args) -> int:
         _apply_like(args)
     torch.set_num_threads(args.threads)  # CPU results depend on it; recorded in image metadata
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    from diffusionforge.cli_latent import check_samplable, edit_inputs
+
+    check_samplable(pipe, args)
+    args.edit = edit_inputs(args, pipe)
     if args.out is None and len(pipe.shape) == 3:
         out = Path("samples.png")
     if len(pipe.shape) == 3:
@@ -271,12 +279,13 @@ def _sample_images(args, pipe, out: Path) -> int:
         n, labels = args.n or 64, None
         cols = min(n, int(n**0.5 + 0.999))
     req = ImageRequest(args.seed, labels, guidance, nfe, sampler, schedule, args.device)
+    req.edit = getattr(args, "edit", None)  # img2img / inpainting inputs (cli_latent)
     images = draw(pipe, req, n)
     if out.suffix == ".npy":
         tmp = out.with_name(f".tmp-{out.name}")
         np_save(tmp, images)
         os.replace(tmp, out)
-        print(f"wrote {n} images of shape {pipe.shape} to {out}")
+        print(f"wrote {n} images of shape {pipe.image_shape} to {out}")
         return 0
     singles = write_images(pipe, req, images, out, cols)
     print(
@@ -326,6 +335,10 @@ def _cmd_eval(args) -> int:
 
     if is_text_checkpoint(args.checkpoint):
         return cli_text.cmd_eval_text(args)
+    from diffusionforge import cli_latent
+
+    if cli_latent.is_autoencoder(args.checkpoint):
+        return cli_latent.cmd_eval_autoencoder(args)
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
     from diffusionforge.pipelines.generate import load_pipeline
@@ -356,7 +369,7 @@ def _cmd_eval(args) -> int:
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
     if len(pipe.shape) != 3:
         raise UserError(f"{args.checkpoint}: eval is for image models; this one makes {pipe.shape}")
-    data = build_dataset(pipe.cfg)
+    data = build_dataset(cli_latent.pixel_config(pipe.cfg))  # a latent model's data as pixels
     if not args.inception_weights and data.labels is None:
         raise UserError(
             f"{args.checkpoint}: its data has no labels to train the classifier features on; "
@@ -540,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     s.add_argument("--device", default="cpu")
+    from diffusionforge import cli_latent
+
+    cli_latent.add_sample_flags(s)  # --init-image, --strength, --mask
     s.set_defaults(func=_cmd_sample)
 
     v = sub.add_parser("eval", help="FID/KID/precision-recall, NFE sweep, memorization")

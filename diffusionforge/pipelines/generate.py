@@ -25,6 +25,18 @@ class Pipeline:
     checkpoint: Checkpoint
     weights: str  # "ema" or "model"
     classes: list[str] = dataclasses.field(default_factory=list)  # class names, label order
+    # Latent models: the pipelines.latent.Autoencoder their checkpoint carries (images are
+    # decoded after sampling); None for pixel-space models.
+    autoencoder: object | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Shape of one output image: `shape` itself, or the decoded shape of a latent."""
+        if self.autoencoder is None:
+            return self.shape
+        c, h, w = self.autoencoder.image_shape
+        f = self.autoencoder.factor
+        return c, self.shape[1] * f, self.shape[2] * f
 
     def generate(
         self,
@@ -64,8 +76,13 @@ class Pipeline:
         sampler: str | None = None,
         schedule: str | None = None,
         device: str | torch.device = "cpu",
+        init: Tensor | None = None,
+        strength: float = 1.0,
+        mask: Tensor | None = None,
     ) -> Tensor:
-        """One image per seed (image i from its own generator seeded seeds[i])."""
+        """One image per seed (image i from its own generator seeded seeds[i]). With `init`
+        (1 or B, C, H, W) in [-1, 1]: img2img at `strength`; with `mask` (1 = generate, 0 =
+        keep) too: inpainting (pipelines.editing). Latent models return decoded images."""
         return generate_images(
             self.net,
             self.formulation,
@@ -78,6 +95,10 @@ class Pipeline:
             sampler=sampler or _auto(self.cfg.sample.sampler),
             schedule=schedule or _auto(self.cfg.sample.schedule),
             device=device,
+            autoencoder=self.autoencoder,
+            init=init,
+            strength=strength,
+            mask=mask,
         )
 
 
@@ -114,7 +135,11 @@ def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:
     classes = ckpt.config["diffusionforge"].get("classes") or []
     if cfg.model.num_classes > 0 and len(classes) != cfg.model.num_classes:
         classes = [str(k) for k in range(cfg.model.num_classes)]
-    return Pipeline(net, build_formulation(cfg), cfg, shape, ckpt, weights, list(map(str, classes)))
+    from diffusionforge.pipelines.latent import latent_model_autoencoder
+
+    ae = latent_model_autoencoder(ckpt)  # None unless trained with data.autoencoder
+    formulation = build_formulation(cfg)
+    return Pipeline(net, formulation, cfg, shape, ckpt, weights, list(map(str, classes)), ae)
 
 
 @torch.no_grad()
@@ -170,12 +195,18 @@ def generate_images(
     schedule: str | None = None,
     device: str | torch.device = "cpu",
     callback=None,
+    autoencoder=None,
+    init: Tensor | None = None,
+    strength: float = 1.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """len(seeds) images; image i starts from its own generator seeded seeds[i], so its noise
     does not depend on the batch it is drawn in. With labels (n,) and guidance != 1, classifier-
-    free guidance (core.guidance.cfg) uses the null label `num_classes` as the unconditional."""
-    from diffusionforge import sample
+    free guidance (core.guidance.cfg) uses the null label `num_classes` as the unconditional.
+    `autoencoder` (latent models) decodes the result; `init`, `strength` and `mask` edit an
+    image instead (pipelines.editing.sample_or_edit)."""
     from diffusionforge.core.guidance import cfg
+    from diffusionforge.pipelines.editing import sample_or_edit
 
     net = copy.deepcopy(net).to(device).eval() if _device_of(net) != torch.device(device) else net
     denoise = formulation.precondition(net)
@@ -184,9 +215,13 @@ def generate_images(
         if guidance != 1.0:
             denoise = cfg(denoise, guidance, torch.full_like(labels, num_classes))
     generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-    return sample(
+    return sample_or_edit(
         denoise,
         (len(seeds), *shape),
+        autoencoder=autoencoder,
+        init=init,
+        strength=strength,
+        mask=mask,
         nfe=nfe,
         sampler=sampler,
         schedule=schedule,

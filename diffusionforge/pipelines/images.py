@@ -33,6 +33,7 @@ class ImageRequest:
     sampler: str  # resolved names, never "auto": the metadata must name what ran
     schedule: str
     device: str = "cpu"
+    edit: dict | None = None  # init / strength / mask for Pipeline.generate_images (img2img)
 
 
 def resolve_sampler(nfe: int, sampler: str | None, schedule: str | None) -> tuple[str, str]:
@@ -60,6 +61,7 @@ def draw(pipe: Pipeline, req: ImageRequest, n: int, progress=None) -> Tensor:
                 sampler=req.sampler,
                 schedule=req.schedule,
                 device=req.device,
+                **(req.edit or {}),
             )
         )
         if progress:

@@ -24,6 +24,7 @@ from diffusionforge.nets.unet import UNET_PRESETS, UNet
 from diffusionforge.train import builders_t2i
 from diffusionforge.train import builders_text
 from diffusionforge.train import builders_audio
+from diffusionforge.train import builders_latent
 from diffusionforge.train.config import Config
 
 
@@ -111,7 +112,10 @@ def build_dataset(cfg: Config) -> ArrayDataset:
         raise ConfigError(
             f"data.kind: expected one of {', '.join(DATASETS)}, got {cfg.data.kind!r}"
         )
-    return DATASETS[cfg.data.kind](cfg)
+    dataset = DATASETS[cfg.data.kind](cfg)
+    if cfg.data.autoencoder:  # latent diffusion: train on the autoencoder's scaled latents
+        dataset = builders_latent.encode_dataset(dataset, cfg)
+    return dataset
 
 
 def _build_mlp(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
@@ -120,9 +124,10 @@ def _build_mlp(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
 
 
 def _image_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, int]:
-    if len(shape) != 3 or shape[0] not in (1, 3) or shape[1] != shape[2]:
+    # C 1 or 3 for pixels; latent models (data.autoencoder) see a few latent channels
+    if len(shape) != 3 or not 1 <= shape[0] <= 16 or shape[1] != shape[2]:
         raise ConfigError(
-            f"model.kind: {kind} needs square images (C, H, H) with C 1 or 3, got {shape}"
+            f"model.kind: {kind} needs square images or latents (C, H, H), C 1 to 16, got {shape}"
         )
     return shape[0], shape[1]
 
@@ -199,6 +204,7 @@ MODELS = {
     "dit": _build_dit,
     "transformer": builders_text.build_transformer,
     "diffwave": builders_audio.build_diffwave,
+    "autoencoder": builders_latent.build_autoencoder,
 }
 
 
@@ -238,6 +244,7 @@ OBJECTIVES = {
     "flow": _continuous,
     "masked": builders_text.masked_objective,
     "ar": builders_text.ar_objective,
+    "vae": builders_latent.vae_objective,
 }
 
 

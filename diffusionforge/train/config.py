@@ -91,6 +91,19 @@ class DiffWaveConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    # model.kind = "autoencoder" (nets/autoencoder.py, trained with formulation.kind = "vae"):
+    # a key of AUTOENCODER_PRESETS; the fields below override it when set (0 / empty: keep).
+    preset: str = "f4-small"
+    latent_channels: int = 4
+    channels: int = 0
+    channel_mult: list[int] = field(default_factory=list)  # its length - 1 = log2(factor)
+    num_res_blocks: int = 0
+    decoder_blocks: int = 0  # 0: as many as the encoder
+    patch_size: int = 0  # pixels folded into channels before the first layer (0: preset's)
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # a key of train.builders.MODELS
     # Class labels the network embeds (plus the null label at this index, for guidance).
@@ -99,6 +112,7 @@ class ModelConfig:
     mlp: MLPConfig = field(default_factory=MLPConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     diffwave: DiffWaveConfig = field(default_factory=DiffWaveConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
@@ -141,6 +155,9 @@ class DataConfig:
     shuffle: bool = True
     augment: str = "none"  # "none", "flip" (mirror the last axis: image width) or "jitter"
     jitter: float = 0.02  # standard deviation of the jitter augmentation
+    # Latent diffusion: an autoencoder checkpoint (formulation.kind = "vae"); the images are
+    # encoded once into its scaled latents and the model trains on those. "": pixels.
+    autoencoder: str = ""
     text: TextDataConfig = field(default_factory=TextDataConfig)
     audio: AudioDataConfig = field(default_factory=AudioDataConfig)
 
@@ -160,6 +177,8 @@ class FormulationConfig:
     shift: float = 1.0
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    # KL-regularised autoencoder (kind = "vae"): weight of KL / pixels against the per-pixel MSE
+    kl_weight: float = 1e-6
     # Masked discrete diffusion (kind = "masked"): a key of core.discrete.SCHEDULES
     mask_schedule: str = "loglinear"
 

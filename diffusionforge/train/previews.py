@@ -28,6 +28,10 @@ def _common(cfg, device) -> dict:
 
 def images(net, objective, dataset, cfg, device):
     """A grid with one row per class (or one row for unlabelled data), real examples beside."""
+    if cfg.formulation.kind == "vae":  # an autoencoder: originals above reconstructions
+        from diffusionforge.train.builders_latent import reconstruction_preview
+
+        return reconstruction_preview(net, dataset, cfg)
     labels, cols = grid_labels(cfg.model.num_classes, cfg.sample.n)
     n = cols if labels is None else len(labels)
     samples = generate_images(
@@ -41,6 +45,9 @@ def images(net, objective, dataset, cfg, device):
         **_common(cfg, device),
     )
     data = real_examples(dataset, labels, n)
+    ae = getattr(dataset, "autoencoder", None)
+    if ae is not None:  # latent diffusion: show pictures, not latents
+        samples, data = ae.decode(samples), ae.decode(data)
     title = f"samples, guidance {cfg.sample.guidance:g}"
     return image_panels([("data", data), (title, samples)], cols=cols)
 

@@ -392,6 +392,11 @@ class Trainer:
         if self.ema is not None:
             files["ema.safetensors"] = ckpt_io.tensors_to_bytes(self.ema.primary(), meta)
             files["training_state/ema_all.safetensors"] = ckpt_io.tensors_to_bytes(self.ema.state())
+        hook = getattr(self.formulation, "checkpoint_files", None)
+        if hook is not None:  # files measured on the saved weights (an autoencoder's latent scale)
+            net = build_model(self.cfg, self.dataset.shape).to(self.acc.device)
+            net.load_state_dict(self.ema.primary() if self.ema else self.net.state_dict())
+            files.update(hook(net, self.dataset))
         epoch, batch = divmod(self.step, self.batches_per_epoch)
         state = {
             "step": self.step,

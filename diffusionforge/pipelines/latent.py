@@ -1,0 +1,130 @@
+"""Latent diffusion assembled: an autoencoder checkpoint -> `Autoencoder` with scaled `encode`
+and `decode`, and its reconstruction PSNR.
+
+`load_autoencoder(path)` accepts an autoencoder checkpoint folder (or its run folder, meaning the
+newest checkpoint), the name of a bundled one (`vae-scenes`), or the files a latent-diffusion
+checkpoint carries under `autoencoder/` (`from_files`). Latents are the posterior means, shifted
+and scaled by the checkpoint's `latent.json` to zero mean and unit variance, so every diffusion
+formulation and sampler sees data of the spread it was designed for (sigma_data = 0.5 still fits
+loosely; LDM trains its EDM-like models on unit-variance latents the same way).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from diffusionforge.errors import CheckpointError
+from diffusionforge.nets.autoencoder import KLAutoencoder
+from diffusionforge.train.builders_latent import AUTOENCODER_DIR, LATENT_FILE
+
+
+@dataclass
+class Autoencoder:
+    net: KLAutoencoder  # eval mode, no gradients
+    shift: float
+    scale: float
+    image_shape: tuple[int, int, int]  # (C, H, W) it was trained on
+    files: dict[str, bytes]  # model.safetensors, config.json, latent.json: enough to reload it
+    source: str  # where it was loaded from, for messages
+
+    @property
+    def factor(self) -> int:
+        return self.net.factor
+
+    def latent_shape(self, image_shape: tuple[int, ...] | None = None) -> tuple[int, int, int]:
+        return self.net.latent_shape(tuple(image_shape or self.image_shape))
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, batch: int = 256) -> Tensor:
+        """Images (B, C, H, W) in [-1, 1] -> scaled latents (B, z, H/f, W/f), deterministic."""
+        dev = next(self.net.parameters()).device
+        out = [self.net.encode(x[i : i + batch].to(dev))[0].cpu() for i in range(0, len(x), batch)]
+        z = torch.cat(out) if out else x.new_zeros((0, *self.latent_shape(tuple(x.shape[1:]))))
+        return (z - self.shift) * self.scale
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, batch: int = 256) -> Tensor:
+        """Scaled latents -> images in [-1, 1] (clamped: the decoder may overshoot a little)."""
+        dev = next(self.net.parameters()).device
+        out = [
+            self.net.decode(z[i : i + batch].to(dev) / self.scale + self.shift).cpu()
+            for i in range(0, len(z), batch)
+        ]
+        return torch.cat(out).clamp(-1, 1)
+
+
+def psnr(x: Tensor, y: Tensor, data_range: float = 2.0) -> Tensor:
+    """Peak signal-to-noise ratio per image in dB, 10 log10(range^2 / MSE); images in [-1, 1]
+    have range 2. Identical images give +inf."""
+    mse = (x.double() - y.double()).square().flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def reconstruction_psnr(ae: Autoencoder, images: Tensor) -> float:
+    """Mean PSNR (dB) of decode(encode(x)) over `images`, the figure BENCHMARKS.md reports."""
+    return float(psnr(ae.decode(ae.encode(images)), images.clamp(-1, 1)).mean())
+
+
+def from_files(files: dict[str, bytes], source: str) -> Autoencoder:
+    """An Autoencoder from its three files (a latent model keeps them under autoencoder/)."""
+    from diffusionforge.pipelines.generate import split_config
+    from diffusionforge.train.builders import build_model
+    from diffusionforge.train.checkpoint import bytes_to_tensors
+
+    for rel in ("model.safetensors", "config.json", LATENT_FILE):
+        if rel not in files:
+            raise CheckpointError(
+                f"{source}: not an autoencoder checkpoint (no {rel}; train one with "
+                f"formulation.kind = vae, e.g. --preset vae-scenes)"
+            )
+    try:
+        raw = json.loads(files["config.json"])
+        stats = json.loads(files[LATENT_FILE])
+        shift, scale = float(stats["shift"]), float(stats["scale"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{source}: config.json or {LATENT_FILE} unreadable") from None
+    cfg, shape = split_config(raw, source)
+    if cfg.model.kind != "autoencoder":
+        raise CheckpointError(f"{source}: model.kind is {cfg.model.kind!r}, not an autoencoder")
+    net = build_model(cfg, shape)
+    try:
+        net.load_state_dict(bytes_to_tensors(files["model.safetensors"], source), strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not fit the autoencoder ({first})") from None
+    net.eval().requires_grad_(False)
+    return Autoencoder(net, shift, scale, tuple(shape), dict(files), source)
+
+
+def load_autoencoder(path: str | Path, *, what: str = "autoencoder") -> Autoencoder:
+    """An autoencoder checkpoint, run folder or bundled name -> Autoencoder (EMA weights when
+    the checkpoint has them: latent.json was measured on those)."""
+    from diffusionforge.train.checkpoint import resolve_checkpoint
+
+    path = Path(str(path)).expanduser()
+    if not path.exists():
+        from diffusionforge.assets import BUNDLED, bundled_path
+
+        if str(path) not in BUNDLED:
+            raise CheckpointError(
+                f"{what}: {path}: no such checkpoint (or bundled name: {', '.join(BUNDLED)})"
+            )
+        path = bundled_path(str(path))
+    ckpt = resolve_checkpoint(path)
+    weights = "ema.safetensors" if ckpt.has("ema.safetensors") else "model.safetensors"
+    files = {"model.safetensors": ckpt.files[weights], "config.json": ckpt.files["config.json"]}
+    if ckpt.has(LATENT_FILE):
+        files[LATENT_FILE] = ckpt.files[LATENT_FILE]
+    return from_files(files, f"{what} {ckpt.path}")
+
+
+def latent_model_autoencoder(checkpoint) -> Autoencoder | None:
+    """The autoencoder a latent-diffusion checkpoint carries under autoencoder/, or None."""
+    prefix = f"{AUTOENCODER_DIR}/"
+    files = {k[len(prefix) :]: v for k, v in checkpoint.files.items() if k.startswith(prefix)}
+    return from_files(files, f"{checkpoint.path}/{AUTOENCODER_DIR}") if files else None
