@@ -84,3 +84,66 @@ def running_server(server_settings: ServerSettings):
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+TINY_T2I = [
+    "data.size=64",
+    "model.dit.dim=32",
+    "model.dit.depth=1",
+    "model.dit.heads=2",
+    "model.text_encoder.dim=16",
+    "model.text_encoder.depth=1",
+    "model.text_encoder.heads=2",
+    "model.text_encoder.max_tokens=12",
+    "train.batch_size=16",
+    "train.steps=2",
+    "train.ckpt_every=2",
+    "train.sample_every=0",
+    "train.tensorboard=false",
+    "train.progress=false",
+    "train.threads=1",
+]
+
+
+def write_tiny_t2i_model(run: Path) -> Path:
+    """A 2-step text-to-image DiT on the procedural scenes (the t2i tests' tiny settings)."""
+    from diffusionforge.train.trainer import Trainer
+
+    cfg = apply_overrides(load_preset("t2i-scenes"), TINY_T2I)
+    return Trainer(cfg, run, log=lambda m: None).fit().checkpoint
+
+
+def write_tiny_audio_model(root: Path) -> Path:
+    """A 4-step mel-route audio UNet on two classes of tones (the audio tests' tiny settings)."""
+    import math
+
+    import numpy as np
+    import soundfile as sf
+
+    from diffusionforge.train.trainer import Trainer
+
+    rng, rate, n = np.random.default_rng(0), 8000, 2000
+    for k, freq in enumerate([300.0, 1200.0]):
+        (root / "tones" / f"{k}-tone").mkdir(parents=True)
+        for i in range(6):
+            t = np.arange(n) / rate
+            wave = rng.uniform(0.3, 0.8) * np.sin(2 * math.pi * freq * t + rng.uniform(0, 6))
+            sf.write(root / "tones" / f"{k}-tone" / f"{i}.wav", wave.astype(np.float32), rate)
+    overrides = [
+        "data.kind=audio",
+        f"data.path={root / 'tones'}",
+        "data.audio.seconds=0.25",
+        "data.audio.n_mels=8",
+        "model.unet.channels=8",
+        "model.unet.channel_mult=[1,2]",
+        "model.unet.attn_resolutions=[]",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.ckpt_every=2",
+        "train.sample_every=0",
+        "train.tensorboard=false",
+        "train.progress=false",
+        "optim.warmup_steps=1",
+    ]
+    cfg = apply_overrides(load_preset("spoken-digits"), overrides)
+    return Trainer(cfg, root / "run", log=lambda m: None).fit().checkpoint

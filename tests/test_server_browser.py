@@ -1,8 +1,9 @@
 """The web page in a real browser: headless Chromium (Debian's chromium + chromium-driver,
 installed by `make test-sysdeps`; Selenium is told the driver's path and never downloads one)
-loads the page, submits a request against the bundled digits model, waits for the progress bar
-to finish, and checks that the grid and the single images appear. The screenshot is kept under
-the test's tmp dir and copied to artifacts/server-page.png (gitignored)."""
+loads the page, picks a class of the bundled digits model and then types a prompt for a tiny
+text-to-image model, waits for the progress bar to finish each time, and checks that the grid
+and the single images appear. The screenshots are kept under
+the test's tmp dir and copied to artifacts/server-page*.png (gitignored)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serverkit import running_server, settings
+from serverkit import running_server, settings, write_tiny_t2i_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -69,56 +70,87 @@ def _wait(driver, condition, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what} (page: {state})")
 
 
-def test_page_generates_digits_and_shows_them(browser, tmp_path):
+def _run_job(browser) -> list:
+    """Press Generate and follow the page until the job is done; the progress seen."""
+    from selenium.webdriver.common.by import By
+
+    seen = []
+    browser.find_element(By.ID, "go").click()
+    deadline = time.monotonic() + 60
+    while (state := browser.execute_script("return document.body.dataset.state")) != "done":
+        assert time.monotonic() < deadline, browser.find_element(By.ID, "status").text
+        assert state != "failed", browser.find_element(By.ID, "status").text
+        seen.append(browser.execute_script(PROGRESS))
+        time.sleep(0.02)
+    return seen
+
+
+PROGRESS = "const p = document.getElementById('progress'); return [p.value, p.max];"
+GRID = (
+    "const g = document.getElementById('grid'); "
+    "return g.complete && g.naturalWidth > 0 ? [g.naturalWidth, g.naturalHeight] : null;"
+)
+
+
+def _fill(browser, **fields) -> None:
+    from selenium.webdriver.common.by import By
+
+    for field, value in fields.items():
+        box = browser.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+
+
+def _screenshot(browser, tmp_path, name: str) -> None:
+    shot = tmp_path / name
+    assert browser.save_screenshot(str(shot))
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / name)
+    print(f"screenshot: {shot} (copy in {ARTIFACTS / name})")
+
+
+def test_page_generates_from_a_class_and_from_a_prompt(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    with running_server(settings(None)) as (url, _app):  # the bundled digits model
+    from diffusionforge.assets import bundled_path
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "digits").symlink_to(bundled_path("digits"), target_is_directory=True)
+    t2i = write_tiny_t2i_model(tmp_path / "t2i")
+    (models / "scenes-tiny").symlink_to(t2i, target_is_directory=True)
+    with running_server(settings(models)) as (url, _app):
         browser.get(url + "/")
         _wait(browser, "return document.body.dataset.state === 'ready'", 20, "the model list")
-        assert Select(browser.find_element(By.ID, "model")).first_selected_option.text.startswith(
-            "digits"
-        )
+        Select(browser.find_element(By.ID, "model")).select_by_value("digits")
+        assert not browser.find_element(By.ID, "prompt").is_displayed()  # a class model
         Select(browser.find_element(By.ID, "class")).select_by_value("7")
-        for field, value in (("nfe", "16"), ("n", "8"), ("seed", "3")):
-            box = browser.find_element(By.ID, field)
-            box.clear()
-            box.send_keys(value)
-        progress_seen = []
-        browser.find_element(By.ID, "go").click()
-        deadline = time.monotonic() + 60
-        while browser.execute_script("return document.body.dataset.state") != "done":
-            assert time.monotonic() < deadline, browser.find_element(By.ID, "status").text
-            state = browser.execute_script("return document.body.dataset.state")
-            assert state != "failed", browser.find_element(By.ID, "status").text
-            progress_seen.append(
-                browser.execute_script(
-                    "const p = document.getElementById('progress'); return [p.value, p.max];"
-                )
-            )
-            time.sleep(0.02)
-        value, maximum = browser.execute_script(
-            "const p = document.getElementById('progress'); return [p.value, p.max];"
-        )
+        _fill(browser, nfe="16", n="8", seed="3")
+        seen = _run_job(browser)
+        value, maximum = browser.execute_script(PROGRESS)
         assert value == maximum == 8 * 16  # unipc: one step per evaluation, 8 images
-        # the bar moved through the job, not only at its end
-        assert any(0 < v < m for v, m in progress_seen), progress_seen
-        grid_size = _wait(
-            browser,
-            "const g = document.getElementById('grid'); "
-            "return g.complete && g.naturalWidth > 0 ? [g.naturalWidth, g.naturalHeight] : null;",
-            10,
-            "the grid image",
-        )
-        assert grid_size[0] > 8 and grid_size[1] >= 8
+        assert any(0 < v < m for v, m in seen), seen  # the bar moved, not only at the end
+        grid = _wait(browser, GRID, 10, "the grid image")
+        assert grid[0] > 8 and grid[1] >= 8
         singles = browser.find_elements(By.CSS_SELECTOR, "#items img")
         assert len(singles) == 8
         assert all(
             browser.execute_script("return arguments[0].naturalWidth", im) == 8 for im in singles
         )
         assert "Done" in browser.find_element(By.ID, "status").text
-        shot = tmp_path / "server-page.png"
-        assert browser.save_screenshot(str(shot))
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(shot, ARTIFACTS / "server-page.png")
-        print(f"screenshot: {shot} (copy in {ARTIFACTS / 'server-page.png'})")
+        _screenshot(browser, tmp_path, "server-page.png")
+
+        # a text-to-image model: type a prompt
+        Select(browser.find_element(By.ID, "model")).select_by_value("scenes-tiny")
+        assert browser.find_element(By.ID, "prompt").is_displayed()
+        assert not browser.find_element(By.ID, "class").is_displayed()
+        _fill(browser, prompt="two red circles left of a blue square", nfe="4", n="4")
+        _run_job(browser)
+        value, maximum = browser.execute_script(PROGRESS)
+        assert value == maximum == 4  # one batch: a step moves all four images
+        grid = _wait(browser, GRID, 10, "the text-to-image grid")
+        assert grid[0] >= 4 * 32 and len(browser.find_elements(By.CSS_SELECTOR, "#items img")) == 4
+        first = browser.find_element(By.CSS_SELECTOR, "#items img")
+        assert first.get_attribute("title") == "two red circles left of a blue square"
+        _screenshot(browser, tmp_path, "server-page-prompt.png")

@@ -92,7 +92,7 @@ class ImageHandler(Handler):
                 raise RequestError("size", f"at most {limits.max_image_side}, got {params.size}")
             if params.size != shape[-1]:
                 raise RequestError("size", f"this model draws {shape[-1]}x{shape[-2]} images")
-        labels = _labels(params.class_, classes, params.n)
+        labels = labels_for(params.class_, classes, params.n)
         guidance = params.guidance if params.guidance is not None else info["defaults"]["guidance"]
         sampler, schedule = resolve_sampler(nfe, params.sampler, params.schedule)
         req = ImageRequest(params.seed, labels, guidance if labels else 1.0, nfe, sampler, schedule)
@@ -110,7 +110,7 @@ class ImageHandler(Handler):
         return echo, run
 
 
-def _labels(cls: int | str | None, classes: list[str], n: int) -> list[int] | None:
+def labels_for(cls: int | str | None, classes: list[str], n: int) -> list[int] | None:
     if not classes:
         if cls is not None:
             raise RequestError("class", "this model is unconditional; leave class out")

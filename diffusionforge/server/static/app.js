@@ -170,7 +170,6 @@ async function blobUrl(url) {
 function describe(meta) {
   const parts = [];
   if (meta.class_name !== undefined && meta.class_name !== null) parts.push(meta.class_name);
-  if (meta.prompt) parts.push(`“${meta.prompt.slice(0, 40)}”`);
   if (meta.seed !== undefined) parts.push("seed " + meta.seed);
   return parts.join(" · ");
 }
@@ -202,6 +201,7 @@ async function showOutputs(job) {
       if (out.media_type.startsWith("image/")) {
         media = document.createElement("img");
         media.alt = describe(out.metadata);
+        media.title = out.metadata.prompt || media.alt;
         media.src = url;
       } else if (out.media_type.startsWith("audio/")) {
         media = document.createElement("audio");

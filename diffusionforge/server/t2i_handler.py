@@ -1,0 +1,122 @@
+"""Text-to-image models: a prompt (and a negative prompt) in, PNGs out.
+
+Runs `load_text2image(path).generate` as `diffusionforge generate` does: image i from its own
+generator seeded `seed + i`, classifier-free guidance with the negative prompt as the
+unconditional branch, the sampler's callback as the progress. Unknown words and cut prompts
+come back as warnings in the job status, found before the job is queued. (img2img and
+inpainting need an uploaded image; the API does not take uploads, so they stay CLI-only.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from diffusionforge.core.samplers import SAMPLER_INFO
+from diffusionforge.pipelines.images import resolve_sampler, save_with_metadata
+from diffusionforge.pipelines.plot import image_grid, to_pil
+from diffusionforge.pipelines.text2image import Text2ImagePipeline, load_text2image
+from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.image_handler import MAX_GUIDANCE, MAX_SEED, SamplerName, ScheduleName
+from diffusionforge.server.jobs import JobContext
+from diffusionforge.server.settings import Limits
+
+DEFAULT_NFE, DEFAULT_GUIDANCE = 20, 4.0  # `diffusionforge generate`'s defaults
+
+
+class Text2ImageParams(BaseModel):
+    """Generate images from a text prompt."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(pattern=ID_PATTERN, description="a model id from GET /api/models")
+    prompt: str = Field(description="what to draw, e.g. 'two red circles left of a blue square'")
+    negative_prompt: str = Field("", description="the unguided branch (default: empty caption)")
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)
+    nfe: int = Field(DEFAULT_NFE, ge=1, description="network evaluations per image")
+    sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
+    schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")
+    n: int = Field(4, ge=1, description="number of images")
+
+
+class Text2ImageHandler(Handler):
+    name = "text2image"
+    summary = "text-to-image model"
+    Params = Text2ImageParams
+
+    def describe(self, entry: ModelEntry) -> dict:
+        from diffusionforge.core.samplers import SAMPLERS
+
+        header = entry.config["diffusionforge"]
+        return {
+            "shape": list(header["example_shape"]),
+            "defaults": {"nfe": DEFAULT_NFE, "guidance": DEFAULT_GUIDANCE},
+            "samplers": list(SAMPLERS),
+        }
+
+    def load(self, path: Path) -> Text2ImagePipeline:
+        return load_text2image(path)
+
+    def prepare(
+        self, params: Text2ImageParams, entry: ModelEntry, limits: Limits
+    ) -> tuple[dict, Run]:
+        for field_name in ("prompt", "negative_prompt"):
+            if len(getattr(params, field_name)) > limits.max_prompt_chars:
+                raise RequestError(field_name, f"at most {limits.max_prompt_chars} characters")
+        if not params.prompt.strip():
+            raise RequestError("prompt", "empty; describe the image, e.g. 'a red circle'")
+        if params.nfe > limits.max_nfe:
+            raise RequestError("nfe", f"at most {limits.max_nfe}, got {params.nfe}")
+        if params.n > limits.max_n:
+            raise RequestError("n", f"at most {limits.max_n} images per request, got {params.n}")
+        pipe: Text2ImagePipeline = entry.load()
+        enc = pipe.prompts.encode_batch([params.prompt, params.negative_prompt])
+        warnings = [
+            f"{which}: unknown word(s) {', '.join(sorted(set(words)))} (treated as <unk>)"
+            for which, words in zip(("prompt", "negative_prompt"), enc.unknown, strict=False)
+            if words
+        ] + [f"prompt cut to {pipe.max_prompt_tokens} tokens" for i in enc.truncated if i == 0]
+        sampler, schedule = resolve_sampler(params.nfe, params.sampler, params.schedule)
+        echo = params.model_dump(exclude={"model"}) | {"sampler": sampler, "schedule": schedule}
+        echo["warnings"] = warnings
+
+        def run(ctx: JobContext) -> None:
+            _draw(pipe, entry.id, params, sampler, schedule, echo, ctx)
+
+        return echo, run
+
+
+def _draw(pipe: Text2ImagePipeline, model_id: str, p, sampler, schedule, echo, ctx) -> None:
+    ctx.plan(SAMPLER_INFO[sampler].steps_for(p.nfe))  # one batch: a step moves every image
+    seeds = [p.seed + i for i in range(p.n)]
+    images = pipe.generate(
+        [p.prompt] * p.n,
+        nfe=p.nfe,
+        guidance=p.guidance,
+        seeds=seeds,
+        sampler=sampler,
+        schedule=schedule,
+        negative_prompt=p.negative_prompt,
+        callback=ctx.step,
+    )
+    weights = "ema.safetensors" if pipe.checkpoint.has("ema.safetensors") else "model.safetensors"
+    base = {k: v for k, v in echo.items() if k not in ("n", "warnings")}
+    base |= {
+        "model": model_id,
+        "weights": weights.split(".")[0],
+        "threads": torch.get_num_threads(),
+    }
+    base["checkpoint_sha256"] = hashlib.sha256(pipe.checkpoint.files[weights]).hexdigest()
+    base["resolution"] = pipe.resolution
+    grid_rec = base | {"count": p.n}
+    grid = image_grid(images, min(p.n, 8), value_range=(-1, 1))
+    ctx.save(lambda f: save_with_metadata(grid, f, grid_rec), "png", "image/png", "grid", grid_rec)
+    for i, image in enumerate(images):
+        rec = base | {"seed": seeds[i], "index": i, "batch_seed": p.seed}
+        pil = to_pil(image)
+        ctx.save(lambda f, im=pil, r=rec: save_with_metadata(im, f, r), "png", "image/png",
+                 "image", rec)  # fmt: skip
