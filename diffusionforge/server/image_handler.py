@@ -62,6 +62,7 @@ class ImageHandler(Handler):
     Params = ImageParams
 
     def describe(self, entry: ModelEntry) -> dict:
+        # `shape` is the network's example (a latent's for latent models)
         header, sample = entry.config["diffusionforge"], entry.config.get("sample", {})
         nfe = int(sample.get("nfe", 16))
         return {
@@ -81,7 +82,7 @@ class ImageHandler(Handler):
 
     def prepare(self, params: ImageParams, entry: ModelEntry, limits: Limits) -> tuple[dict, Run]:
         info = self.describe(entry)
-        classes, shape = info["classes"], info["shape"]
+        classes = info["classes"]
         nfe = params.nfe if params.nfe is not None else info["defaults"]["nfe"]
         if nfe > limits.max_nfe:
             raise RequestError("nfe", f"at most {limits.max_nfe}, got {nfe}")
@@ -90,8 +91,11 @@ class ImageHandler(Handler):
         if params.size is not None:
             if params.size > limits.max_image_side:
                 raise RequestError("size", f"at most {limits.max_image_side}, got {params.size}")
-            if params.size != shape[-1]:
-                raise RequestError("size", f"this model draws {shape[-1]}x{shape[-2]} images")
+            image_shape = entry.load().image_shape  # latent models: the decoded size
+            if params.size != image_shape[-1]:
+                raise RequestError(
+                    "size", f"this model draws {image_shape[-1]}x{image_shape[-2]} images"
+                )
         labels = labels_for(params.class_, classes, params.n)
         guidance = params.guidance if params.guidance is not None else info["defaults"]["guidance"]
         sampler, schedule = resolve_sampler(nfe, params.sampler, params.schedule)
@@ -146,6 +150,7 @@ def _draw(pipe: Pipeline, model_id: str, req: ImageRequest, n: int, ctx: JobCont
             sampler=req.sampler,
             schedule=req.schedule,
             callback=ctx.step,
+            autoencoder=pipe.autoencoder,  # latent models: decoded to pixels
         )
         images.append(image)
     images = torch.cat(images)

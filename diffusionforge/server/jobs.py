@@ -86,7 +86,7 @@ class Job:
             "outputs": [
                 {"url": f"/api/files/{o.name}", "name": o.name, "media_type": o.media_type}
                 | {"role": o.role, "metadata": o.metadata}
-                for o in self.outputs
+                for o in (self.outputs if self.status == "done" else ())  # all or none
             ],
             "created": self.created,
             "started": self.started,
