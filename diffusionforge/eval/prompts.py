@@ -190,9 +190,9 @@ def run_prompts(
     return rows, torch.cat(images)
 
 
-def summarize(rows: list[dict]) -> dict[str, dict[str, float | int]]:
+def summarize(rows: list[dict]) -> dict[str, dict[str, float | int | None]]:
     """Accuracy of each attribute per split (over the prompts where it applies), and n."""
-    out = {}
+    out: dict[str, dict] = {}
     for split in SPLITS:
         if split == "heldout-relation":
             sel = [r for r in rows if r["split"] == "heldout" and r["two_groups"]]
@@ -200,10 +200,10 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float | int]]:
             sel = [r for r in rows if r["split"] == split]
         if not sel:
             continue
-        acc: dict[str, float | int] = {"n": len(sel)}
+        acc: dict[str, float | int | None] = {"n": len(sel)}
         for attr in ATTRIBUTES:
             vals = [r[attr] for r in sel if r[attr] is not None]
-            acc[attr] = float(np.mean(vals)) if vals else float("nan")
+            acc[attr] = float(np.mean(vals)) if vals else None  # None: no prompt asks for it
         out[split] = acc
     return out
 
@@ -214,7 +214,7 @@ def table(settings: list[dict]) -> str:
     lines = [head, "|" + "---|" * (4 + len(ATTRIBUTES))]
     for s in settings:
         for split, acc in s["summary"].items():
-            cells = [f"{100 * acc[a]:.1f}" if acc[a] == acc[a] else "-" for a in ATTRIBUTES]
+            cells = [f"{100 * acc[a]:.1f}" if acc[a] is not None else "-" for a in ATTRIBUTES]
             lines.append(
                 f"| {s['guidance']:g} | {s['nfe']} | {split} | {acc['n']} | "
                 + " | ".join(cells)
@@ -266,7 +266,7 @@ def verdict_picture(
         x, y = (k % cols) * (tile + 6), (k // cols) * (tile + text_h)
         canvas.paste(Image.fromarray(arr[k]).resize((tile, tile), Image.Resampling.NEAREST), (x, y))
         wrong = [a for a in ATTRIBUTES[:-1] if row[a] is False]
-        verdict = "ok" if row["overall"] else "wrong: " + ", ".join(wrong or ["extra group"])
+        verdict = "ok" if row["overall"] else "wrong: " + ",".join(wrong or ["extra group"])
         prompt = _wrap(f"[{row['split']}] {row['prompt']}", width)[:3]
         seen = _wrap(f"saw: {row['judged']}", width)[:2]
         for j, line in enumerate(prompt):
@@ -274,7 +274,7 @@ def verdict_picture(
         for j, line in enumerate(seen):
             draw.text((x + 1, y + tile + 1 + (3 + j) * line_h), line, fill=(90, 90, 90), font=font)
         colour = (0, 140, 0) if row["overall"] else (200, 0, 0)
-        draw.text((x + 1, y + tile + 1 + 5 * line_h), verdict[:width], fill=colour, font=font)
+        draw.text((x + 1, y + tile + 1 + 5 * line_h), verdict[: width + 4], fill=colour, font=font)
     return canvas
 
 
