@@ -147,3 +147,22 @@ def write_tiny_audio_model(root: Path) -> Path:
     ]
     cfg = apply_overrides(load_preset("spoken-digits"), overrides)
     return Trainer(cfg, root / "run", log=lambda m: None).fit().checkpoint
+
+
+def write_tiny_text_model(run: Path) -> Path:
+    """A 2-step masked-diffusion transformer on the built-in grammar (32-character windows)."""
+    from diffusionforge.train.trainer import Trainer
+
+    overrides = [
+        "model.transformer.preset=tiny",
+        "data.text.length=32",
+        "data.text.sentences=300",
+        "train.batch_size=8",
+        "train.steps=2",
+        "train.ckpt_every=2",
+        "train.tensorboard=false",
+        "train.progress=false",
+        "sample.nfe=8",
+    ]
+    cfg = apply_overrides(load_preset("grammar"), overrides)
+    return Trainer(cfg, run, log=lambda m: None).fit().checkpoint

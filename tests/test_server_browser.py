@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from serverkit import running_server, settings, write_tiny_t2i_model
+from serverkit import (
+    running_server,
+    settings,
+    write_tiny_audio_model,
+    write_tiny_t2i_model,
+    write_tiny_text_model,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -120,6 +126,10 @@ def test_page_generates_from_a_class_and_from_a_prompt(browser, tmp_path):
     (models / "digits").symlink_to(bundled_path("digits"), target_is_directory=True)
     t2i = write_tiny_t2i_model(tmp_path / "t2i")
     (models / "scenes-tiny").symlink_to(t2i, target_is_directory=True)
+    text = write_tiny_text_model(tmp_path / "text")
+    (models / "grammar-tiny").symlink_to(text, target_is_directory=True)
+    audio = write_tiny_audio_model(tmp_path / "audio")
+    (models / "tones").symlink_to(audio, target_is_directory=True)
     with running_server(settings(models)) as (url, _app):
         browser.get(url + "/")
         _wait(browser, "return document.body.dataset.state === 'ready'", 20, "the model list")
@@ -154,3 +164,33 @@ def test_page_generates_from_a_class_and_from_a_prompt(browser, tmp_path):
         first = browser.find_element(By.CSS_SELECTOR, "#items img")
         assert first.get_attribute("title") == "two red circles left of a blue square"
         _screenshot(browser, tmp_path, "server-page-prompt.png")
+
+        # a text model: fill the holes of a prompt, read the texts
+        Select(browser.find_element(By.ID, "model")).select_by_value("grammar-tiny")
+        assert browser.find_element(By.ID, "length").is_displayed()
+        assert not browser.find_element(By.ID, "guidance").is_displayed()
+        _fill(browser, prompt="the cat [____:6] mat.", nfe="6", n="2")
+        _run_job(browser)
+        texts = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#items pre")]
+        assert len(texts) == 2 and all(t.startswith("the cat [") for t in texts), texts
+        assert all(t.endswith("] mat.") for t in texts), texts  # the filled span, bracketed
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#items a[download]")) == 4
+        _screenshot(browser, tmp_path, "server-page-text.png")
+
+        # an audio model: pick a class, get players that load the clips
+        Select(browser.find_element(By.ID, "model")).select_by_value("tones")
+        Select(browser.find_element(By.ID, "class")).select_by_value("1")
+        _fill(browser, nfe="2", n="2")
+        _run_job(browser)
+        players = browser.find_elements(By.CSS_SELECTOR, "#items audio")
+        assert len(players) == 2
+        durations = _wait(
+            browser,
+            "const a = [...document.querySelectorAll('#items audio')];"
+            "return a.every(p => p.readyState >= 1) ? a.map(p => p.duration) : null;",
+            10,
+            "the audio clips",
+        )
+        assert all(abs(d - 0.25) < 0.01 for d in durations), durations
+        assert _wait(browser, GRID, 10, "the spectrogram picture")
+        _screenshot(browser, tmp_path, "server-page-audio.png")

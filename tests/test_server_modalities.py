@@ -43,6 +43,7 @@ def test_model_list_names_each_kind_and_its_fields(served):
     assert {"/api/generate/text2image", "/api/generate/audio", "/api/generate/text"} <= set(paths)
 
 
+@pytest.mark.filterwarnings("ignore:prompt 0. unknown word")  # the pipeline's own warning
 def test_text_to_image_equals_the_pipeline(served):
     client, ckpt, _ = served
     req = {"model": "scenes-tiny", "prompt": "a red circle", "n": 2, "nfe": 3, "seed": 9}

@@ -8,31 +8,15 @@ import json
 import httpx
 import pytest
 import torch
-from serverkit import running_server, settings
+from serverkit import running_server, settings, write_tiny_text_model
 
 from diffusionforge.pipelines.text import load_text_pipeline
-from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
 def text_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("text")
-    cfg = apply_overrides(
-        load_preset("grammar"),
-        [
-            "model.transformer.preset=tiny",
-            "data.text.length=32",
-            "data.text.sentences=300",
-            "train.batch_size=8",
-            "train.steps=2",
-            "train.ckpt_every=2",
-            "train.tensorboard=false",
-            "train.progress=false",
-            "sample.nfe=8",
-        ],
-    )
-    ckpt = Trainer(cfg, root / "run", log=lambda m: None).fit().checkpoint
+    ckpt = write_tiny_text_model(root / "run")
     models = root / "models"
     models.mkdir()
     (models / "grammar-tiny").symlink_to(ckpt, target_is_directory=True)

@@ -182,6 +182,10 @@ async function showOutputs(job) {
       if (out.role === "grid") {
         const img = $("grid");
         await new Promise((ok, bad) => { img.onload = ok; img.onerror = bad; img.src = url; });
+        // small pixel grids are scaled by a whole factor (crisp pixels); pictures with text
+        // (audio spectrograms) are shown at their own size
+        const k = job.kind === "audio" ? 1 : Math.max(1, Math.floor(640 / img.naturalWidth));
+        img.style.width = Math.min(img.naturalWidth * k, 640) + "px";
         $("grid-link").href = url;
         $("grid-link").download = out.name;
         $("grid-figure").hidden = false;
