@@ -1,7 +1,9 @@
 """Trained weights shipped with the package, one checkpoint folder per name.
 
 A bundled folder holds ``model.safetensors``, ``ema.safetensors``, ``config.json`` and the
-``manifest.json`` that lets ``load_pipeline`` verify them, nothing else (no optimizer state).
+``manifest.json`` that lets ``load_pipeline`` verify them, plus any file the model needs beside
+its weights (an autoencoder's ``latent.json``, a latent model's ``autoencoder/``), nothing else
+(no optimizer state).
 All bundled weights together stay under 20 MB (tests/test_images_bundled.py checks it).
 The README names the command that reproduces each one; ``python -m diffusionforge.assets
 CHECKPOINT NAME`` copies a trained checkpoint in.
@@ -15,12 +17,15 @@ from pathlib import Path
 
 BUNDLED = ("digits",)
 BUNDLED_FILES = ("model.safetensors", "ema.safetensors", "config.json")
+# Autoencoders for latent diffusion (pipelines.latent.load_autoencoder; data.autoencoder = NAME).
+AUTOENCODERS = ("vae-scenes",)
 
 
 def bundled_path(name: str) -> Path:
     """The folder of bundled model `name` (a checkpoint folder load_pipeline accepts)."""
-    if name not in BUNDLED:
-        raise ValueError(f"no bundled model {name!r} (bundled: {', '.join(BUNDLED)})")
+    if name not in BUNDLED + AUTOENCODERS:
+        names = ", ".join(BUNDLED + AUTOENCODERS)
+        raise ValueError(f"no bundled model {name!r} (bundled: {names})")
     return Path(str(resources.files("diffusionforge.assets") / name))
 
 
@@ -29,7 +34,7 @@ def bundle(checkpoint: str | Path, name: str, dest: Path | None = None) -> Path:
     from diffusionforge.train.checkpoint import resolve_checkpoint, write_folder
 
     ckpt = resolve_checkpoint(checkpoint)
-    files = {rel: ckpt.files[rel] for rel in BUNDLED_FILES}
+    files = {rel: data for rel, data in ckpt.files.items() if not rel.startswith("training_")}
     dest = dest or Path(__file__).parent / name
     return write_folder(dest, files, step=ckpt.step)
 

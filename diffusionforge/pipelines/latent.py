@@ -108,11 +108,11 @@ def load_autoencoder(path: str | Path, *, what: str = "autoencoder") -> Autoenco
 
     path = Path(str(path)).expanduser()
     if not path.exists():
-        from diffusionforge.assets import BUNDLED, bundled_path
+        from diffusionforge.assets import AUTOENCODERS, bundled_path
 
-        if str(path) not in BUNDLED:
+        if str(path) not in AUTOENCODERS:
             raise CheckpointError(
-                f"{what}: {path}: no such checkpoint (or bundled name: {', '.join(BUNDLED)})"
+                f"{what}: {path}: no such checkpoint (or bundled name: {', '.join(AUTOENCODERS)})"
             )
         path = bundled_path(str(path))
     ckpt = resolve_checkpoint(path)
