@@ -288,3 +288,23 @@ def test_serve_refuses_a_busy_port_and_an_empty_models_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "skipped not a model: not a valid model id" in err
     assert err.strip().splitlines()[-1].startswith("error: ") and "no servable model" in err
+
+
+def test_a_model_that_fails_to_load_fails_its_job_without_a_path(tmp_path):
+    from serverkit import write_tiny_image_model
+
+    from diffusionforge.train.checkpoint import load_checkpoint, write_folder
+
+    models = tmp_path / "models"
+    good = write_tiny_image_model(models / "broken")
+    files = load_checkpoint(good).files
+    config = json.loads(files["config.json"])
+    config["model"]["unet"]["channels"] = 12  # the weights were made for 8
+    files["config.json"] = json.dumps(config).encode()
+    write_folder(good, {k: v for k, v in files.items() if k != "manifest.json"}, step=0)
+    with running_server(settings(models)) as (url, _):
+        client = httpx.Client(base_url=url, timeout=30)
+        job = client.post("/api/generate/image?wait=true", json={"model": "broken"}).json()
+        assert job["status"] == "failed" and "could not be loaded" in job["error"]
+        assert str(tmp_path) not in json.dumps(job)
+        assert client.get("/health").status_code == 200
