@@ -155,6 +155,7 @@ def write_tiny_text_model(run: Path) -> Path:
 
     overrides = [
         "model.transformer.preset=tiny",
+        "data.text.tokenizer=char",  # holes of k characters, whatever the preset's tokenizer
         "data.text.length=32",
         "data.text.sentences=300",
         "train.batch_size=8",

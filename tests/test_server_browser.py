@@ -17,6 +17,7 @@ from serverkit import (
     running_server,
     settings,
     write_tiny_audio_model,
+    write_tiny_image_model,
     write_tiny_t2i_model,
     write_tiny_text_model,
 )
@@ -194,3 +195,29 @@ def test_page_generates_from_a_class_and_from_a_prompt(browser, tmp_path):
         assert all(abs(d - 0.25) < 0.01 for d in durations), durations
         assert _wait(browser, GRID, 10, "the spectrogram picture")
         _screenshot(browser, tmp_path, "server-page-audio.png")
+
+
+def test_page_asks_for_the_token_and_sends_it(browser, tmp_path):
+    """A server that needs a token: the page shows the token field, lists nothing without it,
+    and with it generates (the job, its event stream and its files all need the header)."""
+    from selenium.webdriver.common.by import By
+
+    from diffusionforge.server.settings import Limits, ServerSettings
+
+    token = "s3cret-token-0123456789"
+    models = tmp_path / "models"
+    write_tiny_image_model(models / "tiny")
+    s = ServerSettings(models_dir=models, host="0.0.0.0", token=token, limits=Limits())
+    with running_server(s) as (url, _app):
+        browser.get(url + "/")
+        _wait(browser, "return document.body.dataset.state === 'failed'", 20, "the refusal")
+        assert "Authorization" in browser.find_element(By.ID, "status").text
+        box = browser.find_element(By.ID, "token")
+        assert box.is_displayed()
+        box.send_keys(token)
+        browser.find_element(By.ID, "model").click()  # leaving the field fires its change
+        _wait(browser, "return document.body.dataset.state === 'ready'", 20, "the model list")
+        _fill(browser, nfe="4", n="2")
+        _run_job(browser)
+        assert _wait(browser, GRID, 10, "the grid image")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#items img")) == 2
