@@ -165,11 +165,16 @@ def audio_metrics(
     requested: Tensor | None,
     real: Tensor,
     rate: int,
+    train: Tensor | None = None,
 ) -> AudioMetrics:
-    """Score generated clips (N, L) against real clips (M, L), both at `rate`."""
+    """Score generated clips (N, L) against real clips (M, L), both at `rate`; memorization is
+    checked against `train` (all training clips; default `real`)."""
     gen_x, real_x = classifier_input(generated, rate), classifier_input(real, rate)
     gen_f = extract_features(classifier, gen_x)
     real_f = extract_features(classifier, real_x)
+    train_f = (
+        real_f if train is None else extract_features(classifier, classifier_input(train, rate))
+    )
     accuracy = None
     if requested is not None:
         pred = torch.cat(
@@ -179,6 +184,6 @@ def audio_metrics(
     return AudioMetrics(
         accuracy=accuracy,
         frechet=fid(real_f, gen_f),
-        memorized=memorization(gen_f, real_f).fraction,
+        memorized=memorization(gen_f, train_f).fraction,
         classifier_accuracy=classifier.val_accuracy,
     )
