@@ -308,3 +308,14 @@ def test_a_model_that_fails_to_load_fails_its_job_without_a_path(tmp_path):
         assert job["status"] == "failed" and "could not be loaded" in job["error"]
         assert str(tmp_path) not in json.dumps(job)
         assert client.get("/health").status_code == 200
+
+
+def test_a_stopping_queue_refuses_with_unavailable_and_retry_after(tmp_path):
+    from diffusionforge.server.jobs import Job, JobQueue, QueueFull
+
+    queue = JobQueue(Limits(), tmp_path)
+    queue.start()
+    queue.stop()
+    with pytest.raises(QueueFull) as refused:
+        queue.submit(Job("image", "tiny", {}, lambda ctx: None))
+    assert refused.value.unavailable and refused.value.retry_after >= 1  # answered 503
