@@ -169,5 +169,5 @@ def _draw(pipe: Pipeline, model_id: str, req: ImageRequest, n: int, ctx: JobCont
 
 def _record(pipe: Pipeline, model_id: str, req: ImageRequest, index: int) -> dict:
     rec = image_record(pipe, req, index)
-    rec.pop("checkpoint")  # a server path: name the model by id (and its weights by hash)
+    rec.pop("checkpoint", None)  # a server path: name the model by id (and its weights by hash)
     return rec | {"model": model_id}
