@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffusionforge.nets.autoencoder import AUTOENCODER_PRESETS, KLAutoencoder
+from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
 
 
@@ -46,6 +47,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--nfe", type=int, default=20)
     p.add_argument("--autoencoder", default="f4-small")
+    p.add_argument("--dit", default="tiny", help="DiT preset for the patch-size rows")
     args = p.parse_args()
     torch.set_num_threads(1)
     b, nfe = args.batch, args.nfe
@@ -60,14 +62,20 @@ def main() -> None:
     )
     print()
     print(
-        f"| UNet preset | params | pixel 32x32x3 MFLOP | latent 8x8x4 MFLOP | FLOP ratio | "
-        f"pixel ms | latent ms | time ratio | sample ratio at NFE {nfe} (incl. decode) |"
+        f"| network | params | pixel 32x32x3 MFLOP | latent MFLOP | FLOP ratio | "
+        f"pixel ms | latent ms | time ratio | sample FLOP ratio at NFE {nfe} (incl. decode) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in args.presets.split(","):
-        kw = dict(UNET_PRESETS[name])
-        pix = UNet(32, in_channels=3, **kw).eval()
-        lat = UNet(32 // ae.factor, in_channels=4, **kw).eval()
+    lat_res = 32 // ae.factor
+    pairs = [(f"UNet {n}", UNet(32, 3, **UNET_PRESETS[n]), UNet(lat_res, 4, **UNET_PRESETS[n]))
+             for n in args.presets.split(",")]  # fmt: skip
+    kw = {k: v for k, v in DIT_PRESETS[args.dit].items() if k != "patch_size"}
+    for pp, lp in ((2, 2), (4, 2), (4, 1)):  # patch sizes: pixels, latents
+        tokens = ((32 // pp) ** 2, (lat_res // lp) ** 2)
+        name = f"DiT {args.dit}, patch {pp} ({tokens[0]} tokens) vs {lp} ({tokens[1]})"
+        pairs.append((name, DiT(32, 3, patch_size=pp, **kw), DiT(lat_res, 4, patch_size=lp, **kw)))
+    for name, pix, lat in pairs:
+        pix, lat = pix.eval(), lat.eval()
         xp, xl, c = torch.randn(b, 3, 32, 32), torch.randn_like(z), torch.zeros(b)
         run_pix, run_lat = functools.partial(pix, xp, c), functools.partial(lat, xl, c)
         with torch.no_grad():
@@ -81,7 +89,7 @@ def main() -> None:
         params = sum(q.numel() for q in pix.parameters()) / 1e6
         print(
             f"| {name} | {params:.2f}M | {fp / 1e6:.1f} | {fl / 1e6:.1f} | {fp / fl:.1f}x | "
-            f"{mp * 1e3:.2f} | {ml * 1e3:.2f} | {mp / ml:.1f}x | {sample_ratio:.1f}x (FLOPs) |"
+            f"{mp * 1e3:.2f} | {ml * 1e3:.2f} | {mp / ml:.1f}x | {sample_ratio:.1f}x |"
         )
 
 

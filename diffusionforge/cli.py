@@ -215,6 +215,11 @@ def _apply_like(args) -> None:
         setattr(args, key, value)
     args.n, args.threads = 1, int(rec.get("threads", args.threads))
     args.like_sha = rec.get("checkpoint_sha256")
+    if rec.get("edited"):
+        raise UserError(
+            f"--like {args.like}: made by img2img/inpainting; rerun its command with the same "
+            f"--init-image/--mask and --strength {rec.get('strength')}"
+        )
 
 
 def _parse_classes(text: str, pipe) -> list[int]:

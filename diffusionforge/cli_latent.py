@@ -100,6 +100,7 @@ def cmd_eval_autoencoder(args) -> int:
     from diffusionforge.pipelines.generate import split_config
 
     cfg, _ = split_config(json.loads(ae.files["config.json"]), str(args.checkpoint))
+    cfg.data.size = min(cfg.data.size, args.n)  # generated sets: example i depends on i only
     sets = {"train": build_dataset(cfg).data[: args.n]}
     if cfg.data.kind == "scenes":
         from diffusionforge.data.scenes import make_scenes

@@ -188,7 +188,8 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
         capsys,
     )
     assert code == 0, err
-    got = np.asarray(Image.open(tmp_path / "e" / "00000-class3-seed0.png").convert("L"))
+    edited = tmp_path / "e" / "00000-class3-seed0.png"
+    got = np.asarray(Image.open(edited).convert("L"))
     assert np.array_equal(got[:, :4], np.asarray(Image.open(init).convert("L"))[:, :4])
     bad = {
         "all black": ["--init-image", init, "--mask", _png(tmp_path / "z.png", np.zeros((8, 8)))],
@@ -197,6 +198,7 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
         "--init-image": ["--mask", init],
         "--strength": ["--init-image", init, "--strength", "2"],
         "no such file": ["--init-image", str(tmp_path / "missing.png")],
+        "made by img2img/inpainting": ["--like", str(edited)],
     }
     for words, flags in bad.items():
         code, err = _cli([*common, *flags, "--out", str(out)], capsys)

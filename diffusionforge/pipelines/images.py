@@ -88,6 +88,9 @@ def image_record(pipe: Pipeline, req: ImageRequest, index: int) -> dict:
         "threads": torch.get_num_threads(),
         "device": req.device,
         "torch": torch.__version__,
+        # img2img / inpainting: the result also depends on the input image and mask
+        "edited": req.edit is not None,
+        "strength": req.edit["strength"] if req.edit else None,
     }
 
 
