@@ -25,8 +25,9 @@ import torch
 from scipy.optimize import minimize
 
 from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
+from diffusionforge.core.optimized_steps import OPTIMIZED_STEPS
 from diffusionforge.core.samplers import SAMPLERS
-from diffusionforge.core.schedules import karras
+from diffusionforge.core.schedules import karras, optimized
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 PROXIES = [  # mixtures like the benchmark's family, on seeds it never uses
@@ -79,6 +80,8 @@ def starts(n: int) -> list[np.ndarray]:
     """Initial schedules: Karras, and geometric ramps from a first jump to sigma_1 down to a
     last level sigma_{n-1} (the objective has several basins; Karras alone finds a poor one)."""
     out = [_theta(karras(n, SIGMA_MIN, SIGMA_MAX).numpy()[:-1])]
+    if n in OPTIMIZED_STEPS:  # refining the current fit (e.g. with more proxy samples)
+        out.append(_theta(optimized(n, SIGMA_MIN, SIGMA_MAX).numpy()[:-1]))
     ramps = [(10.0, 0.5), (4.0, 0.1), (20.0, 0.05)] if n < 10 else [(6.0, 0.05), (10.0, 0.02)]
     for hi, lo in ramps:
         if n >= 2:
