@@ -1,7 +1,7 @@
 """Text-to-image benchmark on the procedural scenes: prompt faithfulness and pixel vs latent.
 
     python benchmarks/t2i_faithfulness.py --pixel runs/t2i-scenes [--latent runs/t2i-scenes-latent]
-        [--seen 60 --heldout 120] [--guidance 1 2 4 6] [--nfe 5 10 20 40] [--out runs/bench-t2i]
+        [--seen 30 --heldout 90] [--guidance 1 2 4] [--nfe 10 20 40] [--out runs/bench-t2i]
 
 1. Faithfulness per attribute (eval/prompts.py, judged by eval/judge.py) vs guidance scale at
    NFE 20, then vs NFE at the best guidance on held-out prompts with two groups, for the pixel
@@ -76,10 +76,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pixel", required=True, help="pixel-space text-to-image checkpoint")
     ap.add_argument("--latent", help="latent text-to-image checkpoint to compare")
-    ap.add_argument("--seen", type=int, default=60)
-    ap.add_argument("--heldout", type=int, default=120)
-    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 4.0, 6.0])
-    ap.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20, 40])
+    ap.add_argument("--seen", type=int, default=30)
+    ap.add_argument("--heldout", type=int, default=90)
+    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    ap.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 40])
     ap.add_argument("--base-nfe", type=int, default=20)
     ap.add_argument("--out", default="runs/bench-t2i")
     args = ap.parse_args()

@@ -55,6 +55,8 @@ def _cmd_generate(args) -> int:
             raise UserError(f"{flag}: expected a positive number, got {value}")
     if args.guidance < 0:
         raise UserError(f"--guidance: expected 0 or more, got {args.guidance}")
+    if args.strength is None:  # inpainting regenerates the masked region from pure noise
+        args.strength = 1.0 if args.mask else 0.6
     if not 0 < args.strength <= 1:
         raise UserError(f"--strength: expected a number in (0, 1], got {args.strength}")
     if args.sampler and args.sampler not in SAMPLERS:
@@ -141,7 +143,11 @@ def add_commands(sub) -> None:
     g.add_argument("--sampler", help="a sampler name (default: recommended for the NFE)")
     g.add_argument("--schedule", help="a schedule name (default: recommended for the NFE)")
     g.add_argument("--init-image", help="img2img: start from this PNG (the model's size)")
-    g.add_argument("--strength", type=float, default=0.6, help="img2img: how much to change (0-1]")
+    g.add_argument(
+        "--strength",
+        type=float,
+        help="img2img: how much to change, (0, 1] (default 0.6; 1 with --mask)",
+    )
     g.add_argument("--mask", help="inpainting: grayscale PNG, white = generate, black = keep")
     g.add_argument("--out", default="generated", help="output folder")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
