@@ -63,6 +63,8 @@ def _cmd_eval_prompts(args) -> int:
     ):
         if value <= 0:
             raise UserError(f"{flag}: expected a positive number, got {value}")
+    if args.show < 0:
+        raise UserError(f"--show: expected 0 or more, got {args.show}")
     if args.sampler and args.sampler not in SAMPLERS:
         raise UserError(f"--sampler {args.sampler}: expected one of {', '.join(SAMPLERS)}")
     if args.schedule and args.schedule not in SCHEDULES:
@@ -122,13 +124,15 @@ def _cmd_eval_prompts(args) -> int:
                 {"guidance": g, "nfe": nfe, "seconds": round(seconds, 2)}
                 | {"summary": summary, "rows": rows}
             )
-            picture = ev.verdict_picture(images[show], [rows[i] for i in show])
-            save_png(picture, out / f"samples-g{g:g}-nfe{nfe}.png")
+            if show:
+                picture = ev.verdict_picture(images[show], [rows[i] for i in show])
+                save_png(picture, out / f"samples-g{g:g}-nfe{nfe}.png")
             overall = ", ".join(f"{k} {100 * v['overall']:.1f}%" for k, v in summary.items())
             print(f"guidance {g:g}, nfe {nfe}: overall {overall} ({seconds:.0f}s)", file=sys.stderr)
     ev.write_reports(settings, out)
     print(ev.table(settings))
-    print(f"wrote {out}/table.md, summary.csv, summary.json, results.csv, samples-*.png")
+    pictures = ", samples-*.png" if show else ""
+    print(f"wrote {out}/table.md, summary.csv, summary.json, results.csv{pictures}")
     return 0
 
 
@@ -158,7 +162,7 @@ def add_commands(sub) -> None:
     p.add_argument("--schedule", help="noise schedule name (default: recommended)")
     p.add_argument("--seed", type=int, default=0, help="prompt i is drawn from seed + i")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--show", type=int, default=24, help="images in each samples PNG")
+    p.add_argument("--show", type=int, default=24, help="images in each samples PNG (0: none)")
     p.add_argument("--judge", help="judge folder (default: bundled, else cached, else trained)")
     p.add_argument("--out", help="output folder (default ./eval-prompts-<checkpoint name>)")
     p.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
