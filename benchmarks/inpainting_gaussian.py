@@ -1,7 +1,7 @@
 """How far replacement inpainting (core.editing.inpaint) is from exact conditioning, on a
 correlated 4-D Gaussian where the exact conditional p(x_u | x_k = known) is closed-form.
 
-    python benchmarks/inpainting_gaussian.py [--n 4000] [--nfe 40]
+    python benchmarks/inpainting_gaussian.py [--n 4000] [--nfe 40] [--resample 0,2,8]
 
 For each sampler, prints the mean and covariance of the generated coordinates next to the exact
 conditional and the prior marginal, and the fraction of the way from the prior mean to the
@@ -23,6 +23,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--nfe", type=int, default=40)
+    p.add_argument("--resample", default="0,2,8", help="RePaint resamplings per step")
     args = p.parse_args()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
@@ -43,18 +44,20 @@ def main() -> None:
     print(f"exact conditional mean {cond_mean.numpy().round(3)}, prior mean {mu[2:].numpy()}")
     print(f"exact conditional cov {cond_cov.numpy().round(3).tolist()}")
     print(f"prior cov {s22.numpy().round(3).tolist()}\n")
-    print("| sampler | mean | cov | fraction of the way to the conditional mean |")
-    print("|---|---|---|---|")
+    print("| sampler | resample | mean | cov | fraction of the way to the conditional mean |")
+    print("|---|---|---|---|---|")
     init = known.expand(args.n, 4).clone()
     for sampler in ("heun", "dpmpp_2m", "unipc", "euler_ancestral", "ddpm"):
-        out = edit(denoise, init, nfe=args.nfe, mask=mask, sampler=sampler, schedule="karras",
-                   generator=torch.Generator().manual_seed(1))  # fmt: skip
-        u = out[:, 2:]
-        frac = (u.mean(0) - mu[2:]) / (cond_mean - mu[2:])
-        print(
-            f"| {sampler} | {u.mean(0).numpy().round(3)} | "
-            f"{torch.cov(u.T).numpy().round(3).tolist()} | {frac.numpy().round(2)} |"
-        )
+        for r in (int(v) for v in args.resample.split(",")):
+            gen = torch.Generator().manual_seed(1)
+            run = dict(nfe=args.nfe, sampler=sampler, schedule="karras", generator=gen)
+            out = edit(denoise, init, mask=mask, resample=r, **run)
+            u = out[:, 2:]
+            frac = (u.mean(0) - mu[2:]) / (cond_mean - mu[2:])
+            print(
+                f"| {sampler} | {r} | {u.mean(0).numpy().round(3)} | "
+                f"{torch.cov(u.T).numpy().round(3).tolist()} | {frac.numpy().round(2)} |"
+            )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ def add_sample_flags(s) -> None:
         "--mask",
         help="inpainting: a mask image the size of --init-image; white = generate, black = keep",
     )
+    s.add_argument(
+        "--resample",
+        type=int,
+        default=0,
+        help="inpainting: RePaint resamplings per step (harmonises the fill; (N+1) x the NFE)",
+    )
 
 
 def check_samplable(pipe, args) -> None:
@@ -46,6 +52,10 @@ def edit_inputs(args, pipe) -> dict | None:
     """--init-image/--strength/--mask -> keyword arguments of Pipeline.generate_images."""
     from diffusionforge.pipelines.editing import DEFAULT_STRENGTH, check_edit, load_image, load_mask
 
+    if args.resample < 0 or args.resample > 50:
+        raise UserError(f"--resample: expected 0 to 50, got {args.resample}")
+    if args.resample and not args.mask:
+        raise UserError("--resample: resampling harmonises inpainting; give --mask too")
     if not (args.init_image or args.mask or args.strength is not None):
         return None
     if not args.init_image:
@@ -56,7 +66,7 @@ def edit_inputs(args, pipe) -> dict | None:
     default = 1.0 if mask is not None else DEFAULT_STRENGTH
     strength = default if args.strength is None else args.strength
     check_edit(shape, init, mask, strength)
-    return {"init": init, "strength": strength, "mask": mask}
+    return {"init": init, "strength": strength, "mask": mask, "resample": args.resample}
 
 
 def is_autoencoder(checkpoint: str) -> bool:

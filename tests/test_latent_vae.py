@@ -184,6 +184,8 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
             _png(tmp_path / "m.png", mask),
             "--out",
             str(out),
+            "--resample",
+            "1",
         ],
         capsys,
     )
@@ -199,6 +201,7 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
         "--strength": ["--init-image", init, "--strength", "2"],
         "no such file": ["--init-image", str(tmp_path / "missing.png")],
         "made by img2img/inpainting": ["--like", str(edited)],
+        "--resample": ["--init-image", init, "--resample", "2"],
     }
     for words, flags in bad.items():
         code, err = _cli([*common, *flags, "--out", str(out)], capsys)

@@ -94,13 +94,15 @@ def sample_or_edit(
     init: Tensor | None = None,
     strength: float = 1.0,
     mask: Tensor | None = None,
+    resample: int = 0,
     device: str | torch.device = "cpu",
     **run,
 ) -> Tensor:
     """Images (B, C, H, W) in pixel space: plain sampling, or img2img / inpainting from `init`
     ((1 or B, C, H, W) in [-1, 1]) and `mask` ((1 or B, 1, H, W), 1 = generate). `shape` is in
-    the model's space (latents for a latent model); `run` holds sample()'s keywords (nfe,
-    sampler, schedule, sigma_min, sigma_max, cond, generator, callback)."""
+    the model's space (latents for a latent model); `resample` adds RePaint resampling to
+    inpainting (core.editing); `run` holds sample()'s keywords (nfe, sampler, schedule,
+    sigma_min, sigma_max, cond, generator, callback)."""
     from diffusionforge import sample
     from diffusionforge.core.editing import edit
 
@@ -116,7 +118,7 @@ def sample_or_edit(
             z0, mz = x0, m
         z0 = z0.to(device)
         mz = None if mz is None else mz.to(device)
-        out = edit(denoise, z0, strength=strength, mask=mz, **run)
+        out = edit(denoise, z0, strength=strength, mask=mz, resample=resample, **run)
     out = out.cpu()
     if autoencoder is not None:
         out = autoencoder.decode(out)

@@ -79,10 +79,12 @@ class Pipeline:
         init: Tensor | None = None,
         strength: float = 1.0,
         mask: Tensor | None = None,
+        resample: int = 0,
     ) -> Tensor:
         """One image per seed (image i from its own generator seeded seeds[i]). With `init`
         (1 or B, C, H, W) in [-1, 1]: img2img at `strength`; with `mask` (1 = generate, 0 =
-        keep) too: inpainting (pipelines.editing). Latent models return decoded images."""
+        keep) too: inpainting (pipelines.editing), with `resample` RePaint resamplings per
+        step. Latent models return decoded images."""
         return generate_images(
             self.net,
             self.formulation,
@@ -99,6 +101,7 @@ class Pipeline:
             init=init,
             strength=strength,
             mask=mask,
+            resample=resample,
         )
 
 
@@ -199,6 +202,7 @@ def generate_images(
     init: Tensor | None = None,
     strength: float = 1.0,
     mask: Tensor | None = None,
+    resample: int = 0,
 ) -> Tensor:
     """len(seeds) images; image i starts from its own generator seeded seeds[i], so its noise
     does not depend on the batch it is drawn in. With labels (n,) and guidance != 1, classifier-
@@ -222,6 +226,7 @@ def generate_images(
         init=init,
         strength=strength,
         mask=mask,
+        resample=resample,
         nfe=nfe,
         sampler=sampler,
         schedule=schedule,
