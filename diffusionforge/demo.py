@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusionforge.demo_audio import spoken_digits
 from diffusionforge.eval.swd import sliced_wasserstein
 
 
@@ -129,7 +130,7 @@ def digits(out: Path, quick: bool) -> Section:
     )
 
 
-SECTIONS = {"toy2d": toy2d, "digits": digits}
+SECTIONS = {"toy2d": toy2d, "digits": digits, "spoken-digits": spoken_digits}
 
 
 def run_demo(out: Path, *, sections: list[str], quick: bool = False) -> int:

@@ -136,3 +136,16 @@ def test_train_then_generate_audio_writes_wavs_and_a_picture(tmp_path, capsys, p
     img_ckpt = Trainer(img, tmp_path / "img", log=lambda m: None).fit().checkpoint
     assert main(["generate-audio", str(img_ckpt), "--out", str(tmp_path / "x")]) == 2
     assert "not an audio model" in capsys.readouterr().err
+
+
+def test_train_cli_reads_a_folder_as_audio_with_an_audio_preset(tmp_path, capsys):
+    folder = _tones(tmp_path / "tones")
+    tiny = [o for o in TINY_AUDIO if not o.startswith(("data.kind", "train.steps"))]
+    sets = [arg for o in [*tiny, "train.sample_every=0"] for arg in ("--set", o)]
+    argv = ["train", "--preset", "spoken-digits", "--data", str(folder), "--steps", "1"]
+    assert main([*argv, *sets, "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"kind": "audio"' in config
+    capsys.readouterr()
+    assert main([*argv[:4], str(folder / "0-tone" / "0.wav"), *sets]) == 2
+    assert "expected a folder of audio files" in capsys.readouterr().err
