@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffusionforge.demo_audio import spoken_digits
+from diffusionforge.demo_editing import editing
 from diffusionforge.eval.swd import sliced_wasserstein
 
 
@@ -130,7 +131,7 @@ def digits(out: Path, quick: bool) -> Section:
     )
 
 
-SECTIONS = {"toy2d": toy2d, "digits": digits, "spoken-digits": spoken_digits}
+SECTIONS = {"toy2d": toy2d, "digits": digits, "spoken-digits": spoken_digits, "editing": editing}
 
 
 def run_demo(out: Path, *, sections: list[str], quick: bool = False) -> int:

@@ -4,6 +4,7 @@ checkpoint, latent-diffusion datasets and pipelines, and the CLI's editing flags
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,12 @@ def test_bundled_scenes_autoencoder_is_small_and_reconstructs_held_out_scenes():
     assert float(psnr(ae.decode(ae.encode(x)), x).mean()) > 30.0
     z = ae.encode(x)
     assert 0.7 < float(z.std()) < 1.3  # the saved scale fits scenes it never saw
+
+
+def test_demo_editing_section_writes_its_pictures_and_keeps_pixels(tmp_path):
+    from diffusionforge.demo_editing import editing
+
+    section = editing(tmp_path, quick=True)
+    assert all(Path(f).is_file() for f in section.files)
+    assert "kept pixels unchanged: True" in section.lines[1]
+    assert float(section.lines[0].split("):")[1].split("dB")[0]) > 30
