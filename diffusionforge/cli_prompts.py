@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 
 from diffusionforge.errors import UserError
@@ -102,33 +101,32 @@ def _cmd_eval_prompts(args) -> int:
         worst = min(acc[a] for acc in val.values() for a in ("layout", "shape", "colour", "count"))
         print(f"judge: worst per-attribute accuracy on fresh renders {100 * worst:.1f}%")
 
-    settings = []
     show = _show_indices(cases, args.show)
-    for g in guidances:
-        for nfe in nfes:
-            t0 = time.perf_counter()
-            rows, images = ev.run_prompts(
-                pipe,
-                judge,
-                cases,
-                nfe=nfe,
-                guidance=g,
-                seed=args.seed,
-                batch_size=args.batch_size,
-                sampler=args.sampler,
-                schedule=args.schedule,
-            )
-            seconds = time.perf_counter() - t0
-            summary = ev.summarize(rows)
-            settings.append(
-                {"guidance": g, "nfe": nfe, "seconds": round(seconds, 2)}
-                | {"summary": summary, "rows": rows}
-            )
-            if show:
-                picture = ev.verdict_picture(images[show], [rows[i] for i in show])
-                save_png(picture, out / f"samples-g{g:g}-nfe{nfe}.png")
-            overall = ", ".join(f"{k} {100 * v['overall']:.1f}%" for k, v in summary.items())
-            print(f"guidance {g:g}, nfe {nfe}: overall {overall} ({seconds:.0f}s)", file=sys.stderr)
+
+    def report(setting: dict, images) -> None:
+        g, nfe = setting["guidance"], setting["nfe"]
+        if show:
+            picture = ev.verdict_picture(images[show], [setting["rows"][i] for i in show])
+            save_png(picture, out / f"samples-g{g:g}-nfe{nfe}.png")
+        summary = setting["summary"]
+        overall = ", ".join(f"{k} {100 * v['overall']:.1f}%" for k, v in summary.items())
+        print(
+            f"guidance {g:g}, nfe {nfe}: overall {overall} ({setting['seconds']:.0f}s)",
+            file=sys.stderr,
+        )
+
+    settings = ev.sweep(
+        pipe,
+        judge,
+        cases,
+        guidances=guidances,
+        nfes=nfes,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        sampler=args.sampler,
+        schedule=args.schedule,
+        on_setting=report,
+    )
     ev.write_reports(settings, out)
     print(ev.table(settings))
     pictures = ", samples-*.png" if show else ""

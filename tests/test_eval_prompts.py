@@ -16,6 +16,7 @@ from diffusionforge.eval.prompts import (
     run_prompts,
     score,
     summarize,
+    sweep,
     verdict_picture,
 )
 
@@ -147,3 +148,18 @@ def test_eval_prompts_cli_errors(tmp_path, capsys, args, match):
     assert main(["eval-prompts", *args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_sweep_runs_every_setting_and_reports_each():
+    seen = []
+    settings = sweep(
+        RenderPipeline(32),
+        load_judge(),
+        prompt_cases(3, 3, seed=2),
+        guidances=[1.0, 3.0],
+        nfes=[4, 8],
+        on_setting=lambda s, images: seen.append((s["guidance"], s["nfe"], images.shape[0])),
+    )
+    assert seen == [(1.0, 4, 6), (1.0, 8, 6), (3.0, 4, 6), (3.0, 8, 6)]
+    assert [len(s["rows"]) for s in settings] == [6] * 4
+    assert all(s["summary"]["seen"]["n"] == 3 and s["seconds"] >= 0 for s in settings)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -188,6 +189,45 @@ def run_prompts(
             )
         images.append(x)
     return rows, torch.cat(images)
+
+
+def sweep(
+    pipe: PromptPipeline,
+    judge,
+    cases: list[PromptCase],
+    *,
+    guidances: list[float],
+    nfes: list[int],
+    seed: int = 0,
+    batch_size: int = 16,
+    sampler: str | None = None,
+    schedule: str | None = None,
+    on_setting=None,
+) -> list[dict]:
+    """``run_prompts`` for every guidance x NFE: one dict per setting with ``guidance``,
+    ``nfe``, ``seconds`` (generation + judging, wall clock), ``summary`` and ``rows``.
+    ``on_setting(setting, images)`` is called after each (pictures, progress lines)."""
+    settings = []
+    for g in guidances:
+        for nfe in nfes:
+            t0 = time.perf_counter()
+            rows, images = run_prompts(
+                pipe,
+                judge,
+                cases,
+                nfe=nfe,
+                guidance=g,
+                seed=seed,
+                batch_size=batch_size,
+                sampler=sampler,
+                schedule=schedule,
+            )
+            setting = {"guidance": g, "nfe": nfe, "seconds": round(time.perf_counter() - t0, 2)}
+            setting |= {"summary": summarize(rows), "rows": rows}
+            if on_setting is not None:
+                on_setting(setting, images)
+            settings.append(setting)
+    return settings
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, float | int | None]]:
