@@ -13,6 +13,7 @@ from diffusionforge.train.trainer import Trainer
 
 TINY = [
     "model.transformer.preset=tiny",
+    "data.text.tokenizer=char",
     "data.text.length=32",
     "data.text.sentences=1500",
     "train.batch_size=32",

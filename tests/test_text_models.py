@@ -103,3 +103,14 @@ def test_templates_turn_holes_into_masks_and_refuse_unknown_characters():
         encode_template(tok, "aZ [____]", hole=2)
     with pytest.raises(UserError, match="at least one token"):
         encode_template(tok, "a [__:0]", hole=2)
+
+
+def test_bpe_templates_give_the_space_before_a_hole_to_the_generated_word():
+    from diffusionforge.data.tokenizers import BPETokenizer
+
+    bpe = BPETokenizer.train(["the cat sat on the mat."] * 20, vocab_size=300)
+    ids = encode_template(bpe, "the cat [____:2] mat.", hole=1).tolist()
+    assert ids == bpe.encode("the cat") + [bpe.mask_id] * 2 + bpe.encode(" mat.")
+    assert bpe.decode(bpe.encode("the cat") + bpe.encode(" sat on the") + bpe.encode(" mat.")) == (
+        "the cat sat on the mat."
+    )

@@ -127,7 +127,12 @@ def encode_template(tokenizer: TextTokenizer, prompt: str, hole: int) -> Tensor:
     ids: list[int] = []
     pos = 0
     for m in HOLE.finditer(prompt):
-        ids += _encode(tokenizer, prompt[pos : m.start()])
+        before = prompt[pos : m.start()]
+        if tokenizer.kind == "bpe":
+            # BPE words carry their leading space (" cat" is one token): a space typed before a
+            # hole belongs to the first word generated in it, not to a lone space token
+            before = before.rstrip(" ")
+        ids += _encode(tokenizer, before)
         size = int(m.group(1)) if m.group(1) else hole
         if size <= 0:
             raise UserError(f"--prompt: hole {m.group(0)!r} must hold at least one token")
@@ -174,18 +179,20 @@ def is_text_checkpoint(path: str | Path) -> bool:
 
 
 def bundle_text(checkpoint: str | Path, dest: str | Path) -> Path:
-    """Copy a text checkpoint's EMA weights (stored as fp16, half the size; loading casts them
-    back to fp32), config and tokenizer into `dest`, a checkpoint folder with a manifest."""
+    """Copy a text checkpoint's weights and EMA weights (stored as fp16, half the size; loading
+    casts them back to fp32), config and tokenizer into `dest`, a checkpoint folder with a
+    manifest and no training state."""
     from diffusionforge.train.checkpoint import tensors_to_bytes, write_folder
 
     ckpt = resolve_checkpoint(checkpoint)
-    weights = "ema.safetensors" if ckpt.has("ema.safetensors") else "model.safetensors"
-    half = {k: v.half() for k, v in ckpt.tensors(weights).items()}
     files = {
-        "model.safetensors": tensors_to_bytes(half, {"step": str(ckpt.step)}),
-        "config.json": ckpt.files["config.json"],
-        "tokenizer.json": ckpt.files["tokenizer.json"],
+        rel: tensors_to_bytes(
+            {k: v.half() for k, v in ckpt.tensors(rel).items()}, {"step": str(ckpt.step)}
+        )
+        for rel in ("model.safetensors", "ema.safetensors")
     }
+    files["config.json"] = ckpt.files["config.json"]
+    files["tokenizer.json"] = ckpt.files["tokenizer.json"]
     return write_folder(Path(dest), files, step=ckpt.step)
 
 

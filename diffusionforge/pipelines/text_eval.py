@@ -62,7 +62,14 @@ def nll_per_token(
 
 
 def infill_parse_rate(
-    pipe: TextPipeline, sentences: list[str], *, nfe: int, sampler: str, seed: int = 0
+    pipe: TextPipeline,
+    sentences: list[str],
+    *,
+    nfe: int,
+    sampler: str,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_p: float | None = None,
 ) -> tuple[float, list[str]]:
     """Fraction of held-out grammar sentences that parse after their middle third (in tokens)
     is masked and filled in, with the following sentences as right context; and examples."""
@@ -85,7 +92,7 @@ def infill_parse_rate(
 
         y = TOKEN_SAMPLERS[sampler](
             denoise, x, nfe, mask_id=pipe.mask_id, schedule=pipe.objective.schedule,
-            generator=gens,
+            generator=gens, temperature=temperature, top_p=top_p,
         )  # fmt: skip
         out += list(y)
     texts = [pipe.tokenizer.decode(y.tolist()).split("\n")[0] for y in out]
