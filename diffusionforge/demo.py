@@ -13,6 +13,7 @@ from pathlib import Path
 
 from diffusionforge.demo_audio import spoken_digits
 from diffusionforge.demo_editing import editing
+from diffusionforge.demo_text import text
 from diffusionforge.eval.swd import sliced_wasserstein
 
 
@@ -131,7 +132,13 @@ def digits(out: Path, quick: bool) -> Section:
     )
 
 
-SECTIONS = {"toy2d": toy2d, "digits": digits, "spoken-digits": spoken_digits, "editing": editing}
+SECTIONS = {
+    "toy2d": toy2d,
+    "digits": digits,
+    "text": text,
+    "spoken-digits": spoken_digits,
+    "editing": editing,
+}
 
 
 def run_demo(out: Path, *, sections: list[str], quick: bool = False) -> int:

@@ -15,7 +15,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-BUNDLED = ("digits", "audio-digits")
+BUNDLED = ("digits", "grammar", "audio-digits")
 BUNDLED_FILES = ("model.safetensors", "ema.safetensors", "config.json")
 # Autoencoders for latent diffusion (pipelines.latent.load_autoencoder; data.autoencoder = NAME).
 AUTOENCODERS = ("vae-scenes",)
