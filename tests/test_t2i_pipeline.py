@@ -59,6 +59,23 @@ def test_scenes_dataset_has_caption_ids_and_the_empty_caption_as_null():
         build_dataset(t2i_cfg("model.text_encoder.kind=bert"))
 
 
+def test_captions_dataset_from_a_folder_with_sidecars(tmp_path):
+    from PIL import Image
+
+    for i, (colour, text) in enumerate([((255, 0, 0), "a red square"), ((0, 0, 255), "Blue!")]):
+        Image.new("RGB", (20, 20), colour).save(tmp_path / f"{i}.png")
+        (tmp_path / f"{i}.txt").write_text(text)
+    cfg = t2i_cfg("data.kind=captions", f"data.path={tmp_path}", "data.image_size=16")
+    data = build_dataset(cfg)
+    assert data.data.shape == (2, 3, 16, 16) and cfg.model.text_encoder.vocab == [
+        "a",
+        "blue",
+        "red",
+        "square",
+    ]
+    assert data.cond[1, :2].tolist() == [2, 3 + 1]  # <cls> blue
+
+
 def test_generate_is_seeded_guided_and_batch_invariant(tiny_checkpoint):
     pipe = load_text2image(tiny_checkpoint)
     assert pipe.resolution == 32 and pipe.max_prompt_tokens == 12
