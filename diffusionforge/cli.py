@@ -124,6 +124,10 @@ def _cmd_sample(args) -> int:
     from diffusionforge.pipelines.generate import load_pipeline
     from diffusionforge.pipelines.plot import picture, save_png
 
+    from diffusionforge.pipelines.text import is_text_checkpoint
+
+    if is_text_checkpoint(args.checkpoint):
+        raise UserError(f"{args.checkpoint}: a text model; use `diffusionforge generate-text`")
     if args.n is not None and args.n <= 0:
         raise UserError(f"--n: expected a positive number of samples, got {args.n}")
     if args.threads <= 0:

@@ -79,6 +79,8 @@ def test_bad_prompts_are_one_line_errors(masked_ckpt, capsys):
     assert "unknown character 'T'" in err and err.count("\n") == 1
     assert main(["generate-text", str(masked_ckpt), "--prompt", "the [__]", "--length", "3"]) == 2
     assert "shorter than the prompt" in capsys.readouterr().err
+    assert main(["sample", str(masked_ckpt), "--n", "2"]) == 2
+    assert "use `diffusionforge generate-text`" in capsys.readouterr().err
 
 
 def test_bad_corpora_are_one_line_errors(tmp_path, capsys):
