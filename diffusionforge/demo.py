@@ -13,6 +13,7 @@ from pathlib import Path
 
 from diffusionforge.demo_audio import spoken_digits
 from diffusionforge.demo_editing import editing
+from diffusionforge.demo_t2i import t2i
 from diffusionforge.demo_text import text
 from diffusionforge.eval.swd import sliced_wasserstein
 
@@ -138,6 +139,7 @@ SECTIONS = {
     "text": text,
     "spoken-digits": spoken_digits,
     "editing": editing,
+    "t2i": t2i,
 }
 
 

@@ -1,7 +1,10 @@
-"""Bundle a checkpoint with its weights stored in float16: `python -m diffusionforge.assets.half
-CHECKPOINT NAME`. Half the bytes of `python -m diffusionforge.assets`; loading casts the weights
-back to float32 (load_state_dict copies into the float32 model). Files a model needs besides its
-weights (a latent model's autoencoder/) are copied as they are.
+"""Bundle a checkpoint compactly: `python -m diffusionforge.assets.half CHECKPOINT NAME`.
+
+Only the EMA weights (what pipelines sample with), stored in float16 as the folder's
+`model.safetensors`: a quarter of the bytes of `python -m diffusionforge.assets`, which keeps raw
+and EMA weights in float32. Loading casts them
+back to float32 (load_state_dict copies into the float32 model). Files a model needs besides
+its weights (a latent model's autoencoder/) are copied as they are.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ def bundle_half(checkpoint: str | Path, name: str, dest: Path | None = None) -> 
 
     ckpt = resolve_checkpoint(checkpoint)
     files = {"config.json": ckpt.files["config.json"]}
-    for rel in ("model.safetensors", "ema.safetensors"):
-        tensors = bytes_to_tensors(ckpt.files[rel], rel)
+    for rel in ("model.safetensors",):
+        src = "ema.safetensors" if ckpt.has("ema.safetensors") else rel
+        tensors = bytes_to_tensors(ckpt.files[src], src)
         # Fourier frequencies stay float32: rounding them shifts every noise embedding.
         half = {
             k: v.half() if v.is_floating_point() and not k.endswith("freqs") else v

@@ -214,11 +214,11 @@ def _bundled_or_path(path: str | Path) -> Path:
     p = Path(str(path)).expanduser()
     if p.exists():
         return p
-    from diffusionforge.assets import BUNDLED, bundled_path
+    from importlib import resources
 
-    if str(path) in BUNDLED:
-        return bundled_path(str(path))
-    return p  # resolve_checkpoint names the missing path
+    # bundled text-to-image models (assets/half.py: EMA weights only, so not in assets.BUNDLED)
+    bundled = Path(str(resources.files("diffusionforge.assets") / str(path)))
+    return bundled if "/" not in str(path) and (bundled / "config.json").exists() else p
 
 
 # --- the training preview (train/previews.py) ----------------------------------------------

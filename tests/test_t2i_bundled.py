@@ -1,0 +1,34 @@
+"""The bundled text-to-image model (issue 5): `generate` works right after install."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from diffusionforge.assets import AUTOENCODERS, BUNDLED, bundled_path
+from diffusionforge.pipelines.text2image import load_text2image
+
+from trainkit import run_cli
+
+
+def test_bundled_t2i_loads_and_generates():
+    pipe = load_text2image("t2i-scenes")
+    assert pipe.resolution == 32 and pipe.checkpoint.path.name == "t2i-scenes"
+    x = pipe.generate(["two red circles left of a blue square"], nfe=3, guidance=4.0, seeds=[1])
+    assert x.shape == (1, 3, 32, 32) and x.isfinite().all()
+
+
+@pytest.mark.slow
+def test_generate_cli_defaults_to_the_bundled_model(tmp_path):
+    r = run_cli(["generate", "a red circle", "--nfe", "3", "--out", str(tmp_path)])
+    assert r.returncode == 0, r.stderr
+    (png,) = tmp_path.glob("*.png")
+    im = Image.open(png)
+    assert im.size == (32, 32) and "a red circle" in im.text["prompt"]
+
+
+def test_all_bundled_weights_stay_under_20_mb():
+    folder = bundled_path("digits").parent
+    names = [*BUNDLED, *AUTOENCODERS, "judge", "t2i-scenes"]
+    total = sum(f.stat().st_size for n in names for f in (folder / n).rglob("*") if f.is_file())
+    assert total < 20 * 2**20, total
