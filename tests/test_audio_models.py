@@ -35,6 +35,9 @@ def test_diffwave_class_label_changes_the_output():
     x, c = torch.randn(1, 1, 64), torch.zeros(1)
     a, b = net(x, c, torch.tensor([0])), net(x, c, torch.tensor([1]))
     assert not torch.allclose(a, b)
+    unconditional = DiffWave(channels=8, layers=2, num_classes=0)
+    assert unconditional.embed.label is None
+    assert unconditional(x, c, None).shape == (1, 1, 64)
 
 
 def _tones(root, rate=8000, seconds=0.25, per_class=6):
