@@ -319,3 +319,18 @@ def test_a_stopping_queue_refuses_with_unavailable_and_retry_after(tmp_path):
     with pytest.raises(QueueFull) as refused:
         queue.submit(Job("image", "tiny", {}, lambda ctx: None))
     assert refused.value.unavailable and refused.value.retry_after >= 1  # answered 503
+
+
+def test_bundled_models_are_served_and_autoencoders_are_not(tmp_path):
+    from diffusionforge.assets import bundled_path
+    from diffusionforge.server.registry import scan
+
+    registry, skipped = scan(None)
+    ids = [m["id"] for m in registry.public()]
+    assert ids[0] == "digits" and "vae-scenes" not in ids and "judge" not in ids
+    # an autoencoder trained on the scenes shares data.kind with text-to-image models
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "vae").symlink_to(bundled_path("vae-scenes"), target_is_directory=True)
+    registry, skipped = scan(models)
+    assert len(registry) == 0 and skipped == ["vae: no handler for this kind of model"]

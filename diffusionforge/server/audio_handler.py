@@ -22,7 +22,14 @@ from diffusionforge.pipelines.audio import AudioPipeline, decode, load_audio_pip
 from diffusionforge.pipelines.audio import spectrogram_image as spectrograms
 from diffusionforge.pipelines.generate import generate_images
 from diffusionforge.pipelines.images import resolve_sampler
-from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.base import (
+    ID_PATTERN,
+    Handler,
+    ModelEntry,
+    RequestError,
+    Run,
+    model_kinds,
+)
 from diffusionforge.server.image_handler import (
     MAX_GUIDANCE,
     MAX_SEED,
@@ -57,6 +64,9 @@ class AudioHandler(Handler):
     name = "audio"
     summary = "audio model"
     Params = AudioParams
+
+    def accepts(self, config: dict) -> bool:
+        return model_kinds(config)[0] != "autoencoder"
 
     def describe(self, entry: ModelEntry) -> dict:
         header, audio = entry.config["diffusionforge"], entry.config["data"].get("audio", {})

@@ -75,6 +75,11 @@ class Handler:
     summary: str = ""
     Params: type[BaseModel] = BaseModel
 
+    def accepts(self, config: dict) -> bool:
+        """Whether a checkpoint of a data kind this handler is keyed by is one it can run (an
+        autoencoder trained on scenes shares `data.kind` with the text-to-image models)."""
+        return True
+
     def describe(self, entry: ModelEntry) -> dict:
         """Public facts the web page needs (classes, defaults, shape), from the config alone."""
         return {}
@@ -86,6 +91,13 @@ class Handler:
         """Check what depends on the model and the limits (RequestError); return the request
         as echoed in the job status and the function a worker runs."""
         raise NotImplementedError
+
+
+def model_kinds(config: dict) -> tuple[str, str]:
+    """(model.kind, model.text_encoder.kind or "") of a checkpoint config."""
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    encoder = model.get("text_encoder") if isinstance(model.get("text_encoder"), dict) else {}
+    return str(model.get("kind", "")), str(encoder.get("kind") or "")
 
 
 class Counted:

@@ -24,7 +24,14 @@ from diffusionforge.pipelines.images import (
     save_with_metadata,
 )
 from diffusionforge.pipelines.plot import image_grid, to_pil
-from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.base import (
+    ID_PATTERN,
+    Handler,
+    ModelEntry,
+    RequestError,
+    Run,
+    model_kinds,
+)
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
 
@@ -60,6 +67,10 @@ class ImageHandler(Handler):
     name = "image"
     summary = "class-conditional image model"
     Params = ImageParams
+
+    def accepts(self, config: dict) -> bool:
+        kind, encoder = model_kinds(config)
+        return kind != "autoencoder" and not encoder
 
     def describe(self, entry: ModelEntry) -> dict:
         # `shape` is the network's example (a latent's for latent models)

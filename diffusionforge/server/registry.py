@@ -37,10 +37,17 @@ class ModelRegistry:
 
 def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
     """(registry, one line per skipped folder). A missing folder is a UserError."""
-    if folder is None:
-        from diffusionforge.assets import BUNDLED, bundled_path
+    if folder is None:  # every bundled checkpoint a handler can run (not autoencoders, judges)
+        from importlib import resources
 
-        candidates = [(name, bundled_path(name)) for name in BUNDLED]
+        from diffusionforge.assets import BUNDLED
+
+        assets = Path(str(resources.files("diffusionforge.assets")))
+        order = {name: k for k, name in enumerate(BUNDLED)}  # the listed ones first
+        folders = sorted(assets.iterdir(), key=lambda p: (order.get(p.name, len(order)), p.name))
+        bundled = [p for p in folders if (p / "manifest.json").is_file()]
+        entries = [e for p in bundled if (e := _quiet_entry(p.name, p)) is not None]
+        return ModelRegistry(entries), []
     else:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
@@ -73,6 +80,13 @@ def _entry(model_id: str, path: Path) -> ModelEntry | None:
     if not isinstance(config.get("diffusionforge"), dict):
         raise UserError("config.json lacks the diffusionforge header")
     kind = kind_of(config)
-    if kind not in HANDLERS:
+    if kind not in HANDLERS or not HANDLERS[kind].accepts(config):
         return None
     return ModelEntry(model_id, kind, HANDLERS[kind], ckpt.path, config)
+
+
+def _quiet_entry(model_id: str, path: Path) -> ModelEntry | None:
+    try:
+        return _entry(model_id, path) if ID_RE.match(model_id) else None
+    except UserError:
+        return None

@@ -19,7 +19,14 @@ from diffusionforge.core.samplers import SAMPLER_INFO
 from diffusionforge.pipelines.images import resolve_sampler, save_with_metadata
 from diffusionforge.pipelines.plot import image_grid, to_pil
 from diffusionforge.pipelines.text2image import Text2ImagePipeline, load_text2image
-from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.base import (
+    ID_PATTERN,
+    Handler,
+    ModelEntry,
+    RequestError,
+    Run,
+    model_kinds,
+)
 from diffusionforge.server.image_handler import MAX_GUIDANCE, MAX_SEED, SamplerName, ScheduleName
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
@@ -47,6 +54,10 @@ class Text2ImageHandler(Handler):
     name = "text2image"
     summary = "text-to-image model"
     Params = Text2ImageParams
+
+    def accepts(self, config: dict) -> bool:
+        kind, encoder = model_kinds(config)
+        return kind != "autoencoder" and bool(encoder)
 
     def describe(self, entry: ModelEntry) -> dict:
         from diffusionforge.core.samplers import SAMPLERS

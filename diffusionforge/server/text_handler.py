@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_text_pipeline
-from diffusionforge.server.base import ID_PATTERN, Counted, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.base import (
+    ID_PATTERN,
+    Counted,
+    Handler,
+    ModelEntry,
+    RequestError,
+    Run,
+    model_kinds,
+)
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
 
@@ -52,6 +60,9 @@ class TextHandler(Handler):
     name = "text"
     summary = "text model (generation and infilling)"
     Params = TextParams
+
+    def accepts(self, config: dict) -> bool:
+        return model_kinds(config)[0] == "transformer"
 
     def describe(self, entry: ModelEntry) -> dict:
         cfg = entry.config
