@@ -62,9 +62,12 @@ class Text2ImageHandler(Handler):
     def describe(self, entry: ModelEntry) -> dict:
         from diffusionforge.core.samplers import SAMPLERS
 
-        header = entry.config["diffusionforge"]
+        header, data = entry.config["diffusionforge"], entry.config.get("data", {})
+        shape = list(header["example_shape"])
+        if data.get("autoencoder"):  # a latent model: the example is a latent; images are RGB
+            shape = [3, int(data.get("image_size", 0)), int(data.get("image_size", 0))]
         return {
-            "shape": list(header["example_shape"]),
+            "shape": shape,
             "defaults": {"nfe": DEFAULT_NFE, "guidance": DEFAULT_GUIDANCE},
             "samplers": list(SAMPLERS),
         }
