@@ -61,6 +61,7 @@ def _cmd_train(args) -> int:
             # a folder is an image folder; a .npy is images when the preset trains on images
             kind = "images" if Path(args.data).is_dir() or images else "npy"
             kind = "audio" if cfg.data.kind in ("spoken-digits", "audio") else kind  # audio folder
+            kind = "captions" if cfg.data.kind in ("scenes", "captions") else kind  # captioned
             overrides += [f"data.kind={kind}", f"data.path={args.data}"]
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")

@@ -137,7 +137,12 @@ def add_commands(sub) -> None:
     )
     g.add_argument("--n", type=int, default=1, help="images per prompt (seeds seed, seed+1, ...)")
     g.add_argument("--nfe", type=int, default=20, help="network evaluations per image")
-    g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    g.add_argument(
+        "--guidance",
+        type=float,
+        default=2.0,
+        help="classifier-free guidance scale (default 2: best for the bundled model)",
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--negative", default="", help="negative prompt (the unguided branch)")
     g.add_argument("--sampler", help="a sampler name (default: recommended for the NFE)")
