@@ -33,8 +33,9 @@ Contenders (parameter counts matched to ours within 10%):
   its Trainer does (Adam betas (0.9, 0.99), grad-norm clip 1, ema_pytorch EMA 0.995 every 10
   steps) at batch 128 and lr 1e-3 (its README's 8e-5 is for 700k steps), sampled with DDIM
   `sampling_timesteps=250` as its README recommends, at its example's guidance `cond_scale=6`
-  (rescaled_phi 0.7, its default) and without guidance (`cond_scale=1`; the module returns a
-  bare tensor there, which its own sampler cannot unpack, so a one-line subclass pairs it).
+  (rescaled_phi 0.7, its default); `--lucidrains-scales 6,1` adds unguided sampling
+  (`cond_scale=1`: the module returns a bare tensor there, which its own sampler cannot unpack,
+  so a one-line subclass pairs it).
   Installing it: `pip install --no-deps denoising-diffusion-pytorch ema-pytorch einops` (its
   declared torchvision / pytorch-fid would replace the pinned torch 2.13.0, and PyPI's
   torchvision does not import beside it). The package imports torchvision and pytorch_fid at
@@ -245,7 +246,9 @@ def lucidrains_model(seed: int = 0):
     return diffusion, sum(p.numel() for p in net.parameters())
 
 
-def run_lucidrains(images, labels, budget: float, n: int, run_dir: str) -> Iterator[dict]:
+def run_lucidrains(
+    images, labels, budget: float, n: int, run_dir: str, scales: tuple[float, ...] = (6.0,)
+) -> Iterator[dict]:
     from ema_pytorch import EMA
 
     diffusion, params = lucidrains_model()
@@ -266,7 +269,7 @@ def run_lucidrains(images, labels, budget: float, n: int, run_dir: str) -> Itera
     train_cpu = time.process_time() - c0
     sampler = ema.ema_model.eval()
     y = request_labels(n)
-    for scale in (6.0, 1.0):
+    for scale in scales:
         torch.manual_seed(1)
         c1 = time.process_time()
         with torch.no_grad():
@@ -336,7 +339,12 @@ def floor_rows(real, clf, n: int) -> list[tuple[str, dict]]:
     return rows
 
 
-def quality(budget: float, n: int, jobs: int, out: str, names: list[str]) -> None:
+def options(name: str, scales: str) -> dict:
+    """Per-contender keyword arguments from the command line."""
+    return {"scales": tuple(float(v) for v in scales.split(","))} if name == "lucidrains" else {}
+
+
+def quality(budget: float, n: int, jobs: int, out: str, names: list[str], scales: str) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     real = load_digits()
@@ -345,7 +353,7 @@ def quality(budget: float, n: int, jobs: int, out: str, names: list[str]) -> Non
         procs = {
             name: subprocess.Popen(
                 [sys.executable, __file__, "--contender", name, "--budget", str(budget)]
-                + ["--n", str(n), "--out", out]
+                + ["--n", str(n), "--out", out, "--lucidrains-scales", scales]
             )
             for name in names
         }
@@ -397,14 +405,15 @@ def quality(budget: float, n: int, jobs: int, out: str, names: list[str]) -> Non
             )
 
 
-def child(name: str, budget: float, n: int, out: str) -> None:
+def child(name: str, budget: float, n: int, out: str, scales: str) -> None:
     """One contender in its own process: train, sample, save the rows for the parent to score."""
     real = load_digits()
     t0 = time.monotonic()
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / f"{name}.pt").unlink(missing_ok=True)
     rows = []
-    for r in CONTENDERS[name](real.images, real.labels, budget, n, str(Path(out) / name)):
+    kw = options(name, scales)
+    for r in CONTENDERS[name](real.images, real.labels, budget, n, str(Path(out) / name), **kw):
         rows.append(r)
         torch.save(rows, Path(out) / f"{name}.pt")  # after each row: a stopped run keeps them
         print(f"{name}: {r['name']} sampled at {time.monotonic() - t0:.0f} s wall", flush=True)
@@ -486,6 +495,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=20.0, help="throughput timing per network")
     ap.add_argument("--reps", type=int, default=5, help="latency repetitions (x10 at batch 1)")
+    ap.add_argument("--lucidrains-scales", default="6", help="its cond_scale values, e.g. 6,1")
     ap.add_argument("--throughput-only", action="store_true")
     ap.add_argument("--quality-only", action="store_true")
     ap.add_argument("--latency-only", action="store_true")
@@ -493,14 +503,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.contender:
-        return child(args.contender, args.budget, args.n, args.out)
+        return child(args.contender, args.budget, args.n, args.out, args.lucidrains_scales)
     names = [c for c in args.contenders.split(",") if c]
     if args.latency_only:
         return latency(args.reps)
     if not args.quality_only:
         throughput(args.batch, args.seconds)
     if not args.throughput_only:
-        quality(args.budget, args.n, args.jobs, args.out, names)
+        quality(args.budget, args.n, args.jobs, args.out, names, args.lucidrains_scales)
 
 
 if __name__ == "__main__":
