@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from diffusionforge import cli_audio, cli_generate, cli_prompts, cli_serve, cli_text
 from diffusionforge.errors import ConfigError, TrainingDiverged, UserError
 
 EXIT_USAGE, EXIT_DIVERGED = 2, 3
@@ -124,7 +125,6 @@ def _cmd_sample(args) -> int:
     from diffusionforge.core.schedules import SCHEDULES
     from diffusionforge.pipelines.generate import load_pipeline
     from diffusionforge.pipelines.plot import picture, save_png
-
     from diffusionforge.pipelines.text import is_text_checkpoint
 
     if is_text_checkpoint(args.checkpoint):
@@ -604,19 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--section", action="append", help="run only this section")
     d.add_argument("--quick", action="store_true", help="a few seconds per section (for tests)")
     d.set_defaults(func=_cmd_demo)
-    from diffusionforge import cli_text
-
-    cli_text.add_commands(sub)
-    from diffusionforge import cli_serve
-
-    cli_serve.add_commands(sub)
-    from diffusionforge import cli_prompts  # eval-prompts (issue 5)
-
-    cli_prompts.add_commands(sub)
-    from diffusionforge import cli_generate
-
-    cli_generate.add_commands(sub)
-    __import__("diffusionforge.cli_audio").cli_audio.add_commands(sub)  # generate-audio, data
+    # The other modalities' commands live in their own modules, each adding its subcommands.
+    for module in (cli_generate, cli_prompts, cli_text, cli_audio, cli_serve):
+        module.add_commands(sub)
     return p
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from diffusionforge.cli import main
+from diffusionforge.demo import SECTIONS
 from diffusionforge.train import checkpoint as io
 
 from trainkit import run_cli, tiny_args
@@ -119,4 +120,7 @@ def test_demo_quick(tmp_path):
     assert "2-D toy" in p.stdout and "sliced Wasserstein" in p.stdout
     png = tmp_path / "toy2d.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(p.stdout.splitlines()) < 25  # one screen
+    # a short block per section: what was trained or loaded, how good, where the files are
+    blocks = p.stdout.split("\n## ")[1:]
+    assert len(blocks) == len(SECTIONS)
+    assert all(len(b.splitlines()) <= 14 for b in blocks), [len(b.splitlines()) for b in blocks]

@@ -21,10 +21,7 @@ from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.mlp import MLPDenoiser
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
-from diffusionforge.train import builders_t2i
-from diffusionforge.train import builders_text
-from diffusionforge.train import builders_audio
-from diffusionforge.train import builders_latent
+from diffusionforge.train import builders_audio, builders_latent, builders_t2i, builders_text
 from diffusionforge.train.config import Config
 
 
@@ -203,8 +200,8 @@ MODELS = {
     "unet": _build_unet,
     "dit": _build_dit,
     "transformer": builders_text.build_transformer,
-    "diffwave": builders_audio.build_diffwave,
     "autoencoder": builders_latent.build_autoencoder,
+    "diffwave": builders_audio.build_diffwave,
 }
 
 

@@ -55,20 +55,6 @@ class DiTConfig:
 
 
 @dataclass
-class TextEncoderConfig:
-    # Text conditioning of a unet/dit (nets/text_encoder.py); "" leaves the network unchanged.
-    # "small": a trainable transformer over word ids (data/word_tokenizer.py); "minilm": the
-    # frozen all-MiniLM-L6-v2 of the optional extra diffusionforge[minilm].
-    kind: str = ""
-    vocab: list[str] = field(default_factory=list)  # small: the words; empty: from the captions
-    max_tokens: int = 24  # longer prompts are cut (with a warning) to this many tokens
-    dim: int = 128  # small: width of the encoder and of the tokens cross-attention reads
-    depth: int = 2
-    heads: int = 4
-    cross_attn_resolutions: list[int] = field(default_factory=lambda: [16, 8])  # unet only
-
-
-@dataclass
 class TransformerConfig:
     # A key of nets.transformer.TRANSFORMER_PRESETS; the fields below override it when set (0:
     # keep). The same backbone is bidirectional for formulation.kind = "masked" and causal for
@@ -83,11 +69,17 @@ class TransformerConfig:
 
 
 @dataclass
-class DiffWaveConfig:
-    # nets.diffwave.DiffWave: residual layers with dilation 2^(i mod cycle)
-    channels: int = 64
-    layers: int = 12
-    cycle: int = 12
+class TextEncoderConfig:
+    # Text conditioning of a unet/dit (nets/text_encoder.py); "" leaves the network unchanged.
+    # "small": a trainable transformer over word ids (data/word_tokenizer.py); "minilm": the
+    # frozen all-MiniLM-L6-v2 of the optional extra diffusionforge[minilm].
+    kind: str = ""
+    vocab: list[str] = field(default_factory=list)  # small: the words; empty: from the captions
+    max_tokens: int = 24  # longer prompts are cut (with a warning) to this many tokens
+    dim: int = 128  # small: width of the encoder and of the tokens cross-attention reads
+    depth: int = 2
+    heads: int = 4
+    cross_attn_resolutions: list[int] = field(default_factory=lambda: [16, 8])  # unet only
 
 
 @dataclass
@@ -104,6 +96,14 @@ class AutoencoderConfig:
 
 
 @dataclass
+class DiffWaveConfig:
+    # nets.diffwave.DiffWave: residual layers with dilation 2^(i mod cycle)
+    channels: int = 64
+    layers: int = 12
+    cycle: int = 12
+
+
+@dataclass
 class ModelConfig:
     kind: str = "mlp"  # a key of train.builders.MODELS
     # Class labels the network embeds (plus the null label at this index, for guidance).
@@ -113,9 +113,9 @@ class ModelConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     diffwave: DiffWaveConfig = field(default_factory=DiffWaveConfig)
-    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
 @dataclass

@@ -70,15 +70,6 @@ def captioned(net, objective, dataset, cfg, device):
     return preview(net, objective, dataset, cfg, device)
 
 
-
-def audio(net, objective, dataset, cfg, device):
-    """Spectrograms of real clips above samples, one per class (pipelines/audio.py)."""
-    from diffusionforge.pipelines.audio import preview
-
-    return preview(net, objective, dataset, cfg, device)
-
-
-
 def audio(net, objective, dataset, cfg, device):
     """Spectrograms of real clips above samples, one per class (pipelines/audio.py)."""
     from diffusionforge.pipelines.audio import preview
