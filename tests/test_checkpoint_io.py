@@ -112,3 +112,14 @@ def test_optimizer_state_round_trips_bitwise():
     for k in a["state"]:
         for name, value in a["state"][k].items():
             assert torch.equal(value, b["state"][k][name]), name
+
+
+def test_a_bundled_name_resolves_unless_a_local_path_has_it(tmp_path, monkeypatch):
+    ckpt = io.resolve_checkpoint("digits")
+    assert ckpt.path.name == "digits" and ckpt.path.parent.name == "assets"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()  # a local folder of that name wins, and is checked as such
+    with pytest.raises(CheckpointError, match="no manifest.json"):
+        io.resolve_checkpoint("digits")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        io.resolve_checkpoint("no-such-model")

@@ -303,8 +303,15 @@ def latest_checkpoint(
 
 
 def resolve_checkpoint(path: str | Path, *, need_training_state: bool = False) -> Checkpoint:
-    """A checkpoint folder, or a run folder meaning its newest good checkpoint."""
+    """A checkpoint folder, a run folder meaning its newest good checkpoint, or the name of a
+    model bundled with the package (``digits``, ``grammar``...) when no such path exists here."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1:
+        from importlib import resources
+
+        bundled = Path(str(resources.files("diffusionforge.assets") / path.name))
+        if (bundled / "manifest.json").is_file():
+            path = bundled
     if path.is_dir() and not (path / "manifest.json").exists() and (path / "checkpoints").is_dir():
         ckpt, skipped = latest_checkpoint(path, need_training_state=need_training_state)
         if ckpt is None:
