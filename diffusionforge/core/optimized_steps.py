@@ -4,10 +4,10 @@ unipc, Gaussian-mixture proxies of dimension 32-128; the command is in that file
 Entries 5-10 were fitted with --samples 384: on fresh validation mixtures they generalised better
 than 128-sample fits (mean RMS 0.077 vs 0.081 at 5 steps, 0.054 vs 0.075 at 6, 0.026 vs 0.043
 at 8, 0.017 vs 0.035 at 10); entries 3 and 4 with --samples 128, 12 with --samples 256
---maxfev 800. Entry 16 was refitted with --samples 2048 --maxfev 400 starting from the 256-sample fit (more samples make the
-objective count basin-boundary "flips" instead of fitting their noise); on four fresh
-validation mixtures (dims 40-112) UniPC's RMS went 0.030/0.021/0.021/0.036 -> 0.022/0.021/
-0.002/0.023.
+--maxfev 800. Entry 16 was refitted with --samples 2048 --maxfev 400 from the 256-sample fit
+(more samples make the objective count basin-boundary "flips" instead of fitting their noise);
+on four fresh validation mixtures (benchmarks/validate_schedule.py, dims 40-112) UniPC's RMS
+went 0.030/0.021/0.021/0.036 -> 0.022/0.021/0.002/0.023.
 
 Each entry n -> n positions p_i in [0, 1], decreasing from 1 (sigma_max) towards 0 (sigma_min),
 p = log(sigma / sigma_min) / log(sigma_max / sigma_min), fitted for sigma in [0.002, 80].
