@@ -344,12 +344,18 @@ def options(name: str, scales: str) -> dict:
     return {"scales": tuple(float(v) for v in scales.split(","))} if name == "lucidrains" else {}
 
 
-def quality(budget: float, n: int, jobs: int, out: str, names: list[str], scales: str) -> None:
+def quality(
+    budget: float, n: int, jobs: int, out: str, names: list[str], scales: str, rescore: bool
+) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     real = load_digits()
     results: dict[str, list[dict]] = {}
-    if jobs > 1:
+    if rescore:  # score the rows that (possibly stopped) contender processes saved
+        for name in names:
+            if (out_dir / f"{name}.pt").exists():
+                results[name] = torch.load(out_dir / f"{name}.pt", weights_only=True)
+    elif jobs > 1:
         procs = {
             name: subprocess.Popen(
                 [sys.executable, __file__, "--contender", name, "--budget", str(budget)]
@@ -498,6 +504,9 @@ def main() -> None:
     ap.add_argument("--lucidrains-scales", default="6", help="its cond_scale values, e.g. 6,1")
     ap.add_argument("--throughput-only", action="store_true")
     ap.add_argument("--quality-only", action="store_true")
+    ap.add_argument(
+        "--rescore", action="store_true", help="score the samples a stopped run saved in --out"
+    )
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--contender", choices=CONTENDER_NAMES, help=argparse.SUPPRESS)  # child
     args = ap.parse_args()
@@ -510,7 +519,9 @@ def main() -> None:
     if not args.quality_only:
         throughput(args.batch, args.seconds)
     if not args.throughput_only:
-        quality(args.budget, args.n, args.jobs, args.out, names, args.lucidrains_scales)
+        quality(
+            args.budget, args.n, args.jobs, args.out, names, args.lucidrains_scales, args.rescore
+        )
 
 
 if __name__ == "__main__":
