@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
+import numpy as np
 import torch
+from fit_schedule import SIGMA_MAX, SIGMA_MIN, to_sigmas  # same folder: positions -> sigmas
 
 from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import karras, optimized
 
-SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 VALIDATION = [
     dict(dim=40, modes=9, std_range=(0.05, 0.2), seed=31),
     dict(dim=64, modes=12, std_range=(0.04, 0.2), seed=32),
     dict(dim=80, modes=8, std_range=(0.05, 0.25), seed=33),
     dict(dim=112, modes=10, std_range=(0.05, 0.15), seed=34),
 ]
-
-
-def to_sigmas(p: list[float]) -> torch.Tensor:
-    p = torch.tensor(p, dtype=torch.float64)
-    s = torch.exp(math.log(SIGMA_MIN) + p * math.log(SIGMA_MAX / SIGMA_MIN))
-    return torch.cat([s, s.new_zeros(1)])
 
 
 def main() -> None:
@@ -48,7 +42,7 @@ def main() -> None:
         "optimized": optimized(n, SIGMA_MIN, SIGMA_MAX),
     }
     for i, text in enumerate(args.candidate):
-        cands[f"candidate {i}"] = to_sigmas(json.loads(text))
+        cands[f"candidate {i}"] = to_sigmas(np.array(json.loads(text)))
     print(f"{args.sampler}, {n} steps, {args.samples} samples: RMS (flips)")
     for spec in VALIDATION:
         gmm = GaussianMixture.random(**spec)

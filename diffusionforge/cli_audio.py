@@ -35,14 +35,6 @@ def _parse_classes(text: str | None, classes: list[str], n: int) -> list[int] | 
     return [lab for lab in labels for _ in range(n)]
 
 
-def _resolve(checkpoint: str) -> str:
-    if checkpoint == BUNDLED_AUDIO and not Path(checkpoint).exists():
-        from diffusionforge.assets import bundled_path
-
-        return str(bundled_path(BUNDLED_AUDIO))
-    return checkpoint
-
-
 def _cmd_generate_audio(args: argparse.Namespace) -> int:
     from diffusionforge.data.audio import save_wav
     from diffusionforge.pipelines.audio import load_audio_pipeline, spectrogram_image
@@ -50,7 +42,7 @@ def _cmd_generate_audio(args: argparse.Namespace) -> int:
     if args.n < 1 or args.nfe < 1:
         raise ConfigError("--n and --nfe must be 1 or more")
     torch.set_num_threads(max(1, args.threads))
-    pipe = load_audio_pipeline(_resolve(args.checkpoint), use_ema=not args.no_ema)
+    pipe = load_audio_pipeline(args.checkpoint, use_ema=not args.no_ema)
     labels = _parse_classes(args.cls, pipe.classes, args.n)
     count = len(labels) if labels is not None else args.n
     out = Path(args.out)
