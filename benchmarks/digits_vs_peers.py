@@ -76,6 +76,9 @@ from diffusionforge.train.config import apply_overrides, load_preset
 from diffusionforge.train.trainer import Trainer
 
 CONTENDER_NAMES = ("ours", "diffusers", "lucidrains")
+# --seed s trains each contender from seed s and samples with seeds from s * stride on, so
+# seeds 0 and 1 share no sampling noise; seed 0 reproduces the first runs recorded.
+SAMPLE_SEED_STRIDE = 100_000
 
 
 def diffusers_unet(target_params: int, num_classes: int, res: int = 8):
@@ -126,8 +129,9 @@ def row(name: str, x, steps: int, train_cpu: float, sample_cpu: float, params: i
 # --- ours ----------------------------------------------------------------------------------
 
 
-def run_ours(images, labels, budget: float, n: int, run_dir: str) -> Iterator[dict]:
+def run_ours(images, labels, budget: float, n: int, run_dir: str, seed: int = 0) -> Iterator[dict]:
     cfg = load_preset("digits")
+    cfg.train.seed = seed
     cfg.train.progress = False
     cfg.train.sample_every = 0  # the peers draw no grids while training either
     c0 = time.process_time()
@@ -135,13 +139,16 @@ def run_ours(images, labels, budget: float, n: int, run_dir: str) -> Iterator[di
     train_cpu = time.process_time() - c0
     pipe = load_pipeline(result.checkpoint)
     params = sum(p.numel() for p in pipe.net.parameters())
-    y = request_labels(n)
+    y, s0 = request_labels(n), SAMPLE_SEED_STRIDE * seed  # per-image sampling seeds s0 + i
     for g in (2.0, 1.0):
         c1 = time.process_time()
         x = torch.cat(
             [
                 pipe.generate_images(
-                    list(range(i, min(i + 250, n))), labels=y[i : i + 250], guidance=g, nfe=16
+                    list(range(s0 + i, s0 + min(i + 250, n))),
+                    labels=y[i : i + 250],
+                    guidance=g,
+                    nfe=16,
                 )
                 for i in range(0, n, 250)
             ]
@@ -198,10 +205,14 @@ def sample_diffusers(model, sched, labels, seed: int = 0):
     return x.clamp(-1, 1)
 
 
-def run_diffusers(images, labels, budget: float, n: int, run_dir: str) -> Iterator[dict]:
-    model, sched, steps, params, width, train_cpu = train_diffusers(images, labels, budget)
-    y, c1 = request_labels(n), time.process_time()
-    x = torch.cat([sample_diffusers(model, sched, y[i : i + 500], i) for i in range(0, n, 500)])
+def run_diffusers(
+    images, labels, budget: float, n: int, run_dir: str, seed: int = 0
+) -> Iterator[dict]:
+    model, sched, steps, params, width, train_cpu = train_diffusers(images, labels, budget, seed)
+    y, c1, s0 = request_labels(n), time.process_time(), SAMPLE_SEED_STRIDE * seed
+    x = torch.cat(
+        [sample_diffusers(model, sched, y[i : i + 500], s0 + i) for i in range(0, n, 500)]
+    )
     name = f"diffusers UNet2DModel (widths {width}), DDPM 1000"
     yield row(name, x, steps, train_cpu, time.process_time() - c1, params)
 
@@ -247,14 +258,20 @@ def lucidrains_model(seed: int = 0):
 
 
 def run_lucidrains(
-    images, labels, budget: float, n: int, run_dir: str, scales: tuple[float, ...] = (6.0,)
+    images,
+    labels,
+    budget: float,
+    n: int,
+    run_dir: str,
+    seed: int = 0,
+    scales: tuple[float, ...] = (6.0,),
 ) -> Iterator[dict]:
     from ema_pytorch import EMA
 
-    diffusion, params = lucidrains_model()
+    diffusion, params = lucidrains_model(seed)
     opt = torch.optim.Adam(diffusion.parameters(), lr=1e-3, betas=(0.9, 0.99))
     ema = EMA(diffusion, beta=0.995, update_every=10)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     step, c0, batch = 0, time.process_time(), 128
     diffusion.train()
     while time.process_time() - c0 < budget:
@@ -270,7 +287,7 @@ def run_lucidrains(
     sampler = ema.ema_model.eval()
     y = request_labels(n)
     for scale in scales:
-        torch.manual_seed(1)
+        torch.manual_seed(SAMPLE_SEED_STRIDE * seed + 1)  # its sampler draws from the global RNG
         c1 = time.process_time()
         with torch.no_grad():
             x = torch.cat(
@@ -339,13 +356,23 @@ def floor_rows(real, clf, n: int) -> list[tuple[str, dict]]:
     return rows
 
 
-def options(name: str, scales: str) -> dict:
+def options(name: str, scales: str, seed: int) -> dict:
     """Per-contender keyword arguments from the command line."""
-    return {"scales": tuple(float(v) for v in scales.split(","))} if name == "lucidrains" else {}
+    kw: dict = {"seed": seed}
+    if name == "lucidrains":
+        kw["scales"] = tuple(float(v) for v in scales.split(","))
+    return kw
 
 
 def quality(
-    budget: float, n: int, jobs: int, out: str, names: list[str], scales: str, rescore: bool
+    budget: float,
+    n: int,
+    jobs: int,
+    out: str,
+    names: list[str],
+    scales: str,
+    rescore: bool,
+    seed: int = 0,
 ) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -359,7 +386,7 @@ def quality(
         procs = {
             name: subprocess.Popen(
                 [sys.executable, __file__, "--contender", name, "--budget", str(budget)]
-                + ["--n", str(n), "--out", out, "--lucidrains-scales", scales]
+                + ["--n", str(n), "--out", out, "--lucidrains-scales", scales, "--seed", str(seed)]
             )
             for name in names
         }
@@ -370,15 +397,22 @@ def quality(
             results[name] = torch.load(out_dir / f"{name}.pt", weights_only=True)
     else:
         for name in names:
-            results[name] = CONTENDERS[name](
-                real.images, real.labels, budget, n, str(out_dir / name)
+            results[name] = list(
+                CONTENDERS[name](
+                    real.images,
+                    real.labels,
+                    budget,
+                    n,
+                    str(out_dir / name),
+                    **options(name, scales, seed),
+                )
             )
     clf = train_classifier(real.images, real.labels, num_classes=10, seed=0)
     ref_feat = extract_features(clf, real.images).double().numpy()
     ref_pix = pixels(real.images)
     y = request_labels(n)
     cpu = platform.processor() or platform.machine()
-    print(f"\n{date.today()}, {cpu}, 1 torch thread per contender, {n} samples each")
+    print(f"\n{date.today()}, {cpu}, 1 torch thread per contender, {n} samples each, seed {seed}")
     print(f"budget {budget:g} training CPU-s each; classifier held-out {clf.val_accuracy:.4f}")
     cols = (
         "params | steps | train CPU s | sample CPU s | FID (classifier) | KID x1e3 | FID (pixels)"
@@ -411,14 +445,14 @@ def quality(
             )
 
 
-def child(name: str, budget: float, n: int, out: str, scales: str) -> None:
+def child(name: str, budget: float, n: int, out: str, scales: str, seed: int = 0) -> None:
     """One contender in its own process: train, sample, save the rows for the parent to score."""
     real = load_digits()
     t0 = time.monotonic()
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / f"{name}.pt").unlink(missing_ok=True)
     rows = []
-    kw = options(name, scales)
+    kw = options(name, scales, seed)
     for r in CONTENDERS[name](real.images, real.labels, budget, n, str(Path(out) / name), **kw):
         rows.append(r)
         torch.save(rows, Path(out) / f"{name}.pt")  # after each row: a stopped run keeps them
@@ -501,6 +535,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=20.0, help="throughput timing per network")
     ap.add_argument("--reps", type=int, default=5, help="latency repetitions (x10 at batch 1)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="training and sampling seed of every contender"
+    )
     ap.add_argument("--lucidrains-scales", default="6", help="its cond_scale values, e.g. 6,1")
     ap.add_argument("--throughput-only", action="store_true")
     ap.add_argument("--quality-only", action="store_true")
@@ -512,7 +549,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.contender:
-        return child(args.contender, args.budget, args.n, args.out, args.lucidrains_scales)
+        return child(
+            args.contender, args.budget, args.n, args.out, args.lucidrains_scales, args.seed
+        )
     names = [c for c in args.contenders.split(",") if c]
     if args.latency_only:
         return latency(args.reps)
@@ -520,7 +559,14 @@ def main() -> None:
         throughput(args.batch, args.seconds)
     if not args.throughput_only:
         quality(
-            args.budget, args.n, args.jobs, args.out, names, args.lucidrains_scales, args.rescore
+            args.budget,
+            args.n,
+            args.jobs,
+            args.out,
+            names,
+            args.lucidrains_scales,
+            args.rescore,
+            args.seed,
         )
 
 
