@@ -12,11 +12,15 @@ to other dimensions.
 
     python benchmarks/fit_schedule.py --sampler unipc --steps 3 4 5 6 7 8 10 12 16
         # prints OPTIMIZED_STEPS entries; paste them into diffusionforge/core/optimized_steps.py
+    python benchmarks/fit_schedule.py --steps 16 --samples 512 --risk 32768 --start "[...]"
+        # the objective over 32768 draws per proxy, of which only those near a basin boundary
+        # and 512 others are integrated (make_problems); Nelder-Mead from the given positions
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -27,7 +31,7 @@ from scipy.optimize import minimize
 from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
 from diffusionforge.core.optimized_steps import OPTIMIZED_STEPS
 from diffusionforge.core.samplers import SAMPLERS
-from diffusionforge.core.schedules import karras, optimized
+from diffusionforge.core.schedules import SCHEDULES, karras, optimized
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 PROXIES = [  # mixtures like the benchmark's family, on seeds it never uses
@@ -40,14 +44,63 @@ PROXIES = [  # mixtures like the benchmark's family, on seeds it never uses
 ]
 
 
-def make_problems(samples: int):
+def make_problems(samples: int, risk: int = 0, steps: int = 16):
+    """Per proxy: (mixture, starting points, exact maps, per-sample weights).
+
+    With risk = N > 0 the objective estimates the RMS over N starting points at a fraction of
+    their cost (importance splitting): N draws are screened with cheap samplers (SCREEN), every
+    draw that any of them sends to another mode than a 100-step reference is kept with weight 1
+    (the draws near a basin boundary, where a schedule can cause a "flip" costing ~0.65 RMS),
+    and `samples` of the other draws stand for all the rest with weight (N - kept) / samples.
+    At 2048 plain samples a 16-step schedule flips 0-3 times per proxy, so the fit chases which
+    few samples flip; with N = 32768 it sees ~10x as many flips for ~the same cost.
+    """
     out = []
     for i, spec in enumerate(PROXIES):
         gmm = GaussianMixture.random(**spec)
         g = torch.Generator().manual_seed(100 + i)
-        x = torch.randn(samples, gmm.dim, generator=g, dtype=torch.float64) * SIGMA_MAX
-        out.append((gmm, x, exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=800)))
+        n = max(risk, samples)
+        x = torch.randn(n, gmm.dim, generator=g, dtype=torch.float64) * SIGMA_MAX
+        w = torch.ones(n, dtype=torch.float64)
+        if risk:
+            near = screen(gmm, x, steps)
+            rest = (~near).nonzero().flatten()[:samples]
+            x = torch.cat([x[near], x[rest]])
+            w = torch.cat([w[near], w[rest] * (n - int(near.sum())) / len(rest)])
+            print(f"# proxy {i}: {int(near.sum())} of {n} draws near a boundary", flush=True)
+        out.append((gmm, x, exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=800), w / n))
     return out
+
+
+# Cheap samplers whose flips mark the draws near a basin boundary (steps, sampler, schedule).
+SCREEN = [
+    (4, "unipc", "optimized"),
+    (5, "unipc", "optimized"),
+    (5, "unipc", "log_uniform"),
+    (6, "unipc", "optimized"),
+    (6, "dpmpp_3m", "optimized"),
+    (8, "unipc", "optimized"),
+    (10, "unipc", "optimized"),
+    (12, "unipc", "optimized"),
+    (12, "dpmpp_3m", "karras"),
+    (12, "ipndm", "karras"),
+    (16, "unipc", "karras"),
+    (16, "dpmpp_3m", "optimized"),
+    (16, "ipndm", "optimized"),
+]
+
+
+def screen(gmm: GaussianMixture, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """(N,) bool: draws that some SCREEN sampler with steps/2 to 2 steps ends in another mode
+    than the exact map (coarser screens would keep ~15% of the draws, making the fit slow)."""
+    mode = torch.cdist(exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=100), gmm.means).argmin(1)
+    near = torch.zeros(len(x), dtype=torch.bool)
+    for n, name, sched in SCREEN:
+        if not steps / 2 <= n <= 2 * steps:
+            continue
+        out = SAMPLERS[name](gmm.denoise, x, SCHEDULES[sched](n, SIGMA_MIN, SIGMA_MAX))
+        near |= torch.cdist(out, gmm.means).argmin(1) != mode
+    return near
 
 
 def positions(theta: np.ndarray) -> np.ndarray:
@@ -64,9 +117,11 @@ def to_sigmas(p: np.ndarray) -> torch.Tensor:
 
 
 def objective(p: np.ndarray, sampler, problems) -> float:
+    """Mean over proxies of log RMS (weighted over samples, see make_problems)."""
     sig = to_sigmas(p)
     errs = [
-        (sampler(g.denoise, x, sig) - ref).pow(2).mean().sqrt().item() for g, x, ref in problems
+        ((sampler(g.denoise, x, sig) - ref).pow(2).mean(1) * w).sum().sqrt().item()
+        for g, x, ref, w in problems
     ]
     return float(np.mean(np.log(errs)))
 
@@ -90,12 +145,18 @@ def starts(n: int) -> list[np.ndarray]:
     return out
 
 
-def fit(n: int, sampler_name: str, problems, maxfev: int) -> tuple[np.ndarray, float, float]:
-    """Nelder-Mead from each start; returns the best positions, the Karras and best objective."""
+def fit(
+    n: int, sampler_name: str, problems, maxfev: int, start: list[float] | None = None
+) -> tuple[np.ndarray, float, float]:
+    """Nelder-Mead from each start (or only from `start` positions); returns the best
+    positions, the Karras and best objective."""
     sampler = SAMPLERS[sampler_name]
     f = lambda t: objective(positions(t), sampler, problems)  # noqa: E731
     inits = starts(n)
     base = f(inits[0])
+    if start is not None:
+        inits = [_theta(to_sigmas(np.array(start)).numpy()[:-1])]
+        print(f"# n={n}: start {f(inits[0]):.3f}", flush=True)
     best = None
     for theta0 in inits:
         res = minimize(
@@ -115,12 +176,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[3, 4, 5, 6, 7, 8, 9, 10, 12, 16])
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--maxfev", type=int, default=1200)
+    ap.add_argument(
+        "--risk", type=int, default=0, help="screen this many draws per proxy (make_problems)"
+    )
+    ap.add_argument("--start", help="JSON list of positions to start from (one --steps only)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    problems = make_problems(args.samples)
+    problems = None if args.risk else make_problems(args.samples)
     for n in args.steps:
         t0 = time.time()
-        p, base, best = fit(n, args.sampler, problems, args.maxfev)
+        probs = problems or make_problems(args.samples, args.risk, n)
+        start = json.loads(args.start) if args.start else None
+        p, base, best = fit(n, args.sampler, probs, args.maxfev, start)
         print(
             f"# n={n} {args.sampler}: mean log RMS {base:.3f} (karras) -> {best:.3f} "
             f"({time.time() - t0:.0f}s)"

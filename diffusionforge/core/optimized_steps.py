@@ -4,10 +4,13 @@ unipc, Gaussian-mixture proxies of dimension 32-128; the command is in that file
 Entries 5-10 were fitted with --samples 384: on fresh validation mixtures they generalised better
 than 128-sample fits (mean RMS 0.077 vs 0.081 at 5 steps, 0.054 vs 0.075 at 6, 0.026 vs 0.043
 at 8, 0.017 vs 0.035 at 10); entries 3 and 4 with --samples 128, 12 with --samples 256
---maxfev 800. Entry 16 was refitted with --samples 2048 --maxfev 400 from the 256-sample fit
-(more samples make the objective count basin-boundary "flips" instead of fitting their noise);
-on four fresh validation mixtures (benchmarks/validate_schedule.py, dims 40-112) UniPC's RMS
-went 0.030/0.021/0.021/0.036 -> 0.022/0.021/0.002/0.023.
+--maxfev 800. Entry 16 is fitted on 32768 draws per proxy by importance splitting
+(fit_schedule.py --risk: the draws near a basin boundary, where a sample can "flip" to another
+mode, are all kept; 512 others stand for the rest), by Nelder-Mead from a smoothed version of
+the earlier 2048-sample fit (--maxfev 300, then 1500 from its result; the commands are in
+BENCHMARKS.md, Samplers). On four fresh validation mixtures (benchmarks/validate_schedule.py
+--steps 16 --samples 16384, dims 40-112) UniPC's flips went 9/9/10/22 -> 6/8/3/13 and its RMS
+0.0151/0.0161/0.0159/0.0268 -> 0.0106/0.0142/0.0090/0.0203.
 
 Each entry n -> n positions p_i in [0, 1], decreasing from 1 (sigma_max) towards 0 (sigma_min),
 p = log(sigma / sigma_min) / log(sigma_max / sigma_min), fitted for sigma in [0.002, 80].
@@ -37,20 +40,20 @@ OPTIMIZED_STEPS: dict[int, list[float]] = {
     ],
     16: [
         1.0000,
-        0.7987,
-        0.7347,
-        0.6969,
-        0.6531,
-        0.6158,
-        0.6071,
-        0.5699,
-        0.5384,
-        0.5109,
-        0.4798,
-        0.4504,
-        0.3658,
-        0.3010,
-        0.2431,
-        0.1675,
+        0.8458,
+        0.7716,
+        0.7200,
+        0.6852,
+        0.6518,
+        0.6264,
+        0.6030,
+        0.5664,
+        0.5274,
+        0.4875,
+        0.4527,
+        0.3751,
+        0.3097,
+        0.2501,
+        0.1789,
     ],
 }
