@@ -101,6 +101,11 @@ def _cmd_generate(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out: {out}: cannot create the folder ({e.strerror})") from None
+    layouts = getattr(pipe.prompts, "layouts", None)  # layout-grounded models plan boxes
+    planned = layouts(prompts, seeds) if layouts is not None else [None] * len(prompts)
+    for prompt, plan in zip(args.prompt, planned[:: args.n], strict=True):
+        if plan is not None:
+            print(f"planned layout for {prompt!r}: {json.dumps(plan[0].to_dict())}")
     for k, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
         record = {
             "prompt": prompt,
@@ -113,6 +118,19 @@ def _cmd_generate(args) -> int:
             "model": str(args.checkpoint or DEFAULT_MODEL),
             "strength": args.strength if init is not None else None,
         }
+        if planned[k] is not None:  # the scene the planner read and the boxes it placed
+            spec, objects = planned[k]
+            record["layout"] = {
+                "scene": spec.to_dict(),
+                "boxes": [
+                    [
+                        o.colour,
+                        o.shape,
+                        *(round(v, 4) for v in (o.x - o.r, o.y - o.r, o.x + o.r, o.y + o.r)),
+                    ]
+                    for o in objects
+                ],
+            }
         info = PngImagePlugin.PngInfo()
         info.add_text("diffusionforge", json.dumps(record))
         info.add_text("prompt", prompt)

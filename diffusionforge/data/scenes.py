@@ -316,26 +316,48 @@ def _group_phrase(g: Group, rng: np.random.Generator) -> str:
 
 def describe(spec: SceneSpec, rng: np.random.Generator | int) -> str:
     """A caption of ``spec`` in one of several phrasings; ``parse_prompt`` inverts every one."""
+    return " ".join(text for text, _ in describe_pieces(spec, rng))
+
+
+def describe_tagged(spec: SceneSpec, rng: np.random.Generator | int) -> tuple[str, list[int]]:
+    """``describe`` plus, per word, which group of ``spec`` it describes (0 or 1; -1 for the
+    words between groups): the annotation the layout planner (data/layouts.py) learns from."""
+    pieces = describe_pieces(spec, rng)
+    tags = [tag for text, tag in pieces for _ in text.split()]
+    return " ".join(text for text, _ in pieces), tags
+
+
+def describe_pieces(spec: SceneSpec, rng: np.random.Generator | int) -> list[tuple[str, int]]:
+    """The caption as (text, group) pieces, group -1 for connecting words; the random draws are
+    made in one fixed order, so a seed gives the same caption on every version."""
     rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
     g0 = spec.groups[0]
     be = "is" if g0.count == 1 else "are"
     if spec.relation is None:
-        return _pick(_PREFIXES, rng).format(be=be) + _group_phrase(g0, rng)
+        prefix = _pick(_PREFIXES, rng).format(be=be).strip()
+        return [p for p in ((prefix, -1), (_group_phrase(g0, rng), 0)) if p[0]]
     g1 = spec.groups[1]
     form = rng.integers(3)
     if form == 0:  # "two red circles to the left of a blue square"
-        body = f"{_group_phrase(g0, rng)} {_pick(_REL_PHRASES[spec.relation], rng)} "
-        body += _group_phrase(g1, rng)
-        return _pick(_PREFIXES, rng).format(be=be) + body
-    if form == 1:  # "two red circles are to the left of a blue square"
+        first = _group_phrase(g0, rng)
         rel = _pick(_REL_PHRASES[spec.relation], rng)
-        return f"{_group_phrase(g0, rng)} {be} {rel} {_group_phrase(g1, rng)}"
-    # "a blue square with two red circles on its left"
-    pos = _pick(_WITH_PHRASES[spec.relation], rng)
-    if g1.count > 1:
-        pos = pos.replace("its", "their").replace(" it", " them")
-    prefix = _pick(_PREFIXES, rng).format(be="is" if g1.count == 1 else "are")
-    return f"{prefix}{_group_phrase(g1, rng)} with {_group_phrase(g0, rng)} {pos}"
+        second = _group_phrase(g1, rng)
+        prefix = _pick(_PREFIXES, rng).format(be=be).strip()
+        pieces = [(prefix, -1), (first, 0), (rel, -1), (second, 1)]
+    elif form == 1:  # "two red circles are to the left of a blue square"
+        rel = _pick(_REL_PHRASES[spec.relation], rng)
+        first = _group_phrase(g0, rng)
+        second = _group_phrase(g1, rng)
+        pieces = [(first, 0), (f"{be} {rel}", -1), (second, 1)]
+    else:  # "a blue square with two red circles on its left"
+        pos = _pick(_WITH_PHRASES[spec.relation], rng)
+        if g1.count > 1:
+            pos = pos.replace("its", "their").replace(" it", " them")
+        prefix = _pick(_PREFIXES, rng).format(be="is" if g1.count == 1 else "are").strip()
+        anchor = _group_phrase(g1, rng)
+        located = _group_phrase(g0, rng)
+        pieces = [(prefix, -1), (anchor, 1), ("with", -1), (located, 0), (pos, -1)]
+    return [p for p in pieces if p[0]]
 
 
 def _vocabulary() -> tuple[str, ...]:
@@ -448,14 +470,24 @@ def make_scenes(
     The spec of example i is the one its caption states (sizes it does not name are None);
     example i depends only on (seed, split, i).
     """
+    images, captions, specs, _ = make_scenes_with_layouts(n, size, split, seed, size_prob)
+    return images, captions, specs
+
+
+def make_scenes_with_layouts(
+    n: int, size: int = 32, split: str = "train", seed: int = 0, size_prob: float = 0.5
+) -> tuple[np.ndarray, list[str], list[SceneSpec], list[list[Placed]]]:
+    """``make_scenes`` plus the placed objects each image was drawn from (its boxes)."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     images = np.zeros((n, size, size, 3), dtype=np.uint8)
-    captions, specs = [], []
+    captions, specs, placed = [], [], []
     for i in range(n):
         rng = np.random.default_rng([seed, SPLITS[split], i])
         spec = sample_spec(rng, split, size_prob)
         captions.append(describe(spec, rng))
-        images[i] = render(spec, size, rng)
+        objects = layout(spec, rng)  # the draws render() makes, in the same order
+        images[i] = draw_objects(objects, size)
         specs.append(spec)
-    return images, captions, specs
+        placed.append(objects)
+    return images, captions, specs, placed

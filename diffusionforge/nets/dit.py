@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from diffusionforge.nets.cross_attention import CrossAttention
 from diffusionforge.nets.embed import ConditionEmbedding
+from diffusionforge.nets.layout import paint
 from diffusionforge.nets.text_encoder import TextFeatures
 
 
@@ -95,7 +96,9 @@ class DiT(nn.Module):
         self.in_channels, self.patch_size = in_channels, patch_size
         self.grid = img_resolution // patch_size
         self.gradient_checkpointing = gradient_checkpointing
-        self.patchify = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        # a layout-grounded text module (nets/layout.py) adds its painted map as input channels
+        spatial = getattr(text, "spatial_channels", 0)
+        self.patchify = nn.Conv2d(in_channels + spatial, dim, patch_size, stride=patch_size)
         self.register_buffer("pos", _sincos_2d(dim, self.grid)[None], persistent=False)
         self.embed = ConditionEmbedding(dim, num_classes)
         ctx_dim = text.dim if text is not None else 0
@@ -132,6 +135,8 @@ class DiT(nn.Module):
         else:
             emb = self.embed(c_noise, cond)
         emb = F.silu(emb)  # (B, dim)
+        if ctx is not None and ctx.spatial is not None:
+            x = torch.cat([x, paint(ctx.spatial, *x.shape[-2:]).to(x.dtype)], 1)
         h = self.patchify(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, dim)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -33,6 +33,9 @@ class TextFeatures(NamedTuple):
     tokens: Tensor  # (B, T, D) per-token embeddings
     mask: Tensor  # (B, T) bool, True where a real token is
     pooled: Tensor  # (B, D)
+    # layout-grounded encoders only (nets/layout.py): what nets.layout.paint draws as extra input
+    # channels; None for caption encoders
+    spatial: tuple[Tensor, Tensor] | None = None
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from diffusionforge.nets.cross_attention import CrossAttention2d
 from diffusionforge.nets.embed import ConditionEmbedding, group_count
+from diffusionforge.nets.layout import paint
 from diffusionforge.nets.text_encoder import TextFeatures
 
 
@@ -150,7 +151,9 @@ class UNet(nn.Module):
         self.text = text
         ctx_dim = text.dim if text is not None else 0
         self.pooled = nn.Linear(ctx_dim, emb_dim) if text is not None else None
-        self.conv_in = nn.Conv2d(in_channels, channels * channel_mult[0], 3, padding=1)
+        # a layout-grounded text module (nets/layout.py) adds its painted map as input channels
+        spatial = getattr(text, "spatial_channels", 0)
+        self.conv_in = nn.Conv2d(in_channels + spatial, channels * channel_mult[0], 3, padding=1)
 
         self.down = nn.ModuleList()
         skip_channels = [channels * channel_mult[0]]
@@ -208,6 +211,8 @@ class UNet(nn.Module):
         else:
             emb = self.embed(c_noise, cond)
         emb = F.silu(emb)  # (B, emb_dim)
+        if ctx is not None and ctx.spatial is not None:
+            x = torch.cat([x, paint(ctx.spatial, *x.shape[-2:]).to(x.dtype)], 1)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:

@@ -51,15 +51,21 @@ class Text2ImagePipeline:
     def max_prompt_tokens(self) -> int:
         return self.prompts.max_tokens
 
-    def encode(self, prompts: list[str], *, allow_empty: bool = False) -> Tensor:
-        """cond rows for `prompts`, warning about cut prompts and unknown words."""
+    def encode(
+        self, prompts: list[str], *, allow_empty: bool = False, seeds: list[int] | None = None
+    ) -> Tensor:
+        """cond rows for `prompts`, warning about cut prompts and unknown words. A layout-
+        grounded model places prompt i's objects from seeds[i] (data/layouts.py)."""
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise PromptError("prompts: expected a list of strings")
         if not allow_empty:
             for i, p in enumerate(prompts):
                 if not p.strip():
                     raise PromptError(f"prompt {i}: empty; describe the image to generate")
-        enc = self.prompts.encode_batch(list(prompts))
+        if getattr(self.prompts, "takes_seeds", False):
+            enc = self.prompts.encode_batch(list(prompts), seeds)
+        else:
+            enc = self.prompts.encode_batch(list(prompts))
         for i in enc.truncated:
             warnings.warn(
                 f"prompt {i} is longer than the encoder's {self.max_prompt_tokens} tokens; "
@@ -102,7 +108,7 @@ class Text2ImagePipeline:
         if len(seeds) != len(prompts):
             raise PromptError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts")
         device = next(self.net.parameters()).device
-        cond = self.encode(prompts).to(device)
+        cond = self.encode(prompts, seeds=list(seeds)).to(device)
         neg = self.encode([negative_prompt], allow_empty=True).to(device)
         denoise = self.formulation.precondition(self.net)
         if guidance != 1.0:
@@ -205,7 +211,7 @@ def load_text2image(path: str | Path, *, use_ema: bool = True) -> Text2ImagePipe
         pipe.cfg,
         pipe.shape,
         pipe.checkpoint,
-        prompt_encoder(pipe.cfg),
+        prompt_encoder(pipe.cfg, pipe.checkpoint),
         autoencoder,
     )
 

@@ -13,6 +13,8 @@ carries its tokenizer in `config.json` and needs no other file.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -23,7 +25,7 @@ from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.nets.text_encoder import FrozenFeatures, MiniLMPrompts, SmallTextEncoder
 from diffusionforge.train.config import Config
 
-TEXT_ENCODERS = ("small", "minilm")
+TEXT_ENCODERS = ("small", "minilm", "layout")  # layout: boxes planned from the prompt
 
 
 def _check_kind(cfg: Config) -> str:
@@ -36,9 +38,17 @@ def _check_kind(cfg: Config) -> str:
     return kind
 
 
-def prompt_encoder(cfg: Config) -> WordTokenizer | MiniLMPrompts:
-    """Strings -> the network's cond tensor, as configured (the vocabulary must be resolved)."""
+def prompt_encoder(cfg: Config, checkpoint=None) -> WordTokenizer | MiniLMPrompts:
+    """Strings -> the network's cond tensor, as configured (the vocabulary must be resolved).
+    A layout-grounded model's encoder is the planner its ``checkpoint`` carries."""
     t = cfg.model.text_encoder
+    if _check_kind(cfg) == "layout":
+        from diffusionforge.data.layouts import LayoutPrompts, load_planner
+
+        if checkpoint is None:
+            raise ConfigError("model.text_encoder.kind = layout: the planner needs a checkpoint")
+        tok = WordTokenizer(t.vocab, t.max_tokens)
+        return LayoutPrompts(load_planner(checkpoint, tok), tok)
     if _check_kind(cfg) == "minilm":
         try:
             return MiniLMPrompts(t.max_tokens)
@@ -56,6 +66,10 @@ def text_module(cfg: Config) -> nn.Module | None:
         return FrozenFeatures(MiniLMPrompts.dim)
     if not t.vocab:
         raise ConfigError("model.text_encoder.vocab: empty; build the captioned dataset first")
+    if t.kind == "layout":
+        from diffusionforge.nets.layout import LayoutEncoder
+
+        return LayoutEncoder(len(t.vocab) + 3, t.dim, t.spatial_channels)
     return SmallTextEncoder(len(t.vocab) + 3, t.max_tokens, t.dim, t.depth, t.heads)
 
 
@@ -99,8 +113,36 @@ def scenes_dataset(cfg: Config) -> ArrayDataset:
     d = cfg.data
     if d.image_size not in (32, 64):
         raise ConfigError(f"data.image_size: scenes render at 32 or 64, got {d.image_size}")
+    if cfg.model.text_encoder.kind == "layout":
+        return layout_scenes_dataset(cfg)
     images, captions, _ = scenes.make_scenes(d.size, d.image_size, "train", d.seed)
     return captioned_dataset(cfg, to_tensor_images(images), captions, scenes.VOCABULARY)
+
+
+def layout_scenes_dataset(cfg: Config) -> ArrayDataset:
+    """Scenes for a layout-grounded model (nets/layout.py): cond rows are the boxes and phrases
+    each image was drawn from; the prompt -> layout planner (data/layouts.py) is trained here on
+    the same split's captions and travels in every checkpoint under planner/."""
+    from diffusionforge.data import layouts, scenes
+
+    d, t = cfg.data, cfg.model.text_encoder
+    if not t.vocab:
+        t.vocab = list(scenes.VOCABULARY)
+    tok = WordTokenizer(t.vocab, t.max_tokens)
+    images, _, _, placed = scenes.make_scenes_with_layouts(d.size, d.image_size, "train", d.seed)
+    cond = torch.stack([layouts.pack_objects(objs, tok) for objs in placed])
+    planner, report = layouts.fit_planner(tok, seed=d.seed, steps=t.planner_steps)
+    print(f"layout planner: {json.dumps(report)}", flush=True)
+    out = ArrayDataset(
+        to_tensor_images(images).contiguous(),
+        seed=cfg.train.seed,
+        augment=d.augment,
+        jitter=d.jitter,
+        cond=cond,
+        null_cond=torch.zeros_like(cond[0]),
+    )
+    out.extra_files = layouts.planner_files(planner, report)
+    return out
 
 
 def captions_dataset(cfg: Config) -> ArrayDataset:

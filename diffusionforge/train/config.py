@@ -80,6 +80,9 @@ class TextEncoderConfig:
     depth: int = 2
     heads: int = 4
     cross_attn_resolutions: list[int] = field(default_factory=lambda: [16, 8])  # unet only
+    # layout: channels of the painted layout map the network reads as extra input (0: none)
+    spatial_channels: int = 16
+    planner_steps: int = 600  # layout: training steps of the prompt -> layout planner
 
 
 @dataclass
