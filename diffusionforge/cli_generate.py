@@ -158,8 +158,9 @@ def add_commands(sub) -> None:
     g.add_argument(
         "--guidance",
         type=float,
-        default=2.0,
-        help="classifier-free guidance scale (default 2: best for the bundled model)",
+        default=1.0,
+        help="classifier-free guidance scale (default 1, i.e. none: the bundled layout-grounded "
+        "model needs none; caption-only models do best near 2)",
     )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--negative", default="", help="negative prompt (the unguided branch)")

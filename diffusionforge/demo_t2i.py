@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 # The bundled model's stated setting (benchmarks/t2i_faithfulness.py, BENCHMARKS.md).
-T2I_NFE, T2I_GUIDANCE = 20, 2.0
+T2I_NFE, T2I_GUIDANCE = 10, 1.0
 DEMO_PROMPTS = (
     "two red circles to the left of a blue square",
     "a yellow triangle above two green squares",

@@ -31,7 +31,7 @@ from diffusionforge.server.image_handler import MAX_GUIDANCE, MAX_SEED, SamplerN
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
 
-DEFAULT_NFE, DEFAULT_GUIDANCE = 20, 4.0  # `diffusionforge generate`'s defaults
+DEFAULT_NFE, DEFAULT_GUIDANCE = 20, 1.0  # `diffusionforge generate`'s defaults
 
 
 class Text2ImageParams(BaseModel):
