@@ -145,3 +145,11 @@ def test_layout_model_trains_saves_its_planner_and_places_objects_by_seed(tmp_pa
     a = pipe.generate(prompts, nfe=2, guidance=2.0, seeds=[1, 2])
     b = pipe.generate(prompts[:1], nfe=2, guidance=2.0, seeds=[1])
     assert a.shape == (2, 3, 32, 32) and torch.allclose(a[0], b[0], atol=1e-5)
+
+
+def test_layout_model_on_captioned_images_is_a_one_line_error():
+    from diffusionforge.errors import ConfigError
+
+    cfg = apply_overrides(load_preset("t2i-layout"), [*TINY, "data.kind=captions"])
+    with pytest.raises(ConfigError, match="only data.kind = scenes provides"):
+        build_dataset(cfg)

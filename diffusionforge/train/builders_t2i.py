@@ -150,6 +150,11 @@ def captions_dataset(cfg: Config) -> ArrayDataset:
     captions, or a CSV/JSONL of (path, caption); resized to data.image_size."""
     from diffusionforge.data import captions as cap
 
+    if cfg.model.text_encoder.kind == "layout":
+        raise ConfigError(
+            "model.text_encoder.kind = layout: needs each object's box, which only data.kind = "
+            "scenes provides; use small or minilm for captioned images"
+        )
     if not cfg.data.path:
         raise DataError("data.path: a captioned folder, .csv or .jsonl is needed (pass --data)")
     images, texts = cap.load_captioned(cfg.data.path, cfg.data.image_size, cfg.data.channels)
