@@ -19,6 +19,8 @@ from diffusionforge.train.builders import build_model
 from diffusionforge.train.checkpoint import tensors_to_bytes, write_folder
 from diffusionforge.train.config import apply_overrides, load_preset, to_dict
 
+from trainkit import TWO_STEPS
+
 CLASSES = [str(k) for k in range(10)]
 
 
@@ -95,13 +97,7 @@ TINY_T2I = [
     "model.text_encoder.depth=1",
     "model.text_encoder.heads=2",
     "model.text_encoder.max_tokens=12",
-    "train.batch_size=16",
-    "train.steps=2",
-    "train.ckpt_every=2",
-    "train.sample_every=0",
-    "train.tensorboard=false",
-    "train.progress=false",
-    "train.threads=1",
+    *TWO_STEPS,
 ]
 
 

@@ -17,6 +17,8 @@ from diffusionforge.train.builders import build_dataset
 from diffusionforge.train.config import apply_overrides, load_preset
 from diffusionforge.train.trainer import Trainer
 
+from trainkit import TWO_STEPS
+
 TOKENIZER = WordTokenizer(list(scenes.VOCABULARY), 24)
 
 
@@ -119,13 +121,7 @@ TINY = [
     "model.text_encoder.spatial_channels=4",
     "model.text_encoder.cross_attn_resolutions=[16]",
     "model.text_encoder.planner_steps=20",
-    "train.batch_size=16",
-    "train.steps=2",
-    "train.ckpt_every=2",
-    "train.sample_every=0",
-    "train.tensorboard=false",
-    "train.progress=false",
-    "train.threads=1",
+    *TWO_STEPS,
     "optim.warmup_steps=1",
 ]
 

@@ -14,7 +14,7 @@ from diffusionforge.train.builders import build_dataset
 from diffusionforge.train.config import apply_overrides, load_preset
 from diffusionforge.train.trainer import Trainer
 
-from trainkit import run_cli
+from trainkit import TWO_STEPS, run_cli
 
 TINY_T2I = [
     "data.size=64",
@@ -25,13 +25,7 @@ TINY_T2I = [
     "model.text_encoder.depth=1",
     "model.text_encoder.heads=2",
     "model.text_encoder.max_tokens=12",
-    "train.batch_size=16",
-    "train.steps=2",
-    "train.ckpt_every=2",
-    "train.sample_every=0",
-    "train.tensorboard=false",
-    "train.progress=false",
-    "train.threads=1",
+    *TWO_STEPS,
     "optim.warmup_steps=1",
 ]
 

@@ -31,6 +31,18 @@ TINY = [
 ]
 
 
+# Two steps of batch 16 and one checkpoint, nothing else: the text-to-image tests' runs.
+TWO_STEPS = [
+    "train.batch_size=16",
+    "train.steps=2",
+    "train.ckpt_every=2",
+    "train.sample_every=0",
+    "train.tensorboard=false",
+    "train.progress=false",
+    "train.threads=1",
+]
+
+
 def tiny_cfg(*overrides: str, preset: str = "moons") -> Config:
     return apply_overrides(load_preset(preset), [*TINY, *overrides])
 
