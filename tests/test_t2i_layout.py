@@ -138,6 +138,15 @@ def test_layout_model_trains_saves_its_planner_and_places_objects_by_seed(tmp_pa
     enc = pipe.prompts.encode_batch(prompts, [1, 2])
     assert not torch.equal(enc.cond[0], enc.cond[1])  # another seed, another arrangement
     assert torch.equal(pipe.prompts.encode_batch(prompts, [1, 1]).cond[0], enc.cond[0])
+    # retraining the planner in place keeps the network and swaps planner/ atomically
+    from diffusionforge.train.builders_layout import replan
+    from diffusionforge.train.checkpoint import resolve_checkpoint
+
+    before = resolve_checkpoint(tmp_path)
+    assert replan(str(tmp_path), steps=3)["steps"] == 3
+    after = resolve_checkpoint(tmp_path)
+    assert after.files["model.safetensors"] == before.files["model.safetensors"]
+    assert after.json("planner/planner.json")["report"]["steps"] == 3
     a = pipe.generate(prompts, nfe=2, guidance=2.0, seeds=[1, 2])
     b = pipe.generate(prompts[:1], nfe=2, guidance=2.0, seeds=[1])
     assert a.shape == (2, 3, 32, 32) and torch.allclose(a[0], b[0], atol=1e-5)
@@ -149,3 +158,11 @@ def test_layout_model_on_captioned_images_is_a_one_line_error():
     cfg = apply_overrides(load_preset("t2i-layout"), [*TINY, "data.kind=captions"])
     with pytest.raises(ConfigError, match="only data.kind = scenes provides"):
         build_dataset(cfg)
+
+
+def test_replanning_a_model_without_layouts_is_a_one_line_error(tmp_path):
+    from diffusionforge.errors import CheckpointError
+    from diffusionforge.train.builders_layout import replan
+
+    with pytest.raises(CheckpointError, match="not a layout-grounded model"):
+        replan("digits")

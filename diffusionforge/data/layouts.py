@@ -16,12 +16,12 @@ place:
 The boxes are packed into the rows the in-network `LayoutEncoder` reads (`pack_objects`);
 `LayoutPrompts` is the prompt encoder a layout-grounded checkpoint uses in place of the word
 tokenizer (`encode_batch(texts, seeds)`), with the tokenizer's warnings for unknown words and
-overlong prompts. The planner travels in the checkpoint under ``planner/``.
+overlong prompts. The planner travels in the checkpoint under ``planner/``
+(train/builders_layout.py writes and reads it).
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -195,32 +195,6 @@ def planner_accuracy(planner, tokenizer, captions: list[str], specs: list) -> fl
     return sum(a == b for a, b in zip(got, specs, strict=True)) / len(specs)
 
 
-def planner_files(planner: LayoutPlanner, report: dict) -> dict[str, bytes]:
-    from diffusionforge.train.checkpoint import tensors_to_bytes
-
-    meta = {"heads": planner.head_sizes, "dim": planner.encoder.dim}
-    meta["depth"] = len(planner.encoder.layers)
-    return {
-        f"{PLANNER_DIR}/planner.safetensors": tensors_to_bytes(planner.state_dict()),
-        f"{PLANNER_DIR}/planner.json": json.dumps({**meta, "report": report}, indent=2).encode(),
-    }
-
-
-def load_planner(checkpoint, tokenizer: WordTokenizer) -> LayoutPlanner:
-    """The planner a layout-grounded checkpoint (train.checkpoint.Checkpoint) carries."""
-    from diffusionforge.errors import CheckpointError
-
-    rel = f"{PLANNER_DIR}/planner.safetensors"
-    if not checkpoint.has(rel):
-        raise CheckpointError(f"{checkpoint.path}: layout-grounded model without {rel}")
-    meta = checkpoint.json(f"{PLANNER_DIR}/planner.json")
-    planner = LayoutPlanner(
-        tokenizer.vocab_size, tokenizer.max_tokens, meta["heads"], meta["dim"], meta["depth"]
-    )
-    planner.load_state_dict(checkpoint.tensors(rel))
-    return planner.eval().requires_grad_(False)
-
-
 class LayoutPrompts:
     """Prompt encoder of layout-grounded models: strings -> planned, placed, packed layouts.
     Prompt i's arrangement comes from ``seeds[i]`` (0 when no seeds are given)."""
@@ -254,33 +228,3 @@ class LayoutPrompts:
     @property
     def null_cond(self) -> Tensor:
         return torch.zeros(scenes.MAX_OBJECTS, SLOT)
-
-
-def replan(checkpoint: str, steps: int | None = None) -> dict:
-    """Retrain the planner of a layout-grounded checkpoint folder in place (atomically), as its
-    config's data.seed and model.text_encoder.planner_steps (or ``steps``) say: a better
-    planner needs no new diffusion training, since the network only ever sees boxes."""
-    from diffusionforge.errors import CheckpointError
-    from diffusionforge.train.checkpoint import resolve_checkpoint, write_folder
-
-    ckpt = resolve_checkpoint(checkpoint)
-    cfg = ckpt.config
-    t = cfg["model"]["text_encoder"]
-    if t.get("kind") != "layout":
-        raise CheckpointError(f"{ckpt.path}: not a layout-grounded model")
-    tok = WordTokenizer(t["vocab"], t["max_tokens"])
-    n_steps = steps or t.get("planner_steps", 600)
-    planner, report = fit_planner(tok, seed=cfg["data"]["seed"], steps=n_steps)
-    files = {k: v for k, v in ckpt.files.items() if not k.startswith(f"{PLANNER_DIR}/")}
-    write_folder(ckpt.path, files | planner_files(planner, report), step=ckpt.step)
-    return report
-
-
-if __name__ == "__main__":  # python -m diffusionforge.data.layouts CHECKPOINT
-    import sys
-
-    torch.set_num_threads(1)
-    if len(sys.argv) != 2:
-        print("usage: python -m diffusionforge.data.layouts CHECKPOINT", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(replan(sys.argv[1])))

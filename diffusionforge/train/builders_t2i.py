@@ -13,8 +13,6 @@ carries its tokenizer in `config.json` and needs no other file.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -43,7 +41,8 @@ def prompt_encoder(cfg: Config, checkpoint=None) -> WordTokenizer | MiniLMPrompt
     A layout-grounded model's encoder is the planner its ``checkpoint`` carries."""
     t = cfg.model.text_encoder
     if _check_kind(cfg) == "layout":
-        from diffusionforge.data.layouts import LayoutPrompts, load_planner
+        from diffusionforge.data.layouts import LayoutPrompts
+        from diffusionforge.train.builders_layout import load_planner
 
         if checkpoint is None:
             raise ConfigError("model.text_encoder.kind = layout: the planner needs a checkpoint")
@@ -114,35 +113,11 @@ def scenes_dataset(cfg: Config) -> ArrayDataset:
     if d.image_size not in (32, 64):
         raise ConfigError(f"data.image_size: scenes render at 32 or 64, got {d.image_size}")
     if cfg.model.text_encoder.kind == "layout":
+        from diffusionforge.train.builders_layout import layout_scenes_dataset
+
         return layout_scenes_dataset(cfg)
     images, captions, _ = scenes.make_scenes(d.size, d.image_size, "train", d.seed)
     return captioned_dataset(cfg, to_tensor_images(images), captions, scenes.VOCABULARY)
-
-
-def layout_scenes_dataset(cfg: Config) -> ArrayDataset:
-    """Scenes for a layout-grounded model (nets/layout.py): cond rows are the boxes and phrases
-    each image was drawn from; the prompt -> layout planner (data/layouts.py) is trained here on
-    the same split's captions and travels in every checkpoint under planner/."""
-    from diffusionforge.data import layouts, scenes
-
-    d, t = cfg.data, cfg.model.text_encoder
-    if not t.vocab:
-        t.vocab = list(scenes.VOCABULARY)
-    tok = WordTokenizer(t.vocab, t.max_tokens)
-    images, _, _, placed = scenes.make_scenes_with_layouts(d.size, d.image_size, "train", d.seed)
-    cond = torch.stack([layouts.pack_objects(objs, tok) for objs in placed])
-    planner, report = layouts.fit_planner(tok, seed=d.seed, steps=t.planner_steps)
-    print(f"layout planner: {json.dumps(report)}", flush=True)
-    out = ArrayDataset(
-        to_tensor_images(images).contiguous(),
-        seed=cfg.train.seed,
-        augment=d.augment,
-        jitter=d.jitter,
-        cond=cond,
-        null_cond=torch.zeros_like(cond[0]),
-    )
-    out.extra_files = layouts.planner_files(planner, report)
-    return out
 
 
 def captions_dataset(cfg: Config) -> ArrayDataset:
