@@ -1,6 +1,7 @@
 """Our digits preset against diffusers' and lucidrains' recipes: same data, CPU budget, scorers.
 
     python benchmarks/digits_vs_peers.py --budget 600 --jobs 3   # issue 4's quality benchmark
+    python benchmarks/digits_vs_peers.py --quality-only --seed 1  # another seed of each contender
     python benchmarks/digits_vs_peers.py --throughput-only       # images/s, ours vs UNet2DModel
     python benchmarks/digits_vs_peers.py --latency-only          # bundled digits, NFE 10, CPU
 
