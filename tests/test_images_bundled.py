@@ -27,6 +27,17 @@ def test_bundled_weights_load_and_stay_under_20_mb():
     assert not (bundled_path("digits") / "training_state").exists()
 
 
+def test_bundled_glyphs32_samples_the_requested_characters(tmp_path):
+    """glyphs32 is bundled as float16 EMA weights (assets/half.py) and goes by its name."""
+    pipe = load_pipeline("glyphs32")
+    assert pipe.shape == (1, 32, 32) and pipe.num_classes == 62
+    assert pipe.classes[:3] == ["0", "1", "2"] and "A" in pipe.classes and "z" in pipe.classes
+    args = "sample glyphs32 --class A,b --n 2 --nfe 4 --out".split()
+    p = run_cli([*args, str(tmp_path / "g.png")])
+    assert p.returncode == 0, p.stderr
+    assert len(list((tmp_path / "g").glob("*.png"))) == 2
+
+
 def test_pyproject_ships_the_bundled_files():
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert '"diffusionforge.assets"' in text and "*.safetensors" in text
