@@ -21,7 +21,7 @@ import torch
 from fit_schedule import SIGMA_MAX, SIGMA_MIN  # same folder
 from validate_schedule import VALIDATION
 
-from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
+from diffusionforge.core.gmm import GaussianMixture, exact_flow_map, flow_between
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
 
@@ -37,21 +37,7 @@ def exact_levels(denoise, x, sigmas: list[float], per_unit: int = 60) -> list[to
 
 def exact_through(denoise, x, a: float, b: float, per_unit: int) -> torch.Tensor:
     """RK4 in u = log sigma from sigma a down to b, per_unit steps per unit of u."""
-    steps = max(8, int(per_unit * math.log(a / b)))
-    us = torch.linspace(math.log(a), math.log(b), steps + 1, dtype=torch.float64).tolist()
-    ones = torch.ones(x.shape[0], dtype=x.dtype)
-
-    def f(y, u):
-        return y - denoise(y, ones * math.exp(u), None)
-
-    for u0, u1 in zip(us[:-1], us[1:], strict=True):
-        h = u1 - u0
-        k1 = f(x, u0)
-        k2 = f(x + h / 2 * k1, u0 + h / 2)
-        k3 = f(x + h / 2 * k2, u0 + h / 2)
-        k4 = f(x + h * k3, u1)
-        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return x
+    return flow_between(denoise, x, a, b, max(8, int(per_unit * math.log(a / b))))
 
 
 def main() -> None:
