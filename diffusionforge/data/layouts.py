@@ -178,15 +178,19 @@ def fit_planner(
 
 
 @torch.no_grad()
-def plan(planner: LayoutPlanner, tokenizer: WordTokenizer, texts: list[str]) -> list:
-    """The scene each prompt asks for, as the planner reads it."""
-    ids = tokenizer.encode_batch(texts).cond
+def plan_ids(planner: LayoutPlanner, ids: Tensor) -> list:
+    """The scene each row of word ids (WordTokenizer.encode_batch) asks for."""
     slots = planner.slots(ids).argmax(-1) * (ids > 2)  # <pad>, <unk>, <cls>: no group
     out = planner.attributes(ids, slots)
     return [
         decode_spec({k: v[i] for k, v in out.items()}, bool((slots[i] == 2).any()))
-        for i in range(len(texts))
+        for i in range(ids.shape[0])
     ]
+
+
+def plan(planner: LayoutPlanner, tokenizer: WordTokenizer, texts: list[str]) -> list:
+    """The scene each prompt asks for, as the planner reads it."""
+    return plan_ids(planner, tokenizer.encode_batch(texts).cond)
 
 
 def planner_accuracy(planner, tokenizer, captions: list[str], specs: list) -> float:
@@ -207,20 +211,23 @@ class LayoutPrompts:
 
     def layouts(self, texts: list[str], seeds: list[int] | None = None) -> list:
         """(scene, placed objects) per prompt."""
-        seeds = [0] * len(texts) if seeds is None else seeds
-        out = []
-        for spec, seed in zip(plan(self.planner, self.tokenizer, texts), seeds, strict=True):
-            out.append((spec, scenes.layout(spec, np.random.default_rng([int(seed), 23]))))
-        return out
+        return self._place(plan(self.planner, self.tokenizer, texts), seeds)
+
+    @staticmethod
+    def _place(specs: list, seeds: list[int] | None) -> list:
+        seeds = [0] * len(specs) if seeds is None else seeds
+        return [
+            (spec, scenes.layout(spec, np.random.default_rng([int(seed), 23])))
+            for spec, seed in zip(specs, seeds, strict=True)
+        ]
 
     def encode_batch(self, texts: list[str], seeds: list[int] | None = None) -> Encoded:
-        words = self.tokenizer.encode_batch(texts)  # for its unknown-word / cut reports
+        words = self.tokenizer.encode_batch(texts)  # the planner's input and the warnings
         rows = torch.zeros(len(texts), scenes.MAX_OBJECTS, SLOT)
         real = [i for i, t in enumerate(texts) if t.strip()]  # "" is the null (empty) layout
         if real:
-            planned = self.layouts(
-                [texts[i] for i in real], None if seeds is None else [seeds[i] for i in real]
-            )
+            specs = plan_ids(self.planner, words.cond[real])
+            planned = self._place(specs, None if seeds is None else [seeds[i] for i in real])
             for i, (_, objects) in zip(real, planned, strict=True):
                 rows[i] = pack_objects(objects, self.tokenizer)
         return Encoded(rows, words.unknown, words.truncated)

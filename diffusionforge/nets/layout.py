@@ -130,8 +130,8 @@ class LayoutPlanner(nn.Module):
 
     def attributes(self, ids: Tensor, slots: Tensor) -> dict[str, Tensor]:
         """Head logits from words tagged ``slots`` (B, T) long (0 none, 1/2 group 0/1)."""
-        words = self.lexicon(ids.long()) * (ids != 0)[..., None]  # (B, T, D); <cls> is 2
-        words = words * (ids != 2)[..., None]
+        keep = (ids != 0) & (ids != 2)  # not <pad>, not <cls>
+        words = self.lexicon(ids.long()) * keep[..., None]  # (B, T, D)
         bags = [(words * (slots == k)[..., None]).sum(1) for k in range(3)]
         return {
             name: layer(bags[0] if name == "relation" else bags[1 + int(name[-1])])

@@ -20,7 +20,7 @@ from diffusionforge.errors import CheckpointError
 from diffusionforge.nets.layout import LayoutPlanner
 from diffusionforge.train.builders_t2i import to_tensor_images
 from diffusionforge.train.checkpoint import resolve_checkpoint, tensors_to_bytes, write_folder
-from diffusionforge.train.config import Config
+from diffusionforge.train.config import Config, from_dict
 
 
 def layout_scenes_dataset(cfg: Config) -> ArrayDataset:
@@ -74,13 +74,13 @@ def replan(checkpoint: str, steps: int | None = None) -> dict:
     config's data.seed and model.text_encoder.planner_steps (or ``steps``) say: a better
     planner needs no new diffusion training, since the network only ever sees boxes."""
     ckpt = resolve_checkpoint(checkpoint)
-    cfg = ckpt.config
-    t = cfg.get("model", {}).get("text_encoder") or {}
-    if t.get("kind") != "layout":
+    raw = {k: v for k, v in ckpt.config.items() if k != "diffusionforge"}  # minus the header
+    cfg = from_dict(raw, source=f"{ckpt.path}/config.json")
+    t = cfg.model.text_encoder
+    if t.kind != "layout":
         raise CheckpointError(f"{ckpt.path}: not a layout-grounded model")
-    tok = WordTokenizer(t["vocab"], t["max_tokens"])
-    n_steps = steps or t.get("planner_steps", 600)
-    planner, report = fit_planner(tok, seed=cfg["data"]["seed"], steps=n_steps)
+    tok = WordTokenizer(t.vocab, t.max_tokens)
+    planner, report = fit_planner(tok, seed=cfg.data.seed, steps=steps or t.planner_steps)
     files = {k: v for k, v in ckpt.files.items() if not k.startswith(f"{PLANNER_DIR}/")}
     write_folder(ckpt.path, files | planner_files(planner, report), step=ckpt.step)
     return report
