@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from fit_schedule import SIGMA_MAX, SIGMA_MIN, make_problems  # same folder
 from scipy.optimize import minimize
-from validate_schedule import VALIDATION
+from validate_schedule import VALIDATION, validation_problem
 
-from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
 from diffusionforge.core.multistep import _unipc_coeffs
 from diffusionforge.core.sampler_utils import denoise_at, working
 from diffusionforge.core.samplers import SAMPLERS
@@ -103,11 +102,7 @@ def main() -> None:
     )
     dl = unpack(res.x, n)
     for spec in VALIDATION:
-        gmm = GaussianMixture.random(**spec)
-        g = torch.Generator().manual_seed(55)
-        x = torch.randn(args.val_samples, gmm.dim, generator=g, dtype=torch.float64) * SIGMA_MAX
-        ref = exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=500)
-        mode = torch.cdist(ref, gmm.means).argmin(1)
+        gmm, x, ref, mode = validation_problem(spec, args.val_samples)
         cells = []
         for name, out in [
             ("unipc", SAMPLERS["unipc"](gmm.denoise, x, sig)),

@@ -19,9 +19,9 @@ from collections import Counter
 
 import torch
 from fit_schedule import SIGMA_MAX, SIGMA_MIN  # same folder
-from validate_schedule import VALIDATION
+from validate_schedule import VALIDATION, validation_problem
 
-from diffusionforge.core.gmm import GaussianMixture, exact_flow_map, flow_between
+from diffusionforge.core.gmm import exact_flow_map, flow_between
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
 
@@ -51,16 +51,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     spec = VALIDATION[args.mixture]
-    gmm = GaussianMixture.random(**spec)
-    g = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(args.samples, gmm.dim, generator=g, dtype=torch.float64) * SIGMA_MAX
+    gmm, x, ref, mode_ref = validation_problem(spec, args.samples, args.seed)
     sigmas = SCHEDULES[args.schedule](args.steps, SIGMA_MIN, SIGMA_MAX)
     states: list[torch.Tensor] = []
     out = SAMPLERS[args.sampler](
         gmm.denoise, x, sigmas, callback=lambda info: states.append(info["x"])
     )
-    ref = exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=500)
-    mode_ref = torch.cdist(ref, gmm.means).argmin(1)
     flipped = (torch.cdist(out, gmm.means).argmin(1) != mode_ref).nonzero().flatten()
     s = sigmas.tolist()
     print(f"{spec}, {args.sampler} + {args.schedule}, {args.steps} steps: {len(flipped)} flips")

@@ -28,6 +28,16 @@ VALIDATION = [
 ]
 
 
+def validation_problem(spec: dict, samples: int, seed: int = 55):
+    """(mixture, starting noise at SIGMA_MAX, exact PF-ODE map of it, the mode it ends nearest):
+    what every validation score compares a sampler against."""
+    gmm = GaussianMixture.random(**spec)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(samples, gmm.dim, generator=g, dtype=torch.float64) * SIGMA_MAX
+    ref = exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=500)
+    return gmm, x, ref, torch.cdist(ref, gmm.means).argmin(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=16)
@@ -45,11 +55,7 @@ def main() -> None:
         cands[f"candidate {i}"] = to_sigmas(np.array(json.loads(text)))
     print(f"{args.sampler}, {n} steps, {args.samples} samples: RMS (flips)")
     for spec in VALIDATION:
-        gmm = GaussianMixture.random(**spec)
-        g = torch.Generator().manual_seed(55)
-        x = torch.randn(args.samples, gmm.dim, generator=g, dtype=torch.float64) * SIGMA_MAX
-        ref = exact_flow_map(gmm.denoise, x, SIGMA_MAX, steps=500)
-        mode_ref = torch.cdist(ref, gmm.means).argmin(1)
+        gmm, x, ref, mode_ref = validation_problem(spec, args.samples)
         cells = []
         for name, sigmas in cands.items():
             out = SAMPLERS[args.sampler](gmm.denoise, x, sigmas)
