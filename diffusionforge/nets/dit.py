@@ -13,7 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from diffusionforge.nets.cross_attention import CrossAttention
 from diffusionforge.nets.embed import ConditionEmbedding
-from diffusionforge.nets.layout import paint
+from diffusionforge.nets.layout import with_layout_map
 from diffusionforge.nets.text_encoder import TextFeatures
 
 
@@ -135,8 +135,7 @@ class DiT(nn.Module):
         else:
             emb = self.embed(c_noise, cond)
         emb = F.silu(emb)  # (B, dim)
-        if ctx is not None and ctx.spatial is not None:
-            x = torch.cat([x, paint(ctx.spatial, *x.shape[-2:]).to(x.dtype)], 1)
+        x = with_layout_map(x, ctx)
         h = self.patchify(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, dim)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

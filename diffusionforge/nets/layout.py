@@ -90,6 +90,13 @@ class LayoutEncoder(nn.Module):
         return TextFeatures(tokens, mask, masked_mean(tokens, mask), spatial)
 
 
+def with_layout_map(x: Tensor, ctx: TextFeatures | None) -> Tensor:
+    """The network input with the layout map concatenated, when ``ctx`` carries one."""
+    if ctx is None or ctx.spatial is None:
+        return x
+    return torch.cat([x, paint(ctx.spatial, *x.shape[-2:]).to(x.dtype)], 1)
+
+
 def paint(spatial: tuple[Tensor, Tensor], height: int, width: int) -> Tensor:
     """The layout map: every box painted with its values by area coverage, plus occupancy.
     (boxes (B, K, 4), values (B, K, C)) -> (B, C + 1, H, W)."""

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from diffusionforge.nets.cross_attention import CrossAttention2d
 from diffusionforge.nets.embed import ConditionEmbedding, group_count
-from diffusionforge.nets.layout import paint
+from diffusionforge.nets.layout import with_layout_map
 from diffusionforge.nets.text_encoder import TextFeatures
 
 
@@ -211,8 +211,7 @@ class UNet(nn.Module):
         else:
             emb = self.embed(c_noise, cond)
         emb = F.silu(emb)  # (B, emb_dim)
-        if ctx is not None and ctx.spatial is not None:
-            x = torch.cat([x, paint(ctx.spatial, *x.shape[-2:]).to(x.dtype)], 1)
+        x = with_layout_map(x, ctx)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:

@@ -13,6 +13,8 @@ carries its tokenizer in `config.json` and needs no other file.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -22,6 +24,9 @@ from diffusionforge.data.word_tokenizer import WordTokenizer, words_of
 from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.nets.text_encoder import FrozenFeatures, MiniLMPrompts, SmallTextEncoder
 from diffusionforge.train.config import Config
+
+if TYPE_CHECKING:
+    from diffusionforge.data.layouts import LayoutPrompts
 
 TEXT_ENCODERS = ("small", "minilm", "layout")  # layout: boxes planned from the prompt
 
@@ -36,7 +41,7 @@ def _check_kind(cfg: Config) -> str:
     return kind
 
 
-def prompt_encoder(cfg: Config, checkpoint=None) -> WordTokenizer | MiniLMPrompts:
+def prompt_encoder(cfg: Config, checkpoint=None) -> WordTokenizer | MiniLMPrompts | LayoutPrompts:
     """Strings -> the network's cond tensor, as configured (the vocabulary must be resolved).
     A layout-grounded model's encoder is the planner its ``checkpoint`` carries."""
     t = cfg.model.text_encoder
