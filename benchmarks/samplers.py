@@ -275,7 +275,8 @@ def main() -> None:
                 (s, "karras") for s in ["euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]
             ]
             + [("unipc", "log_uniform")]
-            + [(s, "optimized") for s in ["dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]]
+            + [(s, "optimized") for s in ["dpmpp_2m", "dpmpp_3m", "unipc", "unipc_gaussian"]]
+            + [("ipndm", "optimized")]
         )
         for s, sch in pairs:
             if SAMPLER_INFO[s].stochastic:

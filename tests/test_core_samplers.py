@@ -12,8 +12,9 @@ import torch
 
 from diffusionforge import sample
 from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
+from diffusionforge.core.multistep import gaussian_end_step
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
-from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform
+from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform, optimized
 
 F64 = torch.float64
 DETERMINISTIC = [k for k, v in SAMPLER_INFO.items() if not v.stochastic]
@@ -47,6 +48,7 @@ def test_registry_complete():
         "dpmpp_3m",
         "dpmpp_2m_sde",
         "unipc",
+        "unipc_gaussian",
         "ipndm",
     }
     assert expected <= set(SAMPLERS) and set(SAMPLERS) == set(SAMPLER_INFO)
@@ -80,6 +82,7 @@ ORDERS = {
     "dpmpp_2m": (2, 64),
     "dpmpp_3m": (2, 96),
     "unipc": (3, 32),
+    "unipc_gaussian": (3, 32),
     "ipndm": (2, 64),
 }
 
@@ -293,3 +296,33 @@ def test_every_schedule_works_with_every_sampler():
                 generator=torch.Generator().manual_seed(0),
             )
             assert torch.isfinite(out).all() and out.abs().max() < 5, (sch, name)
+
+
+@pytest.mark.parametrize("std", [0.0, 0.05, 0.3, 2.0])
+def test_gaussian_end_step_is_the_closed_form_map_for_gaussian_data(std):
+    # N(m, std^2 I) data: from two states anywhere (not on one path) with their exact denoised
+    # values, the end step from a third (corrected) state x at sigma_b is its exact PF-ODE map
+    g = gaussian(std=std)
+    xa, xb = noise(6, 3, seed=1) * 1.3, noise(6, 3, seed=2) * 0.4
+    x = xb + 0.05 * noise(6, 3, seed=3)
+    evals = [(xa, g.denoise(xa, torch.full((6,), 1.3, dtype=F64)), 1.3)]
+    evals.append((xb, g.denoise(xb, torch.full((6,), 0.4, dtype=F64)), 0.4))
+    out = gaussian_end_step(evals, x)
+    if std == 0:  # a point mass: x = D
+        assert torch.allclose(out, g.means[0].expand(6, 3), atol=1e-12)
+    else:
+        assert torch.allclose(out, gaussian_map(g, x, 0.4), atol=1e-9)
+
+
+def test_unipc_gaussian_solves_gaussian_data_in_few_steps():
+    # its end step is exact for Gaussian data, where plain UniPC's x = D is first order (what
+    # is left is the multistep error up to the last level: 0.005 against 0.26)
+    g = gaussian(std=0.3)
+    x = noise(16, 3) * 80
+    sig = optimized(5, 0.002, 80.0)
+    ref = gaussian_map(g, x, 80.0)
+    err = {
+        n: (SAMPLERS[n](g.denoise, x, sig) - ref).abs().max().item()
+        for n in ("unipc", "unipc_gaussian")
+    }
+    assert err["unipc_gaussian"] < 0.05 * err["unipc"], err

@@ -79,6 +79,10 @@ def edit(
     from diffusionforge.core.sample import recommended
 
     rec_sampler, rec_schedule = recommended(nfe)
+    if mask is not None and rec_sampler == "unipc_gaussian":
+        # its end step fits one local scale per sample; known pixels (a point mass) and
+        # generated ones have two, so inpainting takes plain UniPC unless asked otherwise
+        rec_sampler = "unipc"
     sampler, schedule = sampler or rec_sampler, schedule or rec_schedule
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")

@@ -141,18 +141,31 @@ def _unipc_coeffs(h: float, rks: list[float], order: int, corrector: bool) -> li
 
 
 def sample_unipc(
-    denoise, x, sigmas, *, cond=None, generator=None, callback=None, order: int = 3
+    denoise,
+    x,
+    sigmas,
+    *,
+    cond=None,
+    generator=None,
+    callback=None,
+    order: int = 3,
+    gaussian_end: bool = False,
 ) -> Tensor:
     """UniPC-bh2 (Zhao et al. 2023): UniP predictor + UniC corrector, data prediction.
 
     The corrector reuses the evaluation at the predicted point for the next predictor, so NFE =
-    steps. Order ramps up with the available history; the step into sigma = 0 is first order.
+    steps. Order ramps up with the available history; the step into sigma = 0 is first order
+    (x = D), or with gaussian_end the local-Gaussian step of `gaussian_end_step`, which also
+    keeps the last corrector's work.
     """
     x, s = working(x), sigmas.tolist()
     hist: list[tuple[Tensor, float]] = []  # (denoised, lambda), newest last
     x_prev, used_order = None, 1
+    evals: list[tuple[Tensor, Tensor, float]] = []  # (x, D(x), sigma) of the last two evaluations
     for i in range(len(s) - 1):
+        x_eval = x
         d = denoise_at(denoise, x, s[i], cond)
+        evals = (evals + [(x_eval, d, s[i])])[-2:]
         lam = -math.log(s[i])
         if hist:  # UniC: correct the point the last predictor made, using d evaluated there
             (m0, lam0) = hist[-1]
@@ -167,7 +180,7 @@ def sample_unipc(
         hist = (hist + [(d, lam)])[-order:]
         x_prev = x
         if s[i + 1] == 0:
-            x = d
+            x = gaussian_end_step(evals, x) if gaussian_end and len(evals) == 2 else d
         else:  # UniP predictor of order used_order
             used_order = min(order, len(hist))
             h = math.log(s[i] / s[i + 1])
@@ -182,6 +195,41 @@ def sample_unipc(
                 x = x - math.expm1(-h) * res
         report(callback, i, x, s[i], d)
     return x
+
+
+def sample_unipc_gaussian(
+    denoise, x, sigmas, *, cond=None, generator=None, callback=None, order: int = 3
+) -> Tensor:
+    """UniPC-bh2 whose step into sigma = 0 is `gaussian_end_step` (same NFE as UniPC)."""
+    return sample_unipc(
+        denoise, x, sigmas, cond=cond, callback=callback, order=order, gaussian_end=True
+    )
+
+
+def gaussian_end_step(evals: list[tuple[Tensor, Tensor, float]], x: Tensor) -> Tensor:
+    """The step from the last level sigma_b into sigma = 0, solved for a locally Gaussian
+    posterior instead of the first-order x = D.
+
+    If near the end of its path a sample's data is locally one Gaussian N(m, S I), the denoiser
+    is affine, D(x, sigma) = m + S / (S + sigma^2) (x - m), so m = D + S * score with score =
+    (D - x) / sigma^2, at any point and level. Two evaluations (x_a, D_a at sigma_a, x_b, D_b
+    at sigma_b < sigma_a) then give D_b - D_a = S (score_a - score_b): S per sample by least
+    squares over its dimensions (clamped at 0; the points need not lie on the exact path). With
+    t = S / sigma_b^2 the PF-ODE's end point from x at sigma_b is x - c (x - D(x)),
+    c = 1 - 1 / (1 + sqrt(1 + 1 / t)): c = 1 (x = D) for a point mass, 1/2 for S >> sigma_b^2;
+    D at the corrected state x is D_b + S / (S + sigma_b^2) (x - x_b), so the last corrector is
+    kept without another evaluation. Each sample uses only its own numbers.
+    """
+    (xa, da, sa), (xb, db, sb) = evals
+    flat = (xa.shape[0], -1)
+    dscore = ((da - xa) / sa**2 - (db - xb) / sb**2).reshape(flat)
+    S = ((db - da).reshape(flat) * dscore).sum(1) / (dscore * dscore).sum(1).clamp_min(1e-30)
+    t = S.clamp_min(0) / sb**2
+    a = t / (1 + t)
+    c = 1 - 1 / (1 + (1 + 1 / t.clamp_min(1e-12)).sqrt())
+    view = (-1,) + (1,) * (x.dim() - 1)
+    d_x = db + a.view(view) * (x - xb)
+    return x - c.view(view) * (x - d_x)
 
 
 # --- iPNDM --------------------------------------------------------------------------------

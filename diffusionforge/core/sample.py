@@ -16,7 +16,8 @@ from diffusionforge.core.schedules import SCHEDULES
 # budget between two entries takes the entry at or below it.
 RECOMMENDED: dict[int, tuple[str, str]] = {
     1: ("euler", "karras"),  # one evaluation: x = D(x, sigma_max), whatever the sampler
-    2: ("unipc", "optimized"),
+    2: ("unipc_gaussian", "optimized"),
+    8: ("unipc", "optimized"),
 }
 
 

@@ -28,6 +28,7 @@ from diffusionforge.core.multistep import (
     sample_dpmpp_3m,
     sample_ipndm,
     sample_unipc,
+    sample_unipc_gaussian,
 )
 from diffusionforge.core.sampler_utils import (
     ancestral_split,
@@ -184,6 +185,7 @@ SAMPLERS = {
     "dpmpp_3m": sample_dpmpp_3m,
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "unipc": sample_unipc,
+    "unipc_gaussian": sample_unipc_gaussian,
     "ipndm": sample_ipndm,
 }
 
@@ -197,5 +199,6 @@ SAMPLER_INFO = {
     "dpmpp_3m": SamplerInfo(3, 1, False),
     "dpmpp_2m_sde": SamplerInfo(1, 1, True),
     "unipc": SamplerInfo(3, 1, False),
+    "unipc_gaussian": SamplerInfo(3, 1, False),
     "ipndm": SamplerInfo(4, 1, False),
 }
