@@ -27,9 +27,15 @@ entry as start): validation RMS 0.0530/0.0427/0.0346/0.0386, against 0.0703/0.06
 for plain UniPC with the earlier entry [1.0, 0.7676, 0.6911, 0.6078, 0.4757, 0.3886]. Both also
 lower the error on the bundled digits and glyphs32 networks (benchmarks/schedule_on_model.py,
 64 samples against plain UniPC with the earlier entries, NFE 5: 0.167 -> 0.112 and 0.118 -> 0.108;
-NFE 6: 0.105 -> 0.096 and 0.086 -> 0.073). Refits of
-4 and 7 steps for it were not adopted: 4 did not improve on the validation mixtures; 7 did
-(0.0506 -> 0.0305) but raised the digits network's error 0.068 -> 0.083.
+NFE 6: 0.105 -> 0.096 and 0.086 -> 0.073). Refits for it at 4, 7, 8 and 10 steps were not
+adopted: 4 did not improve on the validation mixtures; 7, 8 and 10 did (mean RMS 0.051 -> 0.031,
+0.048 -> 0.024, 0.044 -> 0.015, their last four levels moved up to sigma 0.3-3) but raised the
+digits network's error (0.068 -> 0.083, 0.068 -> 0.073, 0.051 -> 0.068) while lowering
+glyphs32's (0.069 -> 0.061, 0.065 -> 0.062, 0.061 -> 0.053): where basins separate depends on
+the data, so from 8 NFE the recommended pair stays plain UniPC with the entries below.
+Positions: 7 [1.0, 0.7806, 0.7292, 0.6706, 0.6256, 0.5562, 0.4872], 8 [1.0, 0.7888, 0.7404,
+0.6837, 0.6417, 0.5998, 0.5444, 0.4836], 10 [1.0, 0.8116, 0.7664, 0.7105, 0.6714, 0.6419,
+0.6079, 0.5740, 0.5204, 0.4698].
 
 Each entry n -> n positions p_i in [0, 1], decreasing from 1 (sigma_max) towards 0 (sigma_min),
 p = log(sigma / sigma_min) / log(sigma_max / sigma_min), fitted for sigma in [0.002, 80].
