@@ -163,9 +163,8 @@ def sample_unipc(
     x_prev, used_order = None, 1
     evals: list[tuple[Tensor, Tensor, float]] = []  # (x, D(x), sigma) of the last two evaluations
     for i in range(len(s) - 1):
-        x_eval = x
         d = denoise_at(denoise, x, s[i], cond)
-        evals = (evals + [(x_eval, d, s[i])])[-2:]
+        evals = (evals + [(x, d, s[i])])[-2:]
         lam = -math.log(s[i])
         if hist:  # UniC: correct the point the last predictor made, using d evaluated there
             (m0, lam0) = hist[-1]
