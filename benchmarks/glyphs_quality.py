@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000, help="first per-image seed")
     ap.add_argument("--out", default=None, help="grid PNGs (default: the run's eval folder)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sampler", default=None, help="sampler (default: recommended for the NFE)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -87,7 +88,11 @@ def main() -> None:
             for i in range(0, len(labels), 250):  # batches for speed; seeds stay per image
                 lab = labels[i : i + 250]
                 seeds = list(range(args.seed + i, args.seed + i + len(lab)))
-                chunks.append(pipe.generate_images(seeds, labels=lab, guidance=g, nfe=nfe))
+                chunks.append(
+                    pipe.generate_images(
+                        seeds, labels=lab, guidance=g, nfe=nfe, sampler=args.sampler
+                    )
+                )
             x = torch.cat(chunks).float().clamp(-1, 1)
             cpu = (time.process_time() - c0) / len(x)
             m, ok = metrics(clf, ref_feat, x, labels)
