@@ -23,6 +23,7 @@ import logging
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -39,7 +40,7 @@ from diffusionforge import __version__
 from diffusionforge.server.base import Handler, RequestError
 from diffusionforge.server.guard import Guard, error
 from diffusionforge.server.handlers import HANDLERS
-from diffusionforge.server.jobs import FINAL, Job, JobError, JobQueue, QueueFull
+from diffusionforge.server.jobs import FINAL, Job, JobError, JobQueue, QueueFull, safe_reason
 from diffusionforge.server.registry import ModelRegistry, scan
 from diffusionforge.server.settings import ServerSettings, is_loopback
 
@@ -91,6 +92,7 @@ def create_app(settings: ServerSettings, registry: ModelRegistry | None = None) 
         token=settings.token,
         loopback=is_loopback(settings.host),
         max_body=settings.limits.max_body_bytes,
+        bound_host=settings.host,
     )
     return app
 
@@ -209,6 +211,9 @@ def _generate_route(
     Params = handler.Params
 
     async def generate(request: Request, params: Params, wait: bool = False) -> JSONResponse:
+        bad = _not_unicode(params.model_dump(by_alias=True))
+        if bad is not None:  # JSON's "\ud800" escape: a str that no UTF-8 response can hold
+            raise RequestError(bad, "not valid Unicode text (a lone surrogate such as \\ud800)")
         entry = registry.get(params.model)
         if entry is None:
             raise RequestError("model", f"no model {params.model!r} (see GET /api/models)", 404)
@@ -219,7 +224,12 @@ def _generate_route(
                 f"use /api/generate/{entry.handler.name}",
             )
         # in a thread: preparing may load the model (a text prompt needs its tokenizer)
-        echo, run = await run_in_threadpool(handler.prepare, params, entry, settings.limits)
+        try:
+            echo, run = await run_in_threadpool(handler.prepare, params, entry, settings.limits)
+        except RequestError:
+            raise
+        except Exception as e:  # a model that cannot be loaded or run: the job fails, one line
+            echo, run = _failing(e, entry.id)
         job = Job(handler.name, entry.id, echo, run)
         try:
             position = queue.submit(job)
@@ -246,6 +256,41 @@ def _generate_route(
         status_code=202,
         responses={429: {"description": "queue full (Retry-After)"}, 422: {"description": "bad"}},
     )(generate)
+
+
+def _failing(e: Exception, model_id: str) -> tuple[dict, Callable]:
+    """(echo, run) of a job that fails at once with why `prepare` could not build it: a broken
+    model is the server's data, not the client's request, and is answered the way a job that
+    meets it later is (status "failed", one line), never 5xx."""
+    why = str(e) if isinstance(e, JobError) else f"cannot prepare this request ({safe_reason(e)})"
+    log.warning("model %s: %s", model_id, why)
+    log.debug("model %s: traceback", model_id, exc_info=e)
+
+    def run(ctx) -> None:
+        raise JobError(why)
+
+    return {}, run
+
+
+def _not_unicode(value: object, where: str = "") -> str | None:
+    """The field path of the first string (or key) that is not encodable as UTF-8, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{where}.{k}" if where else str(k)
+            found = _not_unicode(k, where or "body") or _not_unicode(v, path)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for k, v in enumerate(value):
+            found = _not_unicode(v, f"{where}[{k}]")
+            if found is not None:
+                return found
+    return None
 
 
 class JobEvents(Response):

@@ -8,6 +8,7 @@ never see a file path from a client: models are named by ids the server made at 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from diffusionforge.server.jobs import JobContext, JobError
+from diffusionforge.server.jobs import JobContext, JobError, safe_reason
 from diffusionforge.server.settings import Limits
 
 log = logging.getLogger("diffusionforge.server")
@@ -46,26 +47,43 @@ class ModelEntry:
     path: Path  # server-side only; never in a response
     config: dict  # the checkpoint's config.json
     _loaded: object = None
+    _failed: str | None = None  # why loading failed: said once in the log, then per job
+    _public: dict | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self) -> object:
-        """The handler's loaded model, built once (in a worker thread) and shared after."""
+        """The handler's loaded model, built once (in a worker thread) and shared after. A
+        model that cannot be built (forged or damaged files) fails every job that needs it
+        with one line; the log gets one line too (no traceback: it is bad input, not a bug)."""
         with self._lock:
-            if self._loaded is None:
+            if self._failed is None and self._loaded is None:
                 try:
                     self._loaded = self.handler.load(self.path)
-                except Exception:
-                    log.exception("model %s (%s) could not be loaded", self.id, self.path)
-                    raise JobError(
-                        f"model {self.id!r} could not be loaded (see the server log)"
-                    ) from None
+                except Exception as e:
+                    self._failed = self._safe_reason(e)
+                    log.warning("model %s (%s) could not be loaded: %s", self.id, self.path,
+                                self._failed)  # fmt: skip
+            if self._failed is not None:
+                raise JobError(f"model {self.id!r} could not be loaded ({self._failed})")
             return self._loaded
 
+    def _safe_reason(self, e: Exception) -> str:
+        """One line about `e` that names no server path (the model's folder becomes its id)."""
+        return safe_reason(e, {str(self.path.resolve()): self.id, str(self.path): self.id})
+
+    def describe_once(self) -> dict:
+        """`public()` computed from the config at start-up; it must render as UTF-8 JSON."""
+        if self._public is None:
+            params = self.handler.Params.model_fields.items()
+            fields = [f.alias or name for name, f in params]  # what the request body may hold
+            head = {"id": self.id, "kind": self.handler.name, "data_kind": self.data_kind}
+            public = head | {"fields": fields} | self.handler.describe(self)
+            json.dumps(public, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            self._public = public
+        return self._public
+
     def public(self) -> dict:
-        params = self.handler.Params.model_fields.items()
-        fields = [f.alias or name for name, f in params]  # what the request body may hold
-        head = {"id": self.id, "kind": self.handler.name, "data_kind": self.data_kind}
-        return head | {"fields": fields} | self.handler.describe(self)
+        return self.describe_once()
 
 
 class Handler:

@@ -1,7 +1,7 @@
 """The ASGI layer in front of every route: who may ask, and how much they may send.
 
-- Host: on a loopback bind only loopback host names are accepted, so a foreign web page cannot
-  reach this server through DNS rebinding.
+- Host: on a loopback bind only loopback host names (and the bound address, with or without
+  its port) are accepted, so a foreign web page cannot reach this server through DNS rebinding.
 - Origin: a request that a browser marks as coming from another origin is refused (403) and no
   CORS header is ever sent, so foreign pages can neither read nor trigger anything.
 - Token: with one set, every /api/ request needs `Authorization: Bearer <token>`.
@@ -33,6 +33,8 @@ SECURITY_HEADERS = [
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     """The one shape of every error response: {"error": "<one line>"}."""
     line = " ".join(str(message).split())[:500]
+    # a lone surrogate from a client's JSON ("\ud800") must not make the error itself fail
+    line = line.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"error": line}, status_code=status, headers=headers)
 
 
@@ -42,9 +44,27 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def host_names(bound: str) -> set[str]:
+    """The Host names a loopback-bound server answers to: the usual loopback names and the
+    address it is bound to (``--host 127.0.0.2`` is reached as ``http://127.0.0.2:PORT``)."""
+    bound = bound.strip()
+    if ":" in bound.strip("[]"):  # IPv6: Host headers carry it in brackets
+        bound = f"[{bound.strip('[]')}]"
+    return LOOPBACK_NAMES | {bound.lower()}
+
+
 class Guard:
-    def __init__(self, app: ASGIApp, *, token: str | None, loopback: bool, max_body: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        loopback: bool,
+        max_body: int,
+        bound_host: str = "127.0.0.1",
+    ):
         self.app, self.token, self.loopback, self.max_body = app, token, loopback, max_body
+        self.names = host_names(bound_host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,8 +84,9 @@ class Guard:
 
     def _refusal(self, scope: Scope, headers: dict) -> JSONResponse | None:
         host = headers.get("host", "")
-        if self.loopback and _host_name(host) not in LOOPBACK_NAMES:
-            return error(421, "Host: this server answers to 127.0.0.1 / localhost only")
+        if self.loopback and _host_name(host).lower() not in self.names:
+            shown = " / ".join(sorted(self.names - {"::1"}))
+            return error(421, f"Host: this server answers to {shown} only")
         origin = headers.get("origin")
         if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
             return error(403, "Origin: cross-origin requests are not allowed")

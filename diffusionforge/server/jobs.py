@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusionforge.errors import UserError
 from diffusionforge.server.settings import Limits
 
 log = logging.getLogger("diffusionforge.server")
@@ -31,6 +33,18 @@ FINAL = ("done", "failed", "cancelled", "timeout")
 
 class JobError(Exception):
     """A failure whose one-line message is safe to show a client (no paths, no traceback)."""
+
+
+def safe_reason(e: BaseException, replace: dict[str, str] | None = None) -> str:
+    """One line about `e` fit for a client: no traceback, and no server path (each key of
+    `replace` becomes its value, other absolute paths their base name)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
+    text = re.sub(r"(/[^\s'\":,()]+)+/", "", text).removeprefix("error: ")
+    if not isinstance(e, UserError | ValueError) or not text:
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text[:300]
 
 
 class Stopped(Exception):
@@ -239,9 +253,11 @@ class JobQueue:
                 )
             except JobError as e:
                 status, error = "failed", str(e).splitlines()[0]
-            except Exception:  # a bug: full traceback in the server log, one safe line out
-                log.exception("job %s failed", job.id)
-                status, error = "failed", "internal error while generating (see the server log)"
+            except Exception as e:  # e.g. a forged model that loads but cannot run: one line
+                # in the log and in the job (the traceback only at DEBUG level)
+                status, error = "failed", f"generation failed ({safe_reason(e)})"
+                log.error("job %s (model %s) failed: %s", job.id, job.model, error)
+                log.debug("job %s traceback", job.id, exc_info=e)
             with self._cond:
                 self._running -= 1
                 self._avg_s = 0.8 * self._avg_s + 0.2 * (time.monotonic() - t0)

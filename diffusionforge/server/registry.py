@@ -62,8 +62,8 @@ def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
             continue
         try:
             entry = _entry(name, path)
-        except UserError as e:
-            skipped.append(f"{name}: {str(e).splitlines()[0]}")
+        except Exception as e:  # one bad folder is skipped with one line, never stops the rest
+            skipped.append(f"{name}: {_one_line(e)}")
             continue
         if entry is None:
             skipped.append(f"{name}: no handler for this kind of model")
@@ -73,20 +73,37 @@ def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
 
 
 def _entry(model_id: str, path: Path) -> ModelEntry | None:
+    from diffusionforge.pipelines.generate import split_config
     from diffusionforge.train.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(path)  # verifies every file against the manifest
     config = ckpt.config
     if not isinstance(config.get("diffusionforge"), dict):
         raise UserError("config.json lacks the diffusionforge header")
+    try:  # the config a worker will build the network from: checked now, not at the first job
+        split_config(config, "")
+    except UserError as e:
+        raise UserError(str(e).removeprefix("/")) from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"config.json: not a servable header ({type(e).__name__}: {e})") from None
     kind = kind_of(config)
-    if kind not in HANDLERS or not HANDLERS[kind].accepts(config):
+    if not isinstance(kind, str) or kind not in HANDLERS or not HANDLERS[kind].accepts(config):
         return None
-    return ModelEntry(model_id, kind, HANDLERS[kind], ckpt.path, config)
+    entry = ModelEntry(model_id, kind, HANDLERS[kind], ckpt.path, config)
+    try:  # what GET /api/models shows, from the config alone: a forged header fails here, once
+        entry.describe_once()
+    except Exception as e:
+        raise UserError(f"config.json: not a servable header ({type(e).__name__}: {e})") from None
+    return entry
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if isinstance(e, UserError) else f"{type(e).__name__}: {text}"
 
 
 def _quiet_entry(model_id: str, path: Path) -> ModelEntry | None:
     try:
         return _entry(model_id, path) if ID_RE.match(model_id) else None
-    except UserError:
+    except Exception:
         return None
