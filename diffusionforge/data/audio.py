@@ -19,6 +19,8 @@ Policy (each rule is tested in tests/test_audio_data.py):
   the line on stderr and counts it, so one broken file never stops a training run.
 - **Folders**: top-level sub-folders are the classes (sorted names -> 0, 1, ...), as for image
   folders; a folder with no sub-folders is unlabelled. Files are found recursively by suffix.
+  Anything that is not a regular file (FIFO, device, dangling symlink or loop, a folder that
+  cannot be listed) is skipped with the same one line, never opened (``data/files.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.spectral import resample
+from diffusionforge.data.files import class_folders, file_problem, regular_files
 from diffusionforge.errors import DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
@@ -49,8 +52,9 @@ def load_audio(path: str | os.PathLike, rate: int, seconds: float | None = None)
     """Mono float32 (L,) at `rate` (cut/padded to `seconds` when given); DataError otherwise."""
     sf = _soundfile()
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such audio file")
+    problem = file_problem(path)  # never open a FIFO or a device
+    if problem is not None:
+        raise DataError(f"{path}: {problem if os.path.lexists(path) else 'no such audio file'}")
     try:
         _check_riff(path)
     except OSError as e:
@@ -119,18 +123,26 @@ class AudioFolder:
                 else "no such folder"
             )
             raise DataError(f"{self.root}: {what}")
-        subdirs = sorted(p for p in self.root.iterdir() if p.is_dir())
+        subdirs = class_folders(self.root)
         self.classes = [p.name for p in subdirs]
+        self.skipped = 0
+
+        def skip(path: Path, why: str) -> None:
+            print(f"{path}: {why} (skipped)", file=sys.stderr)
+            self.skipped += 1
+
+        # every non-regular entry (FIFO, device, broken link, unlistable folder) gets one line
+        files = [f for f in regular_files(self.root, skip) if _is_audio(f)]
         found: list[tuple[Path, int]] = []
-        if subdirs:
-            for k, d in enumerate(subdirs):
-                found += [(f, k) for f in sorted(d.rglob("*")) if _is_audio(f)]
-            loose = [f for f in self.root.iterdir() if _is_audio(f)]
-            for f in loose:
+        for f in files:
+            top = f.relative_to(self.root).parts
+            if not subdirs:
+                found.append((f, 0))
+            elif len(top) == 1:
                 print(f"{f}: skipped (not in a class folder)", file=sys.stderr)
-        else:
-            found = [(f, 0) for f in sorted(self.root.rglob("*")) if _is_audio(f)]
-        waves, labels, self.files, self.skipped = [], [], [], 0
+            else:
+                found.append((f, self.classes.index(top[0])))
+        waves, labels, self.files = [], [], []
         for f, k in found:
             try:
                 waves.append(load_audio(f, rate, seconds))
@@ -156,4 +168,4 @@ class AudioFolder:
 
 
 def _is_audio(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES
+    return path.suffix.lower() in AUDIO_SUFFIXES

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +33,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from diffusionforge.data.images import ImageFolder, _report
+from diffusionforge.data.files import file_problem, regular_files
+from diffusionforge.data.images import MAX_ASPECT, ImageFolder, _report
 from diffusionforge.errors import DataError
 
 PATH_KEYS = ("path", "file_name", "file", "image")
@@ -54,19 +56,22 @@ class CaptionedImages(ImageFolder):
         channels: int = 3,
         min_side: int = 1,
         max_pixels: int | None = None,
+        max_aspect: float = MAX_ASPECT,
         report: Callable[[str], None] = _report,
     ) -> None:
         # ImageFolder's decoding methods (_check, _open, load) read only these attributes.
         self.root, self.size, self.channels = Path(source), size, channels
         self.hflip, self.seed, self.epoch = False, 0, 0
-        self.min_side = min_side
+        self.min_side, self.max_aspect = min_side, max_aspect
         self.max_pixels = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
         self.report = report
         self.classes: list[str] = []
         self.skipped: list[tuple[Path, str]] = []
         self.samples: list[tuple[Path, str]] = []
-        if not self.root.exists():
+        if not self.root.exists() and not self.root.is_symlink():
             raise DataError(f"{self.root}: no such file or folder")
+        if not self.root.is_dir() and (problem := file_problem(self.root)):
+            raise DataError(f"{self.root}: {problem}")  # a FIFO would block, a device never end
         if self.root.is_dir():
             pairs = self._scan_folder()
         elif self.root.suffix.lower() == ".csv":
@@ -76,7 +81,11 @@ class CaptionedImages(ImageFolder):
         else:
             raise DataError(f"{self.root}: expected a folder, a .csv or a .jsonl file")
         for path, caption in pairs:
-            problem = self._check(path) if path.is_file() else "no such image file"
+            problem = file_problem(path)
+            if problem is not None:
+                problem = "no such image file" if not os.path.lexists(path) else problem
+            else:
+                problem = self._check(path)
             if problem:
                 self._skip(path, problem)
             else:
@@ -93,7 +102,8 @@ class CaptionedImages(ImageFolder):
         return [c for _, c in self.samples]
 
     def _scan_folder(self) -> list[tuple[Path, str]]:
-        files = sorted(p for p in self.root.rglob("*") if p.is_file())
+        files = regular_files(self.root, self._skip)
+        regular = set(files)
         images = [p for p in files if p.suffix.lower() not in _NOT_IMAGES]
         stems = {p.with_suffix("") for p in images}
         for p in files:
@@ -102,8 +112,11 @@ class CaptionedImages(ImageFolder):
         pairs = []
         for p in images:
             sidecar = p.with_suffix(".txt")
-            if not sidecar.is_file():
+            if not os.path.lexists(sidecar):
                 self._skip(p, f"no caption file {sidecar.name}")
+                continue
+            if sidecar not in regular:  # a FIFO, device or broken link: reported by the scan
+                self._skip(p, f"caption {sidecar.name} is not a regular file")
                 continue
             caption = self._read_caption(sidecar)
             if caption is not None:
@@ -131,7 +144,8 @@ class CaptionedImages(ImageFolder):
         if path is None:
             self._skip(Path(where), "no image path")
             return None
-        full = (self.root.parent / path).resolve() if not Path(path).is_absolute() else Path(path)
+        # normalised, not resolved: a link is reported under its own name (file_problem)
+        full = Path(os.path.abspath(self.root.parent / path))
         if caption is None or not clean_caption(caption):
             self._skip(full, f"{where}: empty or missing caption")
             return None

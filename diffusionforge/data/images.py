@@ -18,9 +18,16 @@ Folder policy (each rule is tested in tests/test_data_images.py):
   plain conversion (no ICC profile).
 - **Bad files** are skipped, counted in ``skipped`` and reported with one line naming the file:
   non-images, truncated or corrupt files (each file is verified and fully decoded once when the
-  dataset is built), and decompression bombs (more than ``max_pixels`` pixels, default Pillow's
-  ``Image.MAX_IMAGE_PIXELS``). A file that breaks later (changed on disk) is reported from
+  dataset is built), decompression bombs (more than ``max_pixels`` pixels, default Pillow's
+  ``Image.MAX_IMAGE_PIXELS``; Pillow's own DecompressionBombWarning becomes this one line, not a
+  printed warning) and images whose long side is more than ``max_aspect`` (default 16) times
+  the short one (a 50,000,000 x 1 PNG is 6 KB and under the pixel limit, but resizing its short
+  side to ``size`` would make it 1.6e9 pixels long). Both limits are read from the image header
+  before any pixel is decoded. A file that breaks later (changed on disk) is reported from
   ``__getitem__`` and replaced by the next readable index rather than crashing a worker.
+- **Anything that is not a regular file** (dangling symlink, symlink loop, FIFO, socket, device
+  such as a symlink to ``/dev/zero``, a folder that cannot be listed) is skipped with the same
+  one line, found by ``os.stat`` and never opened (``data/files.py``).
 - **An empty folder** (or one with no readable image) raises one ``ValueError`` line naming it.
 
 Random horizontal flips are a pure function of ``(seed, epoch, index)`` (see ``flip_decision``);
@@ -28,6 +35,7 @@ call ``set_epoch`` before each epoch, as with ``DistributedSampler`` (DataLoader
 fresh copy of the dataset each epoch unless ``persistent_workers=True``).
 """
 
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -38,6 +46,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from diffusionforge.data.files import class_folders, regular_files
+
+MAX_ASPECT = 16.0  # long side / short side; beyond it an image is skipped (see max_aspect)
 
 
 def flip_decision(seed: int, epoch: int, index: int) -> bool:
@@ -65,8 +77,17 @@ def to_mode(im: Image.Image, channels: int) -> Image.Image:
 
 
 def resize_center_crop(im: Image.Image, size: int) -> Image.Image:
-    """Shorter side to ``size`` (bicubic), then the centre square of side ``size``."""
+    """Shorter side to ``size`` (bicubic), then the centre square of side ``size``.
+
+    An image longer than ``MAX_ASPECT`` times its short side first loses the ends of its long
+    side (which the final crop drops anyway), so the resized image is never more than
+    ``MAX_ASPECT * size`` pixels long whatever the input's shape."""
     w, h = im.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        keep = math.ceil(MAX_ASPECT * min(w, h))
+        left, top = max(0, (w - keep) // 2), max(0, (h - keep) // 2)
+        im = im.crop((left, top, left + min(w, keep), top + min(h, keep)))
+        w, h = im.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     im = im.resize((new_w, new_h), Image.Resampling.BICUBIC)
@@ -93,20 +114,21 @@ class ImageFolder(Dataset):
         seed: int = 0,
         min_side: int = 1,
         max_pixels: int | None = None,
+        max_aspect: float = MAX_ASPECT,
         report: Callable[[str], None] = _report,
     ) -> None:
         self.root, self.size, self.channels = Path(root), size, channels
         self.hflip, self.seed, self.epoch = hflip, seed, 0
-        self.min_side = min_side
+        self.min_side, self.max_aspect = min_side, max_aspect
         self.max_pixels = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
         self.report = report
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: not a directory")
-        class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir())
+        class_dirs = class_folders(self.root)
         self.classes = [p.name for p in class_dirs]
         self.skipped: list[tuple[Path, str]] = []
         self.samples: list[tuple[Path, int]] = []
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
+        for path in regular_files(self.root, self._skip):
             rel = path.relative_to(self.root)
             if self.classes and len(rel.parts) == 1:
                 self._skip(path, "not in a class folder")
@@ -133,17 +155,26 @@ class ImageFolder(Dataset):
         self.skipped.append((path, why))
         self.report(f"skipping {path}: {why}")
 
+    def _size_problem(self, w: int, h: int) -> str | None:
+        """Why an image of this header size is refused before decoding (None: it is not)."""
+        if w * h > self.max_pixels:
+            return f"decompression bomb ({w}x{h} > {self.max_pixels} px)"
+        if max(w, h) > self.max_aspect * max(1, min(w, h)):
+            return f"aspect ratio {w}x{h} beyond max_aspect {self.max_aspect:g}"
+        return None
+
     def _open(self, path: Path) -> Image.Image:
         """Open and fully decode one file; raise ValueError with the reason if it is unusable."""
-        # Treat Pillow's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) as an error too.
-        # Truncated files raise as long as ImageFile.LOAD_TRUNCATED_IMAGES keeps its default.
+        # Pillow's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) is an error too, reported
+        # in our one line rather than printed. Truncated files raise as long as
+        # ImageFile.LOAD_TRUNCATED_IMAGES keeps its default.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 with Image.open(path) as im:
-                    w, h = im.size
-                    if w * h > self.max_pixels:
-                        raise ValueError(f"decompression bomb ({w}x{h} > {self.max_pixels} px)")
+                    problem = self._size_problem(*im.size)
+                    if problem:
+                        raise ValueError(problem)
                     im.load()
                     return im.copy()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -157,12 +188,22 @@ class ImageFolder(Dataset):
     def _check(self, path: Path) -> str | None:
         try:
             # verify() checks structure and checksums (PNG CRCs) that load() may not; it leaves
-            # the file unusable, so _open reopens and decodes every pixel.
-            with Image.open(path) as im:
-                im.verify()
+            # the file unusable, so _open reopens and decodes every pixel. The size limits are
+            # checked first, from the header, and Pillow's bomb warning is ours to report.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    problem = self._size_problem(*im.size)
+                    if problem:
+                        return problem
+                    im.verify()
             im = self._open(path)
         except ValueError as e:
             return str(e)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            return f"decompression bomb ({e})"
+        except Image.UnidentifiedImageError:
+            return "not an image"
         except Exception as e:  # any decoder failure is a bad file, not a crash
             return f"unreadable image ({type(e).__name__}: {e})"
         if min(im.size) < self.min_side:

@@ -6,7 +6,8 @@ length (MDLM's "wrap", Sahoo et al. 2024 Sec. 4.1): no padding, every position i
 
 - `read_text(path)`: a file, or every file under a folder (recursive, sorted, hidden files
   skipped); each file is one document. Bytes that are not UTF-8 are refused with one line naming
-  the file and the byte offset.
+  the file and the byte offset. Entries that are not regular files (FIFO, device, dangling
+  symlink or loop, a folder that cannot be listed) are skipped with one line each, never opened.
 - `fortunes()`: the quotations of Debian's `fortunes` package (/usr/share/games/fortunes),
   one document per fortune; terminal overstrikes (x BACKSPACE y) and bells are cleaned away.
 - `split_documents`: a stable train/held-out split by a hash of each document's text, so the
@@ -16,6 +17,7 @@ length (MDLM's "wrap", Sahoo et al. 2024 Sec. 4.1): no padding, every position i
 from __future__ import annotations
 
 import re
+import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from diffusionforge.data.files import file_problem, regular_files
 from diffusionforge.errors import DataError
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -42,17 +45,19 @@ def _decode(path: Path) -> str:
         ) from None
 
 
+def _skip(path: Path, why: str) -> None:
+    print(f"{path}: {why} (skipped)", file=sys.stderr)
+
+
 def read_text(path: str | Path) -> list[str]:
     """The documents of a text file or folder (one per file, empty files dropped)."""
     path = Path(path).expanduser()
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+        files = regular_files(path, _skip, skip_hidden=True)
+    elif (problem := file_problem(path)) is not None:
+        raise DataError(f"{path}: {problem}")  # a FIFO would block, /dev/zero never end
     else:
         files = [path]
     docs = [text for text in (_decode(f) for f in files) if text.strip()]
