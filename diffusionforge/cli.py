@@ -610,9 +610,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _flag_spellings(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """dest -> the flag a person typed for it (`--nfe`), for the chosen subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub = action.choices[command]
+            return {a.dest: (a.option_strings or [a.dest])[0] for a in sub._actions}
+    return {}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from diffusionforge.limits import check_cli_args
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        check_cli_args(args, _flag_spellings(parser, args.command))
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

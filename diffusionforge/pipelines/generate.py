@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,8 @@ def _auto(name: str) -> str | None:
 
 def split_config(raw: dict, where: str) -> tuple[Config, tuple[int, ...]]:
     """config.json -> (Config, example shape); the header holds what the Config does not."""
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{where}/config.json: expected a JSON object")
     raw = dict(raw)
     header = raw.pop("diffusionforge", None)
     if not isinstance(header, dict) or "example_shape" not in header:
@@ -119,16 +122,43 @@ def split_config(raw: dict, where: str) -> tuple[Config, tuple[int, ...]]:
         cfg = from_dict(raw, source=f"{where}/config.json")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
-    return cfg, tuple(int(s) for s in header["example_shape"])
+    return cfg, example_shape(header["example_shape"], where)
+
+
+def example_shape(value, where: str) -> tuple[int, ...]:
+    """The header's example_shape: 1 to 4 positive whole numbers whose product fits
+    limits.limit('values'); a one-line CheckpointError otherwise."""
+    from diffusionforge.limits import limit
+
+    ok = (
+        isinstance(value, list)
+        and 1 <= len(value) <= 4
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
+    if not ok or math.prod(value) > limit("values"):
+        raise CheckpointError(
+            f"{where}/config.json: example_shape: expected 1 to 4 positive whole numbers "
+            f"(at most {limit('values'):,} values), got {value!r}"
+        )
+    return tuple(value)
+
+
+def check_finite_weights(state: dict[str, Tensor], where: str) -> None:
+    """Refuse weights holding NaN or infinite values: they can only draw NaN."""
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{where}: weights are not finite (NaN or inf in {name})")
 
 
 def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:
     """Rebuild the network of a checkpoint (or a run folder's newest one) from its files alone."""
     ckpt = resolve_checkpoint(path)
     cfg, shape = split_config(ckpt.config, str(ckpt.path))
-    net = build_model(cfg, shape)
     weights = "ema" if use_ema and ckpt.has("ema.safetensors") else "model"
-    state = ckpt.tensors(f"{weights}.safetensors")
+    rel = f"{weights}.safetensors"
+    net = build_model(cfg, shape, weights=ckpt.files[rel], where=str(ckpt.path / rel))
+    state = ckpt.tensors(rel)
+    check_finite_weights(state, str(ckpt.path / rel))
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -91,7 +91,7 @@ def from_files(files: dict[str, bytes], source: str) -> Autoencoder:
     cfg, shape = split_config(raw, source)
     if cfg.model.kind != "autoencoder":
         raise CheckpointError(f"{source}: model.kind is {cfg.model.kind!r}, not an autoencoder")
-    net = build_model(cfg, shape)
+    net = build_model(cfg, shape, weights=files["model.safetensors"], where=source)
     try:
         net.load_state_dict(bytes_to_tensors(files["model.safetensors"], source), strict=True)
     except RuntimeError as e:

@@ -158,10 +158,11 @@ def load_text_pipeline(path: str | Path, *, use_ema: bool = True) -> TextPipelin
     if cfg.model.kind != "transformer":
         raise CheckpointError(f"{ckpt.path}: not a text model (model.kind = {cfg.model.kind})")
     tokenizer = load_tokenizer(ckpt.path)
-    net = build_model(cfg, shape)
     weights = "ema" if use_ema and ckpt.has("ema.safetensors") else "model"
+    rel = f"{weights}.safetensors"
+    net = build_model(cfg, shape, weights=ckpt.files[rel], where=str(ckpt.path / rel))
     try:
-        net.load_state_dict(ckpt.tensors(f"{weights}.safetensors"), strict=True)
+        net.load_state_dict(ckpt.tensors(rel), strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{ckpt.path}: weights do not fit the model ({first})") from None

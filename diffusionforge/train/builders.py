@@ -17,7 +17,8 @@ from diffusionforge.data.arrays import ArrayDataset, load_npy
 from diffusionforge.data.builtin import BUILTIN_DATASETS
 from diffusionforge.data.images import ArrayImages, ImageFolder
 from diffusionforge.data.toy import TOY_SETS, make_toy
-from diffusionforge.errors import ConfigError, DataError
+from diffusionforge.errors import CheckpointError, ConfigError, DataError
+from diffusionforge.limits import check_parameters
 from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.mlp import MLPDenoiser
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
@@ -205,18 +206,43 @@ MODELS = {
 }
 
 
-def build_model(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
+def build_model(
+    cfg: Config, shape: tuple[int, ...], *, weights: bytes | None = None, where: str = ""
+) -> nn.Module:
     """The network for examples of `shape`, initialised from train.seed (same seed, same bytes).
-    Class-conditional when model.num_classes > 0 (resolve -1 from the data first)."""
+    Class-conditional when model.num_classes > 0 (resolve -1 from the data first).
+
+    Its size is counted first on the meta device (nothing allocated) and refused above
+    limits.limit('parameters'); with `weights` (the bytes of the .safetensors file that will be
+    loaded into it, named `where`) also when it holds more values than that file's header lists,
+    so a forged config cannot make a loader allocate what the weights do not hold."""
     if cfg.model.kind not in MODELS:
         raise ConfigError(
             f"model.kind: expected one of {', '.join(MODELS)}, got {cfg.model.kind!r}"
         )
     if cfg.model.kind == "mlp" and math.prod(shape) > 65536:
         raise ConfigError(f"model.kind: mlp is meant for small vectors, not examples of {shape}")
+    count = parameter_count(cfg, shape)
+    if weights is not None:
+        from diffusionforge.train.checkpoint import stored_values
+
+        stored = stored_values(weights, where)
+        if count > stored:
+            raise CheckpointError(
+                f"{where}: config.json describes a model of {count:,} values but the weights "
+                f"hold {stored:,}"
+            )
+    check_parameters(count, "model")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         return MODELS[cfg.model.kind](cfg, tuple(shape))
+
+
+def parameter_count(cfg: Config, shape: tuple[int, ...]) -> int:
+    """Values in the state dict `build_model` would make, counted on the meta device."""
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        net = MODELS[cfg.model.kind](cfg, tuple(shape))
+    return sum(t.numel() for t in net.state_dict().values())
 
 
 def _continuous(cfg: Config):

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _describe(e: OSError) -> str:
+def describe(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return "disk full"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -76,14 +77,14 @@ def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict | N
         _fsync_dir(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: could not write ({_describe(e)})") from None
+        raise CheckpointError(f"{path}: could not write ({describe(e)})") from None
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return bytes_to_tensors(Path(path).read_bytes(), str(path))
     except OSError as e:
-        raise CheckpointError(f"{path}: could not read ({_describe(e)})") from None
+        raise CheckpointError(f"{path}: could not read ({describe(e)})") from None
 
 
 def tensors_to_bytes(tensors: dict[str, Tensor], metadata: dict | None = None) -> bytes:
@@ -97,6 +98,43 @@ def bytes_to_tensors(data: bytes, name: str) -> dict[str, Tensor]:
         return safetensors.torch.load(data)
     except (safetensors.SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{name}: not a valid safetensors file ({e})") from None
+
+
+def safetensors_header(data: bytes, name: str) -> dict[str, dict]:
+    """The JSON header of a .safetensors file: tensor name -> {dtype, shape, data_offsets},
+    read without touching the tensors; one-line CheckpointError when it is malformed."""
+    if len(data) < 8:
+        raise CheckpointError(f"{name}: not a valid safetensors file (shorter than 8 bytes)")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise CheckpointError(f"{name}: not a valid safetensors file (header past the end)")
+    try:
+        header = json.loads(data[8 : 8 + size])
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        for v in tensors.values():
+            if not all(isinstance(d, int) and d >= 0 for d in v["shape"]):
+                raise ValueError("bad shape")
+    except (
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ):
+        raise CheckpointError(f"{name}: not a valid safetensors file (bad header)") from None
+    return tensors
+
+
+def stored_values(data: bytes, name: str) -> int:
+    """How many numbers a .safetensors file holds, from its header alone."""
+    total = 0
+    for info in safetensors_header(data, name).values():
+        n = 1
+        for d in info["shape"]:
+            n *= d
+        total += n
+    return total
 
 
 # --- optimizer state as safetensors + JSON --------------------------------------------------
@@ -176,7 +214,7 @@ def write_folder(final: Path, files: dict[str, bytes], *, step: int) -> Path:
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(
-            f"{final}: could not save checkpoint ({_describe(e)}); earlier checkpoints kept"
+            f"{final}: could not save checkpoint ({describe(e)}); earlier checkpoints kept"
         ) from None
     return final
 
@@ -241,17 +279,21 @@ def load_checkpoint(path: str | Path, *, need_training_state: bool = False) -> C
         raise CheckpointError(f"{path}: no such checkpoint")
     if not path.is_dir():
         raise CheckpointError(f"{path}: expected a checkpoint folder, got a file")
-    try:
-        raw = (path / "manifest.json").read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: incomplete checkpoint (no manifest.json)") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: could not read ({_describe(e)})") from None
+    if not (path / "manifest.json").exists() and not (path / "manifest.json").is_symlink():
+        raise CheckpointError(f"{path}: incomplete checkpoint (no manifest.json)")
+    raw = read_inside(path, "manifest.json", None)
     try:
         manifest = json.loads(raw)
         entries = manifest["files"]
         step = int(manifest["step"])
-        assert isinstance(entries, dict) and all("sha256" in v for v in entries.values())
+        assert isinstance(entries, dict) and all(
+            isinstance(v, dict)
+            and isinstance(v.get("sha256"), str)
+            and isinstance(v.get("size"), int)
+            and not isinstance(v.get("size"), bool)
+            for v in entries.values()
+        )
+        assert 0 <= step < 10**12
     except (
         json.JSONDecodeError,
         UnicodeDecodeError,
@@ -269,16 +311,66 @@ def load_checkpoint(path: str | Path, *, need_training_state: bool = False) -> C
             raise CheckpointError(f"{path}: incomplete checkpoint (no {rel})")
     files = {}
     for rel, info in entries.items():
-        try:
-            data = (path / rel).read_bytes()
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: incomplete checkpoint ({rel} missing)") from None
-        except OSError as e:
-            raise CheckpointError(f"{path / rel}: could not read ({_describe(e)})") from None
-        if len(data) != info["size"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
+        data = read_inside(path, rel, info["size"])
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
             raise CheckpointError(f"{path}: corrupt checkpoint ({rel} fails its checksum)")
         files[rel] = data
     return Checkpoint(path=path, step=step, files=files)
+
+
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest lists a few files; anything larger is not one
+
+
+def read_inside(folder: Path, rel: str, size: int | None) -> bytes:
+    """The bytes of `folder/rel`, read only when `rel` is a plain relative path inside the
+    folder naming a regular file (no symlink, device or FIFO) of exactly `size` bytes (None:
+    at most MAX_MANIFEST_BYTES). Checked on the open descriptor before reading, so nothing
+    outside the folder is ever opened and a file cannot make the reader allocate without end."""
+    parts = Path(rel).parts
+    if (
+        not isinstance(rel, str)
+        or not rel
+        or "\0" in rel
+        or Path(rel).is_absolute()
+        or any(p in ("..", ".") for p in parts)
+    ):
+        raise CheckpointError(f"{folder}: corrupt checkpoint (manifest names {rel!r}, outside it)")
+    target = folder / rel
+    try:
+        inside = target.parent.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise CheckpointError(f"{folder}: corrupt checkpoint ({rel} lies outside the folder)")
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder}: incomplete checkpoint ({rel} missing)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise CheckpointError(f"{folder}: corrupt checkpoint ({rel} is a symlink)") from None
+        raise CheckpointError(f"{target}: could not read ({describe(e)})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"{folder}: corrupt checkpoint ({rel} is not a regular file)")
+        expected = st.st_size if size is None else size
+        if size is None and st.st_size > MAX_MANIFEST_BYTES:
+            raise CheckpointError(f"{folder}: corrupt checkpoint ({rel} is too large)")
+        if st.st_size != expected:
+            raise CheckpointError(
+                f"{folder}: corrupt checkpoint ({rel} fails its checksum: {st.st_size} bytes, "
+                f"manifest says {expected})"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(expected + 1)
+    except OSError as e:
+        raise CheckpointError(f"{target}: could not read ({describe(e)})") from None
+    finally:
+        os.close(fd)
+    if len(data) != expected:
+        raise CheckpointError(f"{folder}: corrupt checkpoint ({rel} changed while read)")
+    return data
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

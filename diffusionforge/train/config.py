@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import types
@@ -396,6 +397,16 @@ _CHOICES = {
 
 def validate(cfg: Config) -> None:
     """Range and choice checks that types alone cannot express."""
+    _check_numbers(cfg, "")
+    from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.core.schedules import SCHEDULES
+
+    for key, registry in (("sample.sampler", SAMPLERS), ("sample.schedule", SCHEDULES)):
+        value = getattr(cfg.sample, key.split(".")[1])
+        if value != "auto" and value not in registry:
+            raise ConfigError(
+                f"{key}: expected auto or one of {', '.join(registry)}, got {value!r}"
+            )
     for key, choices in _CHOICES.items():
         section, leaf = key.split(".")
         value = getattr(getattr(cfg, section), leaf)
@@ -419,6 +430,21 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    for key in _NOT_NEGATIVE:
+        section, *rest = key.split(".")
+        value = getattr(cfg, section)
+        for part in rest:
+            value = getattr(value, part)
+        if value is not None and value < 0:
+            raise ConfigError(f"{key}: expected 0 or more, got {value!r}")
+    if not 0 <= cfg.optim.min_lr_ratio <= 1:
+        raise ConfigError(
+            f"optim.min_lr_ratio: expected a number in [0, 1], got {cfg.optim.min_lr_ratio}"
+        )
+    if not 0 <= cfg.data.text.heldout < 1:
+        raise ConfigError(
+            f"data.text.heldout: expected a number in [0, 1), got {cfg.data.text.heldout}"
+        )
     if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
         raise ConfigError(f"optim.betas: expected two numbers in [0, 1), got {cfg.optim.betas}")
     if not 0 <= cfg.train.label_dropout < 1:
@@ -448,6 +474,119 @@ def validate(cfg: Config) -> None:
         parse_duration(cfg.train.max_time, "train.max_time")
     if cfg.train.max_cpu_time:
         parse_duration(cfg.train.max_cpu_time, "train.max_cpu_time")
+
+
+# Numbers that may be 0 but never negative (counts whose 0 means "never"/"none", scales).
+_NOT_NEGATIVE = (
+    "train.ckpt_every",
+    "train.sample_every",
+    "train.threads",
+    "optim.warmup_steps",
+    "optim.weight_decay",
+    "optim.grad_clip",
+    "ema.snapshot_every",
+    "data.jitter",
+    "formulation.kl_weight",
+    "formulation.min_snr_gamma",
+    "model.unet.channels",
+    "model.unet.num_res_blocks",
+    "model.dit.dim",
+    "model.dit.depth",
+    "model.dit.heads",
+    "model.dit.patch_size",
+    "model.transformer.dim",
+    "model.transformer.depth",
+    "model.transformer.heads",
+    "model.transformer.vocab_size",
+    "model.autoencoder.channels",
+    "model.autoencoder.num_res_blocks",
+    "model.autoencoder.decoder_blocks",
+    "model.autoencoder.patch_size",
+    "model.text_encoder.spatial_channels",
+)
+# Keys that must be positive (beside `positive` in validate): scales, sizes, counts.
+_AT_LEAST_ONE = {
+    "optim.eps",
+    "formulation.sigma_data",
+    "formulation.p_std",
+    "formulation.shift",
+    "formulation.logit_std",
+    "model.transformer.mlp_ratio",
+    "model.autoencoder.latent_channels",
+    "model.text_encoder.max_tokens",
+    "model.text_encoder.dim",
+    "model.text_encoder.depth",
+    "model.text_encoder.heads",
+    "model.text_encoder.planner_steps",
+    "model.diffwave.channels",
+    "model.diffwave.layers",
+    "model.diffwave.cycle",
+    "data.text.vocab_size",
+    "data.text.length",
+    "data.text.sentences",
+    "data.audio.rate",
+    "data.audio.seconds",
+    "data.audio.n_mels",
+    "data.audio.n_fft",
+    "data.audio.hop",
+    "data.audio.per_voice",
+}
+# Which limit of diffusionforge.limits bounds an integer key (by its last name); "width" else.
+_INT_BOUND = {
+    "steps": "steps",
+    "ckpt_every": "steps",
+    "sample_every": "steps",
+    "log_every": "steps",
+    "warmup_steps": "steps",
+    "snapshot_every": "steps",
+    "planner_steps": "steps",
+    "nan_limit": "steps",
+    "size": "values",
+    "sentences": "values",
+    "nfe": "nfe",
+    "n": "n",
+    "threads": "threads",
+    "depth": "depth",
+    "layers": "depth",
+    "num_res_blocks": "depth",
+    "decoder_blocks": "depth",
+    "heads": "depth",
+    "cycle": "depth",
+}
+
+
+def _check_numbers(obj: Any, prefix: str) -> None:
+    """Every number of the config: floats finite, seeds in range, integers under their limit
+    (diffusionforge.limits), so nothing later overflows a generator or allocates without end."""
+    from diffusionforge.limits import MAX_SEED, limit
+
+    for f in dataclasses.fields(obj):
+        key, value = prefix + f.name, getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_numbers(value, key + ".")
+            continue
+        for i, v in enumerate(value if isinstance(value, list) else [value]):
+            name = f"{key}[{i}]" if isinstance(value, list) else key
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{name}: expected a finite number, got {v}")
+            if key in _AT_LEAST_ONE and not v > 0:
+                raise ConfigError(f"{name}: expected a positive number, got {v!r}")
+            if not isinstance(v, int):
+                continue
+            if f.name == "seed":
+                if not 0 <= v <= MAX_SEED:
+                    raise ConfigError(
+                        f"{name}: expected a whole number in [0, {MAX_SEED}], got {v}"
+                    )
+                continue
+            bound = _INT_BOUND.get(f.name, "width")
+            if abs(v) > limit(bound):
+                raise ConfigError(
+                    f"{name}: {v} is above the limit of {limit(bound):,} "
+                    f"(raise with DIFFUSIONFORGE_MAX_{bound.upper()})"
+                )
 
 
 def parse_duration(text: str, name: str = "--max-time") -> float:

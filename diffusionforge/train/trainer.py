@@ -27,9 +27,9 @@ from torch import Tensor
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.data.augment import mix_seed
 from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
-from diffusionforge.pipelines.generate import split_config
 from diffusionforge.pipelines.plot import save_png
 from diffusionforge.train import checkpoint as ckpt_io
+from diffusionforge.train import resume_state
 from diffusionforge.train.builders import (
     build_dataset,
     build_formulation,
@@ -126,9 +126,16 @@ class Trainer:
         }[cfg.ema.kind]()
         self.step, self.nan_streak, self.skipped = 0, 0, 0
         self.resumed_from: Path | None = None
+        self._last_saved: Path | None = None
         if self.acc.is_main_process:
             self._check_writable()
-            (self.run_dir / "config.json").write_text(json.dumps(self._config_json(), indent=2))
+            config = (json.dumps(self._config_json(), indent=2) + "\n").encode()
+            try:
+                ckpt_io.write_file(self.run_dir / "config.json", config)
+            except OSError as e:
+                raise CheckpointError(
+                    f"{self.run_dir / 'config.json'}: could not write ({ckpt_io.describe(e)})"
+                ) from None
         if self.resume:
             self._load(self.resume)
         self.model, self.optimizer = self.acc.prepare(self.net, self.optimizer)
@@ -161,40 +168,31 @@ class Trainer:
     # --- resume -----------------------------------------------------------------------------
 
     def _load(self, resume: str) -> None:
-        if resume == "auto":
-            ckpt, skipped = ckpt_io.latest_checkpoint(self.run_dir)
-            for note in skipped:
-                self.log(f"warning: skipping {note}")
-            if ckpt is None:
-                self.log(f"no checkpoint in {self.run_dir}; starting from step 0")
-                return
-        else:
+        """Resume from a checkpoint. 'auto' tries the run's checkpoints newest first and skips,
+        with one line each, every one whose files fail their checksum or whose content does
+        not read back into this run (weights, optimizer, EMA, RNG or state of the wrong kind)."""
+        if resume != "auto":
             ckpt = ckpt_io.resolve_checkpoint(resume, need_training_state=True)
-        saved, _ = split_config(ckpt.config, str(ckpt.path))
-        for section in ("model", "formulation", "data"):
-            if getattr(saved, section) != getattr(self.cfg, section):
-                raise ConfigError(
-                    f"{ckpt.path}: its {section} config differs from this run's; "
-                    f"resume with the same {section} settings or start a new run folder"
-                )
-        try:
-            self.net.load_state_dict(ckpt.tensors("model.safetensors"))
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"{ckpt.path}: weights do not fit ({str(e).splitlines()[0]})"
-            ) from None
-        opt = ckpt_io.optimizer_from_files(
-            ckpt.tensors("training_state/optimizer.safetensors"),
-            ckpt.json("training_state/optimizer.json"),
-        )
-        self.optimizer.load_state_dict(opt)
+            return self._restore(ckpt, resume_state.read(ckpt, self))
+        for path in reversed(ckpt_io.list_checkpoints(self.run_dir)):
+            try:
+                ckpt = ckpt_io.load_checkpoint(path, need_training_state=True)
+                restored = resume_state.read(ckpt, self)
+            except CheckpointError as e:
+                self.log(f"warning: skipping {e}")
+                continue
+            return self._restore(ckpt, restored)
+        self.log(f"no checkpoint in {self.run_dir}; starting from step 0")
+
+    def _restore(self, ckpt: ckpt_io.Checkpoint, r: resume_state.Restored) -> None:
+        """Apply what `resume_state.read` checked; nothing here can fail half-way."""
+        self.net.load_state_dict(r.model)
+        self.optimizer.load_state_dict(r.optimizer)
         if self.ema is not None:
-            self.ema.load_state(ckpt.tensors("training_state/ema_all.safetensors"))
-        ckpt_io.set_rng_state(ckpt.tensors("training_state/rng.safetensors"))
-        state = ckpt.json("training_state/state.json")
-        self.step, self.nan_streak = state["step"], 0
-        self.skipped = state.get("skipped_steps", 0)
-        self.resumed_from = ckpt.path
+            self.ema.load_state(r.ema)
+        ckpt_io.set_rng_state(r.rng)
+        self.step, self.nan_streak, self.skipped = r.step, 0, r.skipped
+        self.resumed_from = self._last_saved = ckpt.path
         self.log(f"resumed from {ckpt.path} at step {self.step}")
 
     # --- the loop ---------------------------------------------------------------------------
@@ -368,12 +366,22 @@ class Trainer:
     # --- saving -----------------------------------------------------------------------------
 
     def _save(self) -> Path | None:
+        # Weights that are no longer finite (an optimizer step with a huge learning rate) are
+        # never written: a checkpoint must always be a good one to resume or sample from.
+        states = [self.net.state_dict(), *([self.ema.state()] if self.ema is not None else [])]
+        if not all(bool(torch.isfinite(t).all()) for st in states for t in st.values()):
+            last = self._last_saved or "none was written"
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: the weights are no longer finite (try "
+                f"a lower optim.lr); not saved; last good checkpoint: {last}"
+            )
         self.acc.wait_for_everyone()
         path = None
         if self.acc.is_main_process:
             path = ckpt_io.save_checkpoint(
                 self.run_dir, self.step, self._checkpoint_files(), self.cfg.train.keep_last
             )
+            self._last_saved = path
         self.acc.wait_for_everyone()
         return path
 
