@@ -1,0 +1,176 @@
+"""Per-model schedules against diffusers' best scheduler, on mixtures nothing was tuned on.
+
+For each validation mixture (dims 2-1024, sharp and broad modes, a ring, a tiny mode; none of
+them is benchmarks/samplers.py's headline mixture or a proxy of benchmarks/fit_schedule.py) and
+each NFE: diffusers' best configuration over the full grid of benchmarks/samplers.py (picked on
+the test draws themselves), our recommended pair unfitted (the default), and the recommended
+sampler on `fit_schedule(gmm.denoise, shape, nfe, seconds=S)`. Scores are the RMS error to the
+exact PF-ODE map of each method's own starting point (RK4, 200 steps, float64: 4e-7 off 500
+steps) over test draws that the fit never sees (the fit draws its own noise from another
+generator).
+
+    python benchmarks/fit_schedule_bar.py                     # all problems, 60 CPU-s fits
+    python benchmarks/fit_schedule_bar.py --no-fit            # the default pair only
+    python benchmarks/fit_schedule_bar.py --problems ring2 --seconds 20
+
+The fit's budget is CPU seconds of this process (time.process_time), so its result does not
+depend on what else the machine runs; the wall time is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+from samplers import best_diffusers  # same folder: the diffusers grid
+
+from diffusionforge.core.fit_schedule import fit_schedule
+from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
+from diffusionforge.core.sample import recommended
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES
+
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+NFES = [5, 8, 10, 16]
+
+
+def ring(dim: int, modes: int, radius: float, std: float) -> GaussianMixture:
+    """Equal modes on a circle in the first two coordinates (a sharp multi-basin problem)."""
+    ang = torch.arange(modes, dtype=torch.float64) * 2 * math.pi / modes
+    means = torch.zeros(modes, dim, dtype=torch.float64)
+    means[:, 0], means[:, 1] = radius * ang.cos(), radius * ang.sin()
+    w = torch.full((modes,), 1 / modes, dtype=torch.float64)
+    return GaussianMixture(means, torch.full((modes,), std, dtype=torch.float64), w)
+
+
+def tiny_mode(dim: int, modes: int, seed: int, tiny: float) -> GaussianMixture:
+    """A random mixture whose last mode has weight `tiny` and a tenth of the others' width."""
+    g = GaussianMixture.random(dim, modes, std_range=(0.05, 0.2), seed=seed)
+    w = g.weights.clone() * (1 - tiny) / g.weights[:-1].sum()
+    w[-1] = tiny
+    stds = g.stds.clone()
+    stds[-1] = stds[:-1].min() / 10
+    return GaussianMixture(g.means, stds, w)
+
+
+def _random(**kw):
+    return lambda: GaussianMixture.random(**kw)
+
+
+# Validation problems: seeds 2001+ are used nowhere else.
+PROBLEMS = {
+    "ring2": lambda: ring(2, 8, 1.0, 0.02),
+    "sharp2x5": _random(dim=2, modes=5, std_range=(0.005, 0.03), seed=2001),
+    "gmm8x6": _random(dim=8, modes=6, std_range=(0.02, 0.1), seed=2002),
+    "broad32x3": _random(dim=32, modes=3, std_range=(0.3, 0.6), seed=2003),
+    "gmm64x10b": _random(dim=64, modes=10, std_range=(0.05, 0.2), seed=2004),
+    "sharp128x16": _random(dim=128, modes=16, std_range=(0.01, 0.05), seed=2005),
+    "tiny256x4": lambda: tiny_mode(256, 4, 2006, 0.01),
+    "gmm512x8": _random(dim=512, modes=8, std_range=(0.05, 0.2), seed=2007),
+    "sharp1024x6": _random(dim=1024, modes=6, std_range=(0.005, 0.03), seed=2008),
+    "broad1024x20": _random(dim=1024, modes=20, std_range=(0.1, 0.4), seed=2009),
+}
+
+
+def rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).pow(2).mean().sqrt())
+
+
+class Reference:
+    """Exact flow maps, cached by starting point (as benchmarks/samplers.py's)."""
+
+    def __init__(self, gmm: GaussianMixture):
+        self.gmm, self.cache = gmm, {}
+
+    def __call__(self, x_start: torch.Tensor, sigma_start: float) -> torch.Tensor:
+        key = (round(sigma_start, 9), round(float(x_start[0, 0]), 9))
+        if key not in self.cache:
+            self.cache[key] = exact_flow_map(self.gmm.denoise, x_start, sigma_start, steps=200)
+        return self.cache[key]
+
+
+def ours(gmm, x, ref, nfe: int, sigmas: torch.Tensor | None = None) -> float:
+    sampler, schedule = recommended(nfe)
+    if sigmas is None:
+        steps = SAMPLER_INFO[sampler].steps_for(nfe)
+        sigmas = SCHEDULES[schedule](steps, SIGMA_MIN, SIGMA_MAX)
+    return rms(SAMPLERS[sampler](gmm.denoise, x, sigmas), ref(x, SIGMA_MAX))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problems", nargs="+", choices=list(PROBLEMS))
+    ap.add_argument("--nfe", type=int, nargs="+", default=NFES)
+    ap.add_argument("--samples", type=int, default=2048, help="test draws per problem")
+    ap.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per fit")
+    ap.add_argument("--no-fit", action="store_true", help="default pair vs diffusers only")
+    ap.add_argument(
+        "--cache",
+        default="/tmp/fit_schedule_bar_diffusers.json",
+        help="diffusers' best per (problem, samples, NFE), reused across runs",
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cache = json.load(open(args.cache)) if os.path.exists(args.cache) else {}
+    print(
+        f"# fit_schedule bar, {time.strftime('%Y-%m-%d %H:%M')} UTC, torch {torch.__version__},"
+        f" {args.samples} test draws, fits of {args.seconds:g} CPU-s"
+    )
+    print(
+        "| problem | NFE | diffusers best | default | default/diffusers | fitted | "
+        "fitted/diffusers | fit CPU-s | fit wall-s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    worst = {"default": 0.0, "fitted": 0.0}
+    for name in args.problems or list(PROBLEMS):
+        gmm = PROBLEMS[name]()
+        g = torch.Generator().manual_seed(7)
+        noise = torch.randn(args.samples, gmm.dim, generator=g, dtype=torch.float64)
+        ref = Reference(gmm)
+        key = f"{name}/{args.samples}"
+        missing = [n for n in args.nfe if str(n) not in cache.get(key, {})]
+        if missing:
+            best = best_diffusers(gmm, noise, ref, missing)
+            for n in missing:
+                err, cfg = min((per[n] for per in best.values() if n in per), key=lambda v: v[0])
+                lab = next(k for k, per in best.items() if n in per and per[n][0] == err)
+                cache.setdefault(key, {})[str(n)] = [err, f"{lab} {cfg}"]
+            json.dump(cache, open(args.cache, "w"), indent=1)
+        x = noise * SIGMA_MAX
+        for nfe in args.nfe:
+            d_err = cache[key][str(nfe)][0]
+            e_def = ours(gmm, x, ref, nfe)
+            worst["default"] = max(worst["default"], e_def / d_err)
+            cells = [f"{d_err:.4f}", f"{e_def:.4f}", f"{e_def / d_err:.2f}"]
+            if args.no_fit:
+                cells += ["-", "-", "-", "-"]
+            else:
+                c0, w0 = time.process_time(), time.time()
+                sig = fit_schedule(
+                    gmm.denoise,
+                    (2048, gmm.dim),
+                    nfe,
+                    seconds=args.seconds,
+                    generator=torch.Generator().manual_seed(123),
+                )
+                cpu, wall = time.process_time() - c0, time.time() - w0
+                e_fit = ours(gmm, x, ref, nfe, sig)
+                worst["fitted"] = max(worst["fitted"], e_fit / d_err)
+                cells += [f"{e_fit:.4f}", f"{e_fit / d_err:.2f}", f"{cpu:.1f}", f"{wall:.1f}"]
+            print(f"| {name} | {nfe} | " + " | ".join(cells) + " |", flush=True)
+        sys.stdout.flush()
+    print(f"\nworst ratio: default {worst['default']:.2f}x, fitted {worst['fitted']:.2f}x")
+    for name in args.problems or list(PROBLEMS):
+        for nfe in args.nfe:
+            print(
+                f"  {name} NFE {nfe} diffusers best: {cache[f'{name}/{args.samples}'][str(nfe)][1]}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""`fit_schedule()`: step positions fitted to one model, one sampler and one NFE budget.
+
+The idea of Align Your Steps (Sabour et al. 2024), GITS (Chen et al. 2024) and optimal stepsize
+(Pei et al. 2025): a few-step sampler is best on levels chosen for the model at hand, and they
+can be found without data. The teacher is the model's own probability-flow ODE, solved finely
+(classical RK4 in u = log sigma, where dx/du = x - D(x, sigma) is smooth) from N noise draws; the
+objective is the mean squared error of the few-step solution from the same draws against it,
+which is what a benchmark's RMS measures, flips included.
+
+Why that objective and not a local-error one: most of a few-step sampler's error on multi-modal
+data is "flips", the rare draws near a basin boundary that a coarse step sends to another mode
+(BENCHMARKS.md, Samplers). Their cost is set by where the levels sit when basins separate, which
+local truncation errors do not see. Robustness to them comes from numbers: the budget buys as
+many teacher trajectories as leave room for the search (up to 16384), all of them scored with
+the same draws at every candidate (common random numbers), so the search compares schedules,
+not noise, and a schedule that moves a few specific draws across a boundary gains little.
+
+Search: the interior levels as positions p = log(sigma / sigma_min) / log(sigma_max /
+sigma_min) in [0, 1) (sigma_0 = sigma_max is where sampling starts, the last level is 0), a
+pattern search (coordinate moves with per-level step sizes that grow on success and halve on
+failure, Hooke and Jeeves 1961) from the best of a few starting schedules (the recommended one
+for the sampler, Karras, log-uniform and tilts of them). Derivative-free because the samplers
+work on sigma lists, and deterministic: the only randomness is the draws, from `generator`.
+
+The budget is CPU seconds (time.process_time), so a fit costs the same on a busy machine; it
+is split between the teacher (at most 40%) and the search, and the search stops once the next
+evaluation would overrun it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffusionforge.core.denoiser import Cond, Denoiser
+from diffusionforge.core.sample import recommended
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform
+
+_F64 = torch.float64
+MAX_TRAJECTORIES = 16384
+MIN_GAP = 2e-3  # smallest distance between two positions (a factor 1.02 in sigma)
+
+
+def fit_schedule(
+    denoise: Denoiser,
+    shape: Sequence[int],
+    nfe: int,
+    *,
+    sampler: str | None = None,
+    cond: Cond = None,
+    seconds: float = 60.0,
+    generator: torch.Generator | None = None,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    teacher_steps: int = 200,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    clock: Callable[[], float] = time.process_time,
+) -> Tensor:
+    """Sigmas (float64, decreasing from sigma_max, ending in 0) for `sampler` (default: the
+    recommended one for `nfe`) at `nfe` evaluations of `denoise`, fitted within `seconds` of
+    CPU time (as measured by `clock`).
+
+    shape is a batch's shape as in `sample()`: shape[0] is the largest batch the denoiser is
+    called with, shape[1:] one sample's; with `cond` every call has exactly shape[0] rows (cond
+    is per batch). The number of teacher trajectories is set by the budget. `callback` gets a
+    dict per stage (phase "teacher" or "search", cpu_seconds, trajectories, evaluations,
+    rms, sigmas).
+    """
+    sampler = sampler or recommended(nfe)[0]
+    steps = SAMPLER_INFO[sampler].steps_for(nfe)
+    run = SAMPLERS[sampler]
+    start_clock = clock()
+
+    def elapsed() -> float:
+        return clock() - start_clock
+
+    def tell(phase: str, **kw: Any) -> None:
+        if callback is not None:
+            callback({"phase": phase, "cpu_seconds": elapsed(), **kw})
+
+    default = _default_sigmas(nfe, steps, sigma_min, sigma_max)
+    if steps < 2:
+        return default
+    batch = int(shape[0])
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen_device = g.device
+
+    def noise(n: int) -> Tensor:
+        z = torch.randn((n, *shape[1:]), generator=g, device=gen_device, dtype=dtype)
+        return z.to(device) * sigma_max
+
+    # What one denoiser call on a chunk of draws costs, measured once. Smaller calls are
+    # assumed to cost as much (per-call overhead), larger ones proportionally more.
+    chunk = batch if cond is not None else min(batch, 1024)
+    probe = noise(chunk)
+    t0 = clock()
+    with torch.no_grad():
+        denoise(probe, probe.new_full((chunk,), sigma_max), cond)
+    t_call = max(clock() - t0, 1e-6)
+    # The teacher gets at most 40% of the budget: fewer RK4 steps (down to 32) if needed, and
+    # if even that does not fit, the default schedule is returned.
+    t_steps = teacher_steps
+    while t_steps > 32 and elapsed() + (4 * t_steps + 1) * t_call > 0.4 * seconds:
+        t_steps = max(32, t_steps * 3 // 4)
+    if elapsed() + (4 * t_steps + 1) * t_call > 0.4 * seconds:
+        return default
+    # Chunks of draws so that the search has room for ~50 evaluations per free level.
+    per_chunk = 4 * t_steps + 1 + 50 * (steps - 1) * steps
+    n_chunks = int((seconds - elapsed()) / (per_chunk * t_call))
+    n_chunks = max(1, min(n_chunks, MAX_TRAJECTORIES // chunk))
+
+    # Teacher: the fine ODE solution from each draw, chunk by chunk, while the next chunk fits
+    # in the teacher's share of the budget.
+    xs: list[Tensor] = []
+    refs: list[Tensor] = []
+    for k in range(n_chunks):
+        if elapsed() + (4 * t_steps + 1) * t_call > 0.4 * seconds:
+            break
+        x = probe if k == 0 else noise(chunk)
+        with torch.no_grad():
+            refs.append(_teacher(denoise, x, cond, sigma_max, sigma_min, t_steps))
+        xs.append(x)
+        tell("teacher", trajectories=sum(len(v) for v in xs), teacher_steps=t_steps)
+    n_traj = sum(len(v) for v in xs)
+
+    def loss(sigmas: Tensor) -> float:
+        sq = 0.0
+        with torch.no_grad():
+            for x, ref in zip(xs, refs, strict=True):
+                out = run(denoise, x, sigmas, cond=cond)
+                sq += float((out.to(_F64) - ref.to(_F64)).pow(2).sum())
+        return sq / (n_traj * probe[0].numel())
+
+    lo_log, hi_log = math.log(sigma_min), math.log(sigma_max)
+
+    def to_sigmas(p: Tensor) -> Tensor:
+        return torch.cat([torch.exp(lo_log + p * (hi_log - lo_log)), p.new_zeros(1)])
+
+    def to_p(sigmas: Tensor) -> Tensor:
+        s = sigmas[:-1].clamp_min(sigma_min)
+        return ((s.log() - lo_log) / (hi_log - lo_log)).clamp(0, 1)
+
+    evals, t_eval = 0, steps * len(xs) * t_call  # t_eval: the costliest evaluation so far
+
+    def f(p: Tensor) -> float:
+        nonlocal evals, t_eval
+        t = clock()
+        v = loss(to_sigmas(p))
+        t_eval = max(t_eval, clock() - t)
+        evals += 1
+        return v if math.isfinite(v) else math.inf
+
+    def out_of_time() -> bool:
+        return elapsed() + t_eval > seconds
+
+    best_p, best = to_p(default), math.inf
+    for cand in _starts(default, steps, sigma_min, sigma_max):
+        p = _legal(to_p(cand))
+        if out_of_time():
+            break
+        v = f(p)
+        if v < best:
+            best_p, best = p, v
+    tell(
+        "search",
+        trajectories=n_traj,
+        evaluations=evals,
+        rms=math.sqrt(best),
+        sigmas=to_sigmas(best_p),
+    )
+
+    # Pattern search over the free positions p_1 .. p_{steps-1}.
+    p = best_p.clone()
+    step = torch.full((steps,), 0.03, dtype=_F64)
+    direction = torch.ones(steps, dtype=_F64)
+    while not out_of_time() and float(step[1:].max()) > 1e-3:
+        improved = False
+        for i in range(1, steps):
+            if step[i] <= 1e-3:
+                continue
+            for sign in (direction[i], -direction[i]):
+                if out_of_time():
+                    break
+                q = p.clone()
+                q[i] = q[i] + sign * step[i]
+                if not _is_legal(q):
+                    continue
+                v = f(q)
+                if v < best:
+                    p, best, direction[i] = q, v, sign
+                    step[i] *= 1.5
+                    improved = True
+                    break
+            else:
+                step[i] *= 0.5
+        tell(
+            "search",
+            trajectories=n_traj,
+            evaluations=evals,
+            rms=math.sqrt(best),
+            sigmas=to_sigmas(p),
+        )
+        if not improved and float(step[1:].max()) <= 1e-3:
+            break
+    sig = to_sigmas(p)
+    sig[0] = sigma_max
+    return sig
+
+
+def _teacher(denoise, x: Tensor, cond, sigma_max: float, sigma_min: float, steps: int) -> Tensor:
+    """The PF-ODE from x at sigma_max: `steps` RK4 steps in log sigma down to sigma_min / 10,
+    then x = D there (the rest of the path moves x by O(sigma^2 / width))."""
+    sigma_end = sigma_min / 10
+    us = torch.linspace(math.log(sigma_max), math.log(sigma_end), steps + 1, dtype=_F64).tolist()
+    state = x.to(torch.promote_types(x.dtype, torch.float32))
+
+    def f(y: Tensor, u: float) -> Tensor:
+        return y - denoise(y, y.new_full((y.shape[0],), math.exp(u)), cond).to(y.dtype)
+
+    for u0, u1 in zip(us[:-1], us[1:], strict=True):
+        h = u1 - u0
+        k1 = f(state, u0)
+        k2 = f(state + h / 2 * k1, u0 + h / 2)
+        k3 = f(state + h / 2 * k2, u0 + h / 2)
+        k4 = f(state + h * k3, u1)
+        state = state + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return denoise(state, state.new_full((state.shape[0],), sigma_end), cond).to(state.dtype)
+
+
+def _default_sigmas(nfe: int, steps: int, sigma_min: float, sigma_max: float) -> Tensor:
+    """What `sample()` uses for this NFE when no schedule is given."""
+    return SCHEDULES[recommended(nfe)[1]](steps, sigma_min, sigma_max)
+
+
+def _starts(default: Tensor, steps: int, sigma_min: float, sigma_max: float) -> list[Tensor]:
+    """Starting schedules: the default, Karras, log-uniform, and the default's interior levels
+    moved up or down in log sigma (where basins separate depends on the data's scale)."""
+    out = [default, karras(steps, sigma_min, sigma_max), log_uniform(steps, sigma_min, sigma_max)]
+    span = math.log(sigma_max / sigma_min)
+    for shift in (0.08, -0.08, 0.16):
+        s = default.clone()
+        s[1:-1] = (s[1:-1].log() + shift * span).exp().clamp(sigma_min, sigma_max * 0.999)
+        out.append(s)
+    return out
+
+
+def _is_legal(p: Tensor) -> bool:
+    """p_0 = 1 > p_1 > ... > p_{n-1} >= 0, neighbours at least MIN_GAP apart."""
+    if float(p[-1]) < 0:
+        return False
+    return bool(((p[:-1] - p[1:]) >= MIN_GAP - 1e-12).all())
+
+
+def _legal(p: Tensor) -> Tensor:
+    """The nearest legal positions (clamped into [0, 1), spread to MIN_GAP apart)."""
+    p = p.clone()
+    p[0] = 1.0
+    n = len(p)
+    for i in range(n - 1, 0, -1):
+        p[i] = max(float(p[i]), (n - 1 - i) * MIN_GAP)
+    for i in range(1, n):
+        p[i] = min(float(p[i]), float(p[i - 1]) - MIN_GAP)
+    return p
