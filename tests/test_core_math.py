@@ -82,6 +82,21 @@ def test_discrete_timesteps_round_trip_and_table():
     assert 150 < table.sigma_max < 165 and abs(table.sigma_min - 0.01) < 1e-3
 
 
+def test_discrete_timesteps_linear_interpolation_is_np_interp():
+    """interpolation="linear" places fractional timesteps as diffusers' Euler does
+    (np.interp over the sigma table): sigma(t) = (1 - w) sigma_i + w sigma_(i+1)."""
+    table = dn.DiscreteTimesteps(dn.linear_betas(), "linear")
+    t = torch.tensor([0.0, 12.25, 700.5, 998.75, 999.0], dtype=F64)
+    lo, w = t.floor().long().clamp(max=998), t - t.floor().clamp(max=998)
+    expect = (1 - w) * table.sigmas[lo] + w * table.sigmas[lo + 1]
+    assert torch.allclose(table.t_to_sigma(t), expect, rtol=1e-12)
+    assert torch.allclose(table.sigma_to_t(expect), t, atol=1e-9)
+    # the two interpolations agree on the integer timesteps
+    ints = torch.tensor([0.0, 5.0, 999.0], dtype=F64)
+    log_table = dn.DiscreteTimesteps(dn.linear_betas())
+    assert torch.allclose(table.t_to_sigma(ints), log_table.t_to_sigma(ints), rtol=1e-12)
+
+
 def test_ddpm_adapter_drives_a_timestep_model():
     table = dn.DiscreteTimesteps(dn.cosine_betas())
     x0, n = rand(3, 5), rand(3, 5, seed=3)

@@ -157,13 +157,19 @@ class DiscreteTimesteps:
 
     Continuous sigmas map to fractional timesteps by linear interpolation in log sigma, so our
     samplers (which choose their own sigmas) can drive a model trained on integer timesteps.
+    interpolation="linear" interpolates sigma itself instead, as diffusers' Euler-family
+    schedulers place fractional timesteps (np.interp over the sigma table); both agree on the
+    integer timesteps.
     """
 
-    def __init__(self, betas: Tensor) -> None:
+    def __init__(self, betas: Tensor, interpolation: str = "log") -> None:
+        if interpolation not in ("log", "linear"):
+            raise ValueError(f"interpolation must be log or linear, not {interpolation!r}")
         alphas_cumprod = torch.cumprod(1 - betas.double(), 0)
         self.alphas_cumprod = alphas_cumprod
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()  # (N,) increasing
         self.log_sigmas = self.sigmas.log()
+        self.interpolation = interpolation
 
     @property
     def sigma_min(self) -> float:
@@ -174,12 +180,13 @@ class DiscreteTimesteps:
         return float(self.sigmas[-1])
 
     def sigma_to_t(self, sigma: Tensor, quantize: bool = False) -> Tensor:
-        log_sigma = sigma.double().log().clamp(self.log_sigmas[0], self.log_sigmas[-1])
-        idx = torch.searchsorted(self.log_sigmas.to(sigma.device), log_sigma).clamp(
-            1, len(self.sigmas) - 1
-        )
-        lo, hi = self.log_sigmas.to(sigma.device)[idx - 1], self.log_sigmas.to(sigma.device)[idx]
-        t = (idx - 1) + (log_sigma - lo) / (hi - lo)
+        table = self.log_sigmas if self.interpolation == "log" else self.sigmas
+        table = table.to(sigma.device)
+        value = sigma.double().log() if self.interpolation == "log" else sigma.double()
+        value = value.clamp(table[0], table[-1])
+        idx = torch.searchsorted(table, value).clamp(1, len(self.sigmas) - 1)
+        lo, hi = table[idx - 1], table[idx]
+        t = (idx - 1) + (value - lo) / (hi - lo)
         t = t.round() if quantize else t
         return t.to(sigma.dtype)
 
@@ -187,6 +194,9 @@ class DiscreteTimesteps:
         t = t.double().clamp(0, len(self.sigmas) - 1)
         lo = t.floor().long().clamp(max=len(self.sigmas) - 2)
         w = t - lo
+        if self.interpolation == "linear":
+            s = self.sigmas.to(t.device)
+            return (1 - w) * s[lo] + w * s[lo + 1]
         ls = self.log_sigmas.to(t.device)
         return ((1 - w) * ls[lo] + w * ls[lo + 1]).exp()
 

@@ -1,0 +1,380 @@
+"""Models made with diffusers, read at the loading edge (DESIGN.md, "foreign models at the edge").
+
+A diffusers folder is either one network (`config.json` + `diffusion_pytorch_model.safetensors`,
+optionally a `scheduler_config.json` beside it or in `../scheduler/`) or a pipeline
+(`model_index.json` with `unet/` or `transformer/`, `scheduler/`, and for Stable Diffusion
+`vae/`, `text_encoder/`, `tokenizer/`). The networks are built by diffusers' and transformers'
+own classes (optional extra `diffusionforge[diffusers]`); this module only checks the folder and
+turns the scheduler config into our seam: a `core.denoiser.DiscreteTimesteps` table (or the
+flow adapter) around the network, so every sampler and schedule of ours runs on it.
+
+Everything is checked before a tensor is allocated: safetensors only (a `.bin`/`.ckpt`/`.pt`
+folder is refused: unpickling runs code), every component a pipeline names is present, the
+`_class_name` is one we know, every weight's shape in the safetensors header matches the network
+the config builds (built on the meta device, so nothing is allocated), and the weights fit in the
+memory of the device asked for. Each problem is one `CheckpointError` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffusionforge.core.denoiser import (
+    ADAPTERS,
+    DiscreteTimesteps,
+    cosine_betas,
+    flow_time,
+    linear_betas,
+    scaled_linear_betas,
+)
+from diffusionforge.errors import CheckpointError, UserError
+
+EXTRA = "pip install 'diffusionforge[diffusers]'"
+# network classes we build (diffusers' names) -> how they are called (see _net)
+NETWORKS = (
+    "UNet2DModel",
+    "UNet2DConditionModel",
+    "DiTTransformer2DModel",
+    "Transformer2DModel",
+    "SD3Transformer2DModel",
+)
+_SD = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+PIPELINES = {  # pipeline class -> the components it needs
+    "DDPMPipeline": ("unet", "scheduler"),
+    "DDIMPipeline": ("unet", "scheduler"),
+    "DiTPipeline": ("transformer", "vae", "scheduler"),
+    "StableDiffusionPipeline": _SD,
+    "StableDiffusionImg2ImgPipeline": _SD,
+    "StableDiffusionInpaintPipeline": _SD,
+}
+PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def require_extra() -> None:
+    """One line naming the extra when diffusers or transformers is missing."""
+    for name in ("diffusers", "transformers"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise UserError(
+                f"diffusers folders need the optional packages diffusers and transformers "
+                f"({name} is missing): {EXTRA}"
+            ) from None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return raw
+
+
+def is_diffusers_folder(path: str | Path) -> bool:
+    """A folder with model_index.json, or a config.json naming a diffusers `_class_name`
+    (our own checkpoints' config.json has a "diffusionforge" header instead)."""
+    p = Path(path).expanduser()
+    if (p / "model_index.json").is_file():
+        return True
+    if not (p / "config.json").is_file():
+        return False
+    try:
+        raw = json.loads((p / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(raw, dict) and "_class_name" in raw and "diffusionforge" not in raw
+
+
+# --- weights files: safetensors only, headers read without touching the data ---------------
+
+
+def weight_files(folder: Path, class_name: str = "diffusers.DiffusionPipeline") -> list[Path]:
+    """The safetensors files of one component (sharded ones through their index), or one line
+    saying why the folder cannot be loaded."""
+    for stem in ("diffusion_pytorch_model", "model"):
+        if (folder / f"{stem}.safetensors").is_file():
+            return [folder / f"{stem}.safetensors"]
+        index = folder / f"{stem}.safetensors.index.json"
+        if index.is_file():
+            shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+            missing = [s for s in shards if not (folder / s).is_file()]
+            if not shards or missing:
+                raise CheckpointError(f"{index}: shard {missing[0] if missing else '?'} missing")
+            return [folder / s for s in shards]
+    pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"{folder}: only pickle weights ({pickles[0]}); diffusionforge loads safetensors "
+            "only, because unpickling can run code. Convert once where you trust the file: "
+            f'python -c "import {class_name.split(".")[0]}; '
+            f"{class_name}.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\""
+        )
+    raise CheckpointError(f"{folder}: no diffusion_pytorch_model.safetensors or model.safetensors")
+
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1}
+_DTYPE_BYTES |= {"U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def header_shapes(files: list[Path]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """name -> (shape, dtype) from the safetensors headers (8-byte length + JSON)."""
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+    for f in files:
+        try:
+            with f.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                if n > 100_000_000 or n > f.stat().st_size:
+                    raise ValueError("header length")
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError, struct.error, UnicodeDecodeError):
+            raise CheckpointError(f"{f}: not a safetensors file (unreadable header)") from None
+        for name, info in header.items():
+            if name != "__metadata__":
+                out[name] = (tuple(info["shape"]), info["dtype"])
+    return out
+
+
+def weight_bytes(shapes: dict[str, tuple[tuple[int, ...], str]], dtype: torch.dtype) -> int:
+    """Bytes the weights take once loaded in `dtype` (floating tensors are cast to it)."""
+    size = torch.empty((), dtype=dtype).element_size()
+    total = 0
+    for shape, dt in shapes.values():
+        n = 1
+        for s in shape:
+            n *= s
+        total += n * (size if dt.startswith(("F", "BF")) else _DTYPE_BYTES.get(dt, 4))
+    return total
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes on the device: CUDA's free memory, or MemAvailable of /proc/meminfo."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_shapes(model: torch.nn.Module, shapes: dict, where: Path) -> None:
+    """The network built from config.json (on the meta device) against the file's header."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ignore = ("position_ids",)  # a buffer older transformers checkpoints store and newer rebuild
+    for name, shape in expected.items():
+        if name not in shapes:
+            if not name.endswith(ignore):
+                raise CheckpointError(
+                    f"{where}: config.json builds weight {name} {list(shape)}, absent from the "
+                    "safetensors file (config and weights do not match)"
+                )
+        elif shapes[name][0] != shape:
+            raise CheckpointError(
+                f"{where}: weight {name} has shape {list(shapes[name][0])} in the safetensors "
+                f"file but {list(shape)} in the network config.json builds (config and weights "
+                "do not match)"
+            )
+    extra = [k for k in shapes if k not in expected and not k.endswith(ignore)]
+    if extra:
+        raise CheckpointError(
+            f"{where}: the safetensors file holds {len(extra)} weights the config does not "
+            f"build, e.g. {extra[0]} (config and weights do not match)"
+        )
+
+
+# --- components ----------------------------------------------------------------------------
+
+
+@dataclass
+class Component:
+    """One checked component folder: its config, class and safetensors header."""
+
+    folder: Path
+    class_name: str
+    config: dict
+    files: list[Path]
+    shapes: dict
+
+
+def _library_class(class_name: str) -> Any:
+    import diffusers
+    import transformers
+
+    if class_name in NETWORKS or class_name == "AutoencoderKL":
+        return getattr(diffusers, class_name)
+    if class_name in ("CLIPTextModel", "CLIPTextModelWithProjection"):
+        return getattr(transformers, class_name)
+    raise CheckpointError(f"unknown class {class_name!r}")
+
+
+def inspect_component(folder: Path, allowed: tuple[str, ...], what: str) -> Component:
+    """Read and check a component folder without building anything of real size."""
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: the {what} folder is missing (a pipeline needs it)")
+    cfg = read_json(folder / "config.json")
+    name = cfg.get("_class_name") or (cfg.get("architectures") or [None])[0]
+    if name not in allowed:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: unknown _class_name {name!r} for the {what} "
+            f"(expected one of {', '.join(allowed)})"
+        )
+    lib = f"transformers.{name}" if name.startswith("CLIP") else f"diffusers.{name}"
+    files = weight_files(folder, lib)
+    return Component(folder, name, cfg, files, header_shapes(files))
+
+
+def _build_meta(comp: Component) -> torch.nn.Module:
+    cls = _library_class(comp.class_name)
+    with torch.device("meta"):
+        try:
+            if comp.class_name.startswith("CLIP"):
+                import transformers
+
+                config = transformers.CLIPTextConfig.from_pretrained(comp.folder)
+                return cls(config)
+            return cls.from_config(cls.load_config(comp.folder))
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(
+                f"{comp.folder / 'config.json'}: cannot build it ({msg})"
+            ) from None
+
+
+def check_components(comps: list[Component], dtype: torch.dtype, device: torch.device) -> None:
+    """Shapes of every component against its config, then the total size against memory."""
+    for comp in comps:
+        check_shapes(_build_meta(comp), comp.shapes, comp.folder)
+    need = sum(weight_bytes(c.shapes, dtype) for c in comps)
+    free = available_memory(device)
+    if need > free:
+        raise CheckpointError(
+            f"{comps[0].folder.parent}: the weights need {need / 2**30:.2f} GiB in {dtype} but "
+            f"{device} has {free / 2**30:.2f} GiB free; try --dtype float16 or another device"
+        )
+
+
+def load_component(comp: Component, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """The real network, through its library's from_pretrained (safetensors, local files)."""
+    cls = _library_class(comp.class_name)
+    kw: dict[str, Any] = {"use_safetensors": True, "local_files_only": True}
+    if comp.class_name.startswith("CLIP"):
+        kw["dtype"] = dtype
+    else:
+        kw["torch_dtype"] = dtype
+    model = cls.from_pretrained(comp.folder, **kw)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_tokenizer(folder: Path, max_length: int) -> Any:
+    import transformers
+
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: the tokenizer folder is missing (a pipeline needs it)")
+    if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+        if not (folder / "tokenizer.json").is_file():
+            raise CheckpointError(
+                f"{folder}: no tokenizer files (vocab.json + merges.txt or tokenizer.json)"
+            )
+    try:
+        tok = transformers.CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{folder}: cannot read the tokenizer ({type(e).__name__})") from None
+    if tok.model_max_length > max_length:
+        tok.model_max_length = max_length
+    return tok
+
+
+# --- the scheduler config becomes our seam --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoiseProcess:
+    """What scheduler_config.json says about training: a discrete VP table and a target, or
+    flow matching (with its time shift)."""
+
+    prediction: str  # eps | v | x0 | flow
+    table: DiscreteTimesteps | None  # None for flow
+    num_train_timesteps: int
+    shift: float = 1.0
+    config: dict | None = None
+
+    @property
+    def sigma_min(self) -> float:
+        if self.table is None:
+            t = 1 / self.num_train_timesteps
+            return t / (1 - t)
+        return self.table.sigma_min
+
+    @property
+    def sigma_max(self) -> float:
+        if self.table is None:  # flow starts at t = 1 (pure noise); we start one train step in
+            t = 1 - 1 / self.num_train_timesteps
+            return t / (1 - t)
+        return self.table.sigma_max
+
+    def init_scale(self, sigma: float) -> float:
+        """Std of x = x0 + sigma n at the start (unit data variance for VP: diffusers draws
+        x_vp ~ N(0, I), i.e. x = sqrt(1 + sigma^2) n; flow models start at sigma n)."""
+        return sigma if self.table is None else (1 + sigma**2) ** 0.5
+
+    def denoiser(self, net):
+        """Our Denoiser around net(x_in, t, cond) taking diffusers' timesteps."""
+        if self.table is None:
+            n = self.num_train_timesteps
+            return ADAPTERS["flow"](net, lambda s: flow_time(s) * n)
+        return self.table.adapter(net, ADAPTERS[self.prediction])
+
+
+def noise_process(sched: dict, where: str) -> NoiseProcess:
+    """Map a diffusers scheduler config (any of DDPM/DDIM/Euler/DPMSolver/...) onto ours."""
+    name = sched.get("_class_name", "")
+    n = int(sched.get("num_train_timesteps", 1000))
+    if name in FLOW_SCHEDULERS or sched.get("prediction_type") == "flow_prediction":
+        if sched.get("use_dynamic_shifting"):
+            raise CheckpointError(
+                f"{where}: use_dynamic_shifting (resolution-dependent shift) is "
+                "not supported; set a fixed shift"
+            )
+        return NoiseProcess("flow", None, n, float(sched.get("shift", 1.0)), sched)
+    if sched.get("rescale_betas_zero_snr"):
+        raise CheckpointError(
+            f"{where}: rescale_betas_zero_snr (infinite last noise level) is not supported"
+        )
+    pred = sched.get("prediction_type", "epsilon")
+    if pred not in PREDICTIONS:
+        raise CheckpointError(
+            f"{where}: prediction_type {pred!r}; expected one of {', '.join(PREDICTIONS)}"
+        )
+    start, end = float(sched.get("beta_start", 0.0001)), float(sched.get("beta_end", 0.02))
+    kind = sched.get("beta_schedule", "linear")
+    if sched.get("trained_betas"):
+        betas = torch.tensor(sched["trained_betas"], dtype=torch.float64)
+        n = len(betas)
+    elif kind == "linear":
+        betas = linear_betas(n, start, end)
+    elif kind == "scaled_linear":
+        betas = scaled_linear_betas(n, start, end)
+    elif kind == "squaredcos_cap_v2":
+        betas = cosine_betas(n)
+    else:
+        raise CheckpointError(
+            f"{where}: beta_schedule {kind!r}; expected linear, scaled_linear or squaredcos_cap_v2"
+        )
+    # diffusers' schedulers place fractional timesteps by interpolating sigma itself
+    return NoiseProcess(PREDICTIONS[pred], DiscreteTimesteps(betas, "linear"), n, 1.0, sched)
