@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -123,7 +124,13 @@ def _cmd_sample(args) -> int:
 
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
+    from diffusionforge.limits import check_values
     from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.outputs import (
+        atomic_write,
+        check_finite_output,
+        output_or_nothing,
+    )
     from diffusionforge.pipelines.plot import picture, save_png
     from diffusionforge.pipelines.text import is_text_checkpoint
 
@@ -171,6 +178,7 @@ def _cmd_sample(args) -> int:
             f"(examples of shape {pipe.shape})"
         )
     args.n = args.n or 1000
+    check_values(args.n, math.prod(pipe.shape))
     samples = pipe.generate(
         args.n,
         nfe=args.nfe,
@@ -179,17 +187,17 @@ def _cmd_sample(args) -> int:
         seed=args.seed,
         device=args.device,
     )
+    check_finite_output(samples, str(pipe.checkpoint.path))
     if out.suffix == ".npy":
-        tmp = out.with_name(f".tmp-{out.name}")
-        np.save(tmp, samples.numpy())
-        os.replace(tmp, out)
+        atomic_write(out, lambda f: np.save(f, samples.numpy()), f"--out {out}")
     else:
         image = picture([(f"samples, step {pipe.checkpoint.step}", samples)])
         if image is None:
             raise UserError(
                 f"--out {out}: examples of shape {pipe.shape} have no picture; use .npy"
             )
-        save_png(image, out)
+        with output_or_nothing(out, f"--out {out}"):
+            save_png(image, out)
     print(
         f"wrote {args.n} samples of shape {pipe.shape} from {pipe.checkpoint.path} "
         f"({pipe.weights} weights) to {out}"
@@ -250,12 +258,20 @@ def _parse_classes(text: str, pipe) -> list[int]:
 
 
 def _sample_images(args, pipe, out: Path) -> int:
+    import numpy as np
+
+    from diffusionforge.limits import check_values
     from diffusionforge.pipelines.images import (
         ImageRequest,
         draw,
         resolve_sampler,
         weights_sha256,
         write_images,
+    )
+    from diffusionforge.pipelines.outputs import (
+        atomic_write,
+        check_finite_output,
+        output_or_nothing,
     )
 
     guidance = pipe.cfg.sample.guidance if args.guidance is None else args.guidance
@@ -290,27 +306,21 @@ def _sample_images(args, pipe, out: Path) -> int:
         cols = min(n, int(n**0.5 + 0.999))
     req = ImageRequest(args.seed, labels, guidance, nfe, sampler, schedule, args.device)
     req.edit = getattr(args, "edit", None)  # img2img / inpainting inputs (cli_latent)
+    check_values(n, math.prod(pipe.image_shape))
     images = draw(pipe, req, n)
+    check_finite_output(images, str(pipe.checkpoint.path))
     if out.suffix == ".npy":
-        tmp = out.with_name(f".tmp-{out.name}")
-        np_save(tmp, images)
-        os.replace(tmp, out)
+        atomic_write(out, lambda f: np.save(f, images.numpy()), f"--out {out}")
         print(f"wrote {n} images of shape {pipe.image_shape} to {out}")
         return 0
-    singles = write_images(pipe, req, images, out, cols)
+    with output_or_nothing(out, f"--out {out}"):
+        singles = write_images(pipe, req, images, out, cols)
     print(
         f"wrote a grid of {n} images to {out} and single PNGs to {singles[0].parent}/ "
         f"({sampler}, {schedule}, NFE {nfe}, guidance {guidance:g}, seeds "
         f"{args.seed}..{args.seed + n - 1}, {pipe.weights} weights of {pipe.checkpoint.path})"
     )
     return 0
-
-
-def np_save(path: Path, images) -> None:
-    import numpy as np
-
-    with open(path, "wb") as f:
-        np.save(f, images.numpy())
 
 
 def _check_writable_dir(folder: Path, what: str) -> None:
@@ -629,6 +639,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the disk, permissions, a vanished file: the machine, not a bug
+        from diffusionforge.train.checkpoint import describe
+
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{describe(e)}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)

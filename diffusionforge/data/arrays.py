@@ -24,6 +24,7 @@ def load_npy(path: str | os.PathLike) -> Tensor:
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a folder; expected a .npy file")
+    check_npy_header(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:
@@ -41,6 +42,42 @@ def load_npy(path: str | os.PathLike) -> Tensor:
     if not np.isfinite(array).all():
         raise DataError(f"{path}: contains NaN or infinite values")
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def check_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Read only the header of a .npy file and refuse, in one line, what cannot be loaded:
+    not a regular file, not a .npy, object arrays, or a shape whose bytes the file does not
+    hold or whose values exceed limits.limit('values'). Returns (shape, dtype)."""
+    from diffusionforge.limits import limit
+
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file; expected a .npy file")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10000)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a valid .npy array ({reason})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: expected a numeric array, got dtype {dtype}")
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    size = path.stat().st_size - offset
+    if count * dtype.itemsize > size:
+        raise DataError(
+            f"{path}: header claims shape {tuple(shape)} ({count * dtype.itemsize:,} bytes) but "
+            f"the file holds {size:,} bytes of data"
+        )
+    if count > limit("values"):
+        raise DataError(
+            f"{path}: shape {tuple(shape)} holds {count:,} values, above the limit of "
+            f"{limit('values'):,} (raise with DIFFUSIONFORGE_MAX_VALUES)"
+        )
+    return tuple(shape), dtype
 
 
 class ArrayDataset:

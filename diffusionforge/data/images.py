@@ -271,6 +271,9 @@ class ArrayImages(Dataset):
         cls, images_path: str | Path, labels_path: str | Path | None = None, **kw
     ) -> "ArrayImages":
         def _load(path: str | Path) -> np.ndarray:
+            from diffusionforge.data.arrays import check_npy_header
+
+            check_npy_header(Path(path))  # shape and size from the header, before reading
             try:
                 return np.load(path, allow_pickle=False)
             except (OSError, ValueError) as e:

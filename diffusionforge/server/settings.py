@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusionforge.limits import SERVER_MAX_N, SERVER_MAX_NFE
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -15,8 +17,8 @@ class Limits:
     429 with Retry-After. Defaults suit a CPU box; raise them on a GPU server.
     """
 
-    max_nfe: int = 200  # network evaluations per sample
-    max_n: int = 16  # samples per request (images, audio clips, texts)
+    max_nfe: int = SERVER_MAX_NFE  # network evaluations per sample (diffusionforge/limits.py)
+    max_n: int = SERVER_MAX_N  # samples per request (images, audio clips, texts)
     max_image_side: int = 512  # an image request's `size` (models draw at their trained size)
     max_prompt_chars: int = 1000
     max_text_length: int = 1024  # tokens of one generated text
