@@ -23,8 +23,9 @@ import psutil
 import torch
 import uvicorn
 
+from diffusionforge.core.plan import Plan
 from diffusionforge.pipelines.generate import load_pipeline
-from diffusionforge.pipelines.images import ImageRequest, draw, resolve_sampler
+from diffusionforge.pipelines.images import ImageRequest, draw
 from diffusionforge.server.app import create_app
 from diffusionforge.server.protocol import uvicorn_config
 from diffusionforge.server.settings import ServerSettings
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     from diffusionforge.assets import bundled_path
 
     pipe = load_pipeline(bundled_path("digits"))
-    sampler, schedule = resolve_sampler(args.nfe, None, None)
+    plan = Plan.resolve(args.nfe)
+    sampler = plan.sampler
     body = {"model": "digits", "class": 3, "n": 1, "nfe": args.nfe, "guidance": 2.0}
     via_http, direct = [], []
     for k in range(args.jobs + 3):  # 3 warm-up rounds (model load, first calls)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         assert r.json()["status"] == "done", r.text
         a = time.perf_counter() - t
         t = time.perf_counter()
-        draw(pipe, ImageRequest(k, [3], 2.0, args.nfe, sampler, schedule), 1)
+        draw(pipe, ImageRequest(k, [3], 2.0, plan), 1)
         b = time.perf_counter() - t
         if k >= 3:
             via_http.append(a)

@@ -261,13 +261,7 @@ def _sample_images(args, pipe, out: Path) -> int:
     import numpy as np
 
     from diffusionforge.limits import check_values
-    from diffusionforge.pipelines.images import (
-        ImageRequest,
-        draw,
-        resolve_sampler,
-        weights_sha256,
-        write_images,
-    )
+    from diffusionforge.pipelines.images import ImageRequest, draw, weights_sha256, write_images
     from diffusionforge.pipelines.outputs import (
         atomic_write,
         check_finite_output,
@@ -289,8 +283,11 @@ def _sample_images(args, pipe, out: Path) -> int:
             f"--like {args.like}: made by other weights (sha256 {sha[:12]}...), not by "
             f"{pipe.checkpoint.path} ({pipe.weights})"
         )
-    nfe = args.nfe or pipe.cfg.sample.nfe
-    sampler, schedule = resolve_sampler(nfe, args.sampler, args.schedule)
+    edit = getattr(args, "edit", None)  # img2img / inpainting inputs (cli_latent)
+    plan = pipe.plan(
+        args.nfe, args.sampler, args.schedule, inpainting=bool(edit and edit.mask is not None)
+    )
+    nfe, sampler, schedule = plan.nfe, plan.sampler, plan.schedule
     if pipe.num_classes:
         classes = _parse_classes(args.cls or "all", pipe)
         per = args.n // len(classes) if args.n else 10
@@ -304,8 +301,7 @@ def _sample_images(args, pipe, out: Path) -> int:
             _parse_classes(args.cls, pipe)  # raises: unconditional
         n, labels = args.n or 64, None
         cols = min(n, int(n**0.5 + 0.999))
-    req = ImageRequest(args.seed, labels, guidance, nfe, sampler, schedule, args.device)
-    req.edit = getattr(args, "edit", None)  # img2img / inpainting inputs (cli_latent)
+    req = ImageRequest(args.seed, labels, guidance, plan, args.device, edit)
     check_values(n, math.prod(pipe.image_shape))
     images = draw(pipe, req, n)
     check_finite_output(images, str(pipe.checkpoint.path))

@@ -7,6 +7,7 @@ import copy
 import json
 from pathlib import Path
 
+from diffusionforge.core.draw import Edit
 from diffusionforge.errors import UserError
 
 
@@ -48,8 +49,8 @@ def check_samplable(pipe, args) -> None:
         )
 
 
-def edit_inputs(args, pipe) -> dict | None:
-    """--init-image/--strength/--mask -> keyword arguments of Pipeline.generate_images."""
+def edit_inputs(args, pipe) -> Edit | None:
+    """--init-image/--strength/--mask/--resample -> the Edit to draw with (None: sample)."""
     from diffusionforge.pipelines.editing import DEFAULT_STRENGTH, check_edit, load_image, load_mask
 
     if args.resample < 0 or args.resample > 50:
@@ -66,7 +67,7 @@ def edit_inputs(args, pipe) -> dict | None:
     default = 1.0 if mask is not None else DEFAULT_STRENGTH
     strength = default if args.strength is None else args.strength
     check_edit(shape, init, mask, strength)
-    return {"init": init, "strength": strength, "mask": mask, "resample": args.resample}
+    return Edit(init, strength, mask, args.resample)
 
 
 def is_autoencoder(checkpoint: str) -> bool:

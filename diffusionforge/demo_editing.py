@@ -11,6 +11,7 @@ def editing(out: Path, quick: bool):
     import torch
 
     from diffusionforge.assets import bundled_path
+    from diffusionforge.core.draw import Edit
     from diffusionforge.data.scenes import make_scenes
     from diffusionforge.demo import Section
     from diffusionforge.pipelines.generate import load_pipeline
@@ -36,9 +37,9 @@ def editing(out: Path, quick: bool):
     base = pipe.generate_images(seeds, labels=source, guidance=2.0, nfe=nfe)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1  # regenerate the left half
-    run = dict(labels=target, guidance=2.0, nfe=nfe, init=base)
-    inpainted = pipe.generate_images(seeds, mask=mask, resample=2, **run)
-    moved = pipe.generate_images(seeds, strength=0.6, **run)
+    run = dict(labels=target, guidance=2.0, nfe=nfe)
+    inpainted = pipe.generate_images(seeds, edit=Edit(base, 1.0, mask, resample=2), **run)
+    moved = pipe.generate_images(seeds, edit=Edit(base, strength=0.6), **run)
     edit_s = time.monotonic() - t0
     panels = [
         ("digits 0-9", base),

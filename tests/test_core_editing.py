@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from diffusionforge import sample
+from diffusionforge.core.draw import latent_mask
 from diffusionforge.core.editing import edit, inpaint, strength_sigmas
 from diffusionforge.core.sampler_utils import randn_like
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras
 from diffusionforge.errors import UserError
-from diffusionforge.pipelines.editing import check_edit, latent_mask
+from diffusionforge.pipelines.editing import check_edit
 
 F64 = torch.float64
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from diffusionforge.core.plan import Plan
 from diffusionforge.pipelines.generate import load_pipeline
 from diffusionforge.pipelines.images import ImageRequest, draw, read_metadata
 from diffusionforge.train.trainer import Trainer
@@ -60,7 +61,7 @@ def test_grid_and_single_pngs_carry_metadata_and_regenerate_bit_for_bit(ckpt, tm
     # and bit for bit before 8-bit rounding: the float image depends on its own seed only
     torch.set_num_threads(1)
     pipe = load_pipeline(ckpt)
-    kw = dict(guidance=2.0, nfe=4, sampler=rec["sampler"], schedule=rec["schedule"])
+    kw = dict(guidance=2.0, plan=Plan.resolve(4, rec["sampler"], rec["schedule"]))
     batch = draw(pipe, ImageRequest(10, [3, 3, 7, 7], **kw), 4)
     alone = draw(pipe, ImageRequest(12, [7], **kw), 1)
     assert torch.equal(batch[2], alone[0])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from diffusionforge.core.draw import Edit
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.vae import VAEObjective, gaussian_kl, latent_stats
 from diffusionforge.errors import ConfigError
@@ -151,10 +152,10 @@ def test_latent_pipeline_decodes_with_every_sampler_and_inpaints_exactly(latent_
     init = torch.linspace(-1, 1, 64).view(1, 1, 8, 8)
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 2:5, 2:5] = 1
-    out = pipe.generate_images([0, 1], labels=labels, nfe=4, init=init, mask=mask)
+    out = pipe.generate_images([0, 1], labels=labels, nfe=4, edit=Edit(init, 1.0, mask))
     keep = (mask == 0).expand(2, 1, 8, 8)
     assert torch.equal(out[keep], init.expand(2, 1, 8, 8)[keep])
-    same = pipe.generate_images([0], labels=labels[:1], nfe=4, init=init, strength=0.0)
+    same = pipe.generate_images([0], labels=labels[:1], nfe=4, edit=Edit(init, strength=0.0))
     assert torch.allclose(same, pipe.autoencoder.decode(pipe.autoencoder.encode(init)))
 
 

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from serverkit import models_folder, running_server, settings
 
+from diffusionforge.core.plan import Plan
 from diffusionforge.pipelines.generate import load_pipeline
 from diffusionforge.pipelines.images import ImageRequest, draw, read_metadata
 from diffusionforge.pipelines.plot import to_pil
@@ -68,7 +69,7 @@ def test_images_regenerate_bit_for_bit_and_name_no_server_path(server, models):
     pipe = load_pipeline(models / "tiny")
     torch.set_num_threads(1)
     schedule = job["params"]["schedule"]  # the recommended one for 4 NFE, resolved and echoed
-    expected = draw(pipe, ImageRequest(5, [3, 3, 3], 2.0, 4, "heun", schedule), 3)
+    expected = draw(pipe, ImageRequest(5, [3, 3, 3], 2.0, Plan.resolve(4, "heun", schedule)), 3)
     for i, out in enumerate(singles):
         assert len(out["name"]) == 36 and out["url"] == f"/api/files/{out['name']}"
         f = client.get(out["url"])
@@ -233,7 +234,7 @@ def test_concurrent_sampling_threads_match_sequential_floats(models):
 
     pipe = load_pipeline(models / "tiny")
     reqs = [
-        ImageRequest(7 + k, [k, k + 1], 2.0, 8, s, "karras")
+        ImageRequest(7 + k, [k, k + 1], 2.0, Plan.resolve(8, s, "karras"))
         for k, s in enumerate(["heun", "dpmpp_2m_sde", "unipc", "ddim"])
     ]
     sequential = [draw(pipe, r, 2) for r in reqs]

@@ -30,9 +30,8 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.denoiser import Cond, Denoiser
+from diffusionforge.core.plan import Plan
 from diffusionforge.core.sampler_utils import Callback, Generator, randn_like
-from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
-from diffusionforge.core.schedules import SCHEDULES
 
 
 def strength_sigmas(sigmas: Tensor, strength: float) -> Tensor:
@@ -62,7 +61,7 @@ def edit(
     strength: float = 1.0,
     mask: Tensor | None = None,
     sampler: str | None = None,
-    schedule: str | None = None,
+    schedule: str | Tensor | None = None,
     sigma_min: float = 0.002,
     sigma_max: float = 80.0,
     cond: Cond = None,
@@ -71,30 +70,42 @@ def edit(
     resample: int = 0,
 ) -> Tensor:
     """img2img from `init` (B, ...) at `strength`, inpainting where `mask` is 1 when given
-    (with `resample` RePaint resamplings per step).
+    (with `resample` RePaint resamplings per step); names resolve through Plan.resolve."""
+    plan = Plan.resolve(nfe, sampler, schedule, inpainting=mask is not None)
+    return edit_sigmas(
+        plan.sample_fn, denoise, init, plan.sigmas(sigma_min, sigma_max), sigma_max=sigma_max,
+        strength=strength, mask=mask, cond=cond, generator=generator, callback=callback,
+        resample=resample,
+    )  # fmt: skip
 
-    The noise is drawn exactly as core.sample.sample draws it, so with strength 1 and no mask the
-    result is the same bytes as `sample` with the same generator, NFE, sampler and schedule.
+
+def edit_sigmas(
+    sample_fn,
+    denoise: Denoiser,
+    init: Tensor,
+    full: Tensor,
+    *,
+    sigma_max: float | None = None,
+    strength: float = 1.0,
+    mask: Tensor | None = None,
+    cond: Cond = None,
+    generator: Generator = None,
+    callback: Callback = None,
+    resample: int = 0,
+) -> Tensor:
+    """`edit` with the sampler function and the full schedule `full` given.
+
+    The noise is drawn exactly as core.sample.sample_sigmas draws it (scale `sigma_max`,
+    default full[0]), so with strength 1 and no mask the result is the same bytes as sampling
+    with the same generator, sampler and sigmas.
     """
-    from diffusionforge.core.sample import recommended
-
-    rec_sampler, rec_schedule = recommended(nfe)
-    if mask is not None and rec_sampler == "unipc_gaussian":
-        # its end step fits one local scale per sample; known pixels (a point mass) and
-        # generated ones have two, so inpainting takes plain UniPC unless asked otherwise
-        rec_sampler = "unipc"
-    sampler, schedule = sampler or rec_sampler, schedule or rec_schedule
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-    full = SCHEDULES[schedule](SAMPLER_INFO[sampler].steps_for(nfe), sigma_min, sigma_max)
+    sigma_max = float(full[0]) if sigma_max is None else sigma_max
     sigmas = strength_sigmas(full, strength)
     noise = randn_like(torch.empty(init.shape, dtype=init.dtype, device=init.device), generator)
     if len(sigmas) == 1:  # strength 0: nothing to run
         return init.clone()
     s0 = float(sigmas[0])
-    # the full schedule starts from noise * sigma_max exactly as sample() does
+    # the full schedule starts from noise * sigma_max exactly as sampling does
     x = noise * sigma_max if len(sigmas) == len(full) else init + s0 * noise  # (B, ...)
     if mask is not None:
         keep = ~(mask > 0.5)
@@ -102,9 +113,9 @@ def edit(
         denoise = inpaint(denoise, init, mask)
     run = dict(cond=cond, generator=generator)
     if mask is None or resample <= 0:
-        out = SAMPLERS[sampler](denoise, x, sigmas, callback=callback, **run)
+        out = sample_fn(denoise, x, sigmas, callback=callback, **run)
     else:
-        out = _resampled(SAMPLERS[sampler], denoise, x, sigmas, resample, callback, run)
+        out = _resampled(sample_fn, denoise, x, sigmas, resample, callback, run)
     if mask is not None:
         out = torch.where(keep, init.to(out.dtype), out)
     return out

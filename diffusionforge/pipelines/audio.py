@@ -20,9 +20,11 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from diffusionforge.core.draw import draw
+from diffusionforge.core.plan import Plan
 from diffusionforge.core.spectral import MelSpec
 from diffusionforge.errors import CheckpointError
-from diffusionforge.pipelines.generate import Pipeline, generate_images, load_pipeline
+from diffusionforge.pipelines.generate import Pipeline, load_pipeline
 
 # The picture's analysis: finer than the models' (64 bands, 8 ms hop at 8 kHz) so a listener
 # can judge formants and pitch by eye.
@@ -56,21 +58,19 @@ class AudioPipeline:
         nfe: int | None = None,
         sampler: str | None = None,
         schedule: str | None = None,
+        plan: Plan | None = None,
+        callback=None,
+        check=None,
     ) -> Tensor:
+        """Waveforms (n, length); `check()` runs between the network and the decoding (a server
+        job's cancellation point)."""
         t0 = time.process_time()
-        x = generate_images(
-            self.pipe.net,
-            self.pipe.formulation,
-            self.pipe.shape,
-            seeds=seeds,
-            labels=labels,
-            guidance=guidance,
-            num_classes=self.num_classes,
-            nfe=nfe or self.pipe.cfg.sample.nfe,
-            sampler=sampler,
-            schedule=schedule,
-        )
+        plan = plan or self.pipe.plan(nfe, sampler, schedule)
+        x = self.pipe.generate_images(seeds, labels=labels, guidance=guidance, plan=plan,
+                                      callback=callback)  # fmt: skip
         t1 = time.process_time()
+        if check:
+            check()
         waves = decode(x, self.route, self.spec, self.length, self.gl_iters)
         self.timings = {"network": t1 - t0, "decode": time.process_time() - t1}
         return waves
@@ -163,17 +163,11 @@ def preview(net, objective, dataset, cfg, device) -> Image.Image:
     k = max(cfg.model.num_classes, 0)
     labels = torch.arange(k) if k else None
     n = k or 5
-    x = generate_images(
-        net,
-        objective,
-        dataset.shape,
-        seeds=[cfg.sample.seed + i for i in range(n)],
-        labels=labels,
-        guidance=cfg.sample.guidance,
-        num_classes=k,
-        nfe=cfg.sample.nfe,
-        device=device,
-    )
+    x = draw(
+        net, objective, dataset.shape, [cfg.sample.seed + i for i in range(n)],
+        cfg.sample.plan(), cond=labels, guidance=cfg.sample.guidance,
+        uncond=None if labels is None else torch.full_like(labels, k), device=device,
+    )  # fmt: skip
     if labels is not None and dataset.labels is not None:
         real = torch.stack([dataset.data[(dataset.labels == c).nonzero()[0, 0]] for c in range(k)])
     else:

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from diffusionforge.core.denoiser import Denoiser
 from diffusionforge.errors import UserError
 
 DEFAULT_STRENGTH = 0.6  # img2img without a mask; inpainting defaults to 1 (regenerate fully)
@@ -78,50 +76,3 @@ def check_edit(
             f"{mask_name}: the mask is all black: nothing to generate (white marks the pixels "
             f"to generate, black the pixels to keep)"
         )
-
-
-def latent_mask(mask: Tensor, factor: int) -> Tensor:
-    """(B, 1, H, W) pixel mask -> (B, 1, H/f, W/f): a latent cell is generated if any of its
-    pixels is (its kept pixels are pasted back after decoding)."""
-    return F.max_pool2d((mask > 0.5).float(), factor) if factor > 1 else (mask > 0.5).float()
-
-
-def sample_or_edit(
-    denoise: Denoiser,
-    shape: tuple[int, ...],
-    *,
-    autoencoder=None,
-    init: Tensor | None = None,
-    strength: float = 1.0,
-    mask: Tensor | None = None,
-    resample: int = 0,
-    device: str | torch.device = "cpu",
-    **run,
-) -> Tensor:
-    """Images (B, C, H, W) in pixel space: plain sampling, or img2img / inpainting from `init`
-    ((1 or B, C, H, W) in [-1, 1]) and `mask` ((1 or B, 1, H, W), 1 = generate). `shape` is in
-    the model's space (latents for a latent model); `resample` adds RePaint resampling to
-    inpainting (core.editing); `run` holds sample()'s keywords (nfe, sampler, schedule,
-    sigma_min, sigma_max, cond, generator, callback)."""
-    from diffusionforge import sample
-    from diffusionforge.core.editing import edit
-
-    if init is None and mask is None:
-        out = sample(denoise, shape, device=device, **run)
-    else:
-        x0 = init.float().expand(shape[0], *init.shape[1:])  # (B, C, H, W) pixels
-        m = None if mask is None else mask.float().expand(shape[0], 1, *mask.shape[-2:])
-        if autoencoder is not None:
-            z0 = autoencoder.encode(x0)
-            mz = None if m is None else latent_mask(m, autoencoder.factor)
-        else:
-            z0, mz = x0, m
-        z0 = z0.to(device)
-        mz = None if mz is None else mz.to(device)
-        out = edit(denoise, z0, strength=strength, mask=mz, resample=resample, **run)
-    out = out.cpu()
-    if autoencoder is not None:
-        out = autoencoder.decode(out)
-    if mask is not None:
-        out = torch.where(m > 0.5, out, x0.to(out.dtype))
-    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from diffusionforge.core.draw import Edit, draw
+from diffusionforge.core.plan import Plan
 from diffusionforge.errors import CheckpointError, ConfigError
 from diffusionforge.train.builders import build_formulation, build_model
 from diffusionforge.train.checkpoint import Checkpoint, resolve_checkpoint
@@ -39,6 +40,17 @@ class Pipeline:
         f = self.autoencoder.factor
         return c, self.shape[1] * f, self.shape[2] * f
 
+    def plan(
+        self,
+        nfe: int | None = None,
+        sampler: str | None = None,
+        schedule: str | Tensor | None = None,
+        *,
+        inpainting: bool = False,
+    ) -> Plan:
+        """The sampling plan: what is given, else the config's sample settings."""
+        return self.cfg.sample.plan(nfe, sampler, schedule, inpainting=inpainting)
+
     def generate(
         self,
         n: int,
@@ -50,18 +62,12 @@ class Pipeline:
         device: str | torch.device = "cpu",
         callback=None,
     ) -> Tensor:
-        return generate(
-            self.net,
-            self.formulation,
-            n,
-            self.shape,
-            nfe=nfe or self.cfg.sample.nfe,
-            sampler=sampler or _auto(self.cfg.sample.sampler),
-            schedule=schedule or _auto(self.cfg.sample.schedule),
-            seed=seed,
-            device=device,
+        """n samples from one generator seeded `seed` (the same seed gives the same bytes)."""
+        plan = self.plan(nfe, sampler, schedule)
+        return draw(
+            self.net, self.formulation, self.shape, seed, plan, n=n, device=device,
             callback=callback,
-        )
+        )  # fmt: skip
 
     @property
     def num_classes(self) -> int:
@@ -76,38 +82,22 @@ class Pipeline:
         nfe: int | None = None,
         sampler: str | None = None,
         schedule: str | None = None,
+        plan: Plan | None = None,
         device: str | torch.device = "cpu",
-        init: Tensor | None = None,
-        strength: float = 1.0,
-        mask: Tensor | None = None,
-        resample: int = 0,
+        edit: Edit | None = None,
+        callback=None,
     ) -> Tensor:
-        """One image per seed (image i from its own generator seeded seeds[i]). With `init`
-        (1 or B, C, H, W) in [-1, 1]: img2img at `strength`; with `mask` (1 = generate, 0 =
-        keep) too: inpainting (pipelines.editing), with `resample` RePaint resamplings per
-        step. Latent models return decoded images."""
-        return generate_images(
-            self.net,
-            self.formulation,
-            self.shape,
-            seeds=seeds,
-            labels=labels,
-            guidance=guidance,
-            num_classes=self.num_classes,
-            nfe=nfe or self.cfg.sample.nfe,
-            sampler=sampler or _auto(self.cfg.sample.sampler),
-            schedule=schedule or _auto(self.cfg.sample.schedule),
-            device=device,
-            autoencoder=self.autoencoder,
-            init=init,
-            strength=strength,
-            mask=mask,
-            resample=resample,
-        )
-
-
-def _auto(name: str) -> str | None:
-    return None if name == "auto" else name
+        """One image per seed (image i from its own generator seeded seeds[i]); with labels (n,)
+        and guidance != 1, classifier-free guidance against the null label `num_classes`.
+        `edit`: img2img / inpainting (core.draw.Edit). Latent models return decoded images."""
+        inpainting = edit is not None and edit.mask is not None
+        plan = plan or self.plan(nfe, sampler, schedule, inpainting=inpainting)
+        uncond = None if labels is None else torch.full_like(labels, self.num_classes)
+        return draw(
+            self.net, self.formulation, self.shape, seeds, plan, cond=labels,
+            guidance=guidance, uncond=uncond, edit=edit, decoder=self.autoencoder,
+            device=device, callback=callback,
+        )  # fmt: skip
 
 
 def split_config(raw: dict, where: str) -> tuple[Config, tuple[int, ...]]:
@@ -173,100 +163,6 @@ def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:
     ae = latent_model_autoencoder(ckpt)  # None unless trained with data.autoencoder
     formulation = build_formulation(cfg)
     return Pipeline(net, formulation, cfg, shape, ckpt, weights, list(map(str, classes)), ae)
-
-
-@torch.no_grad()
-def generate(
-    net: nn.Module,
-    formulation,
-    n: int,
-    shape: tuple[int, ...],
-    *,
-    nfe: int,
-    sampler: str | None = None,
-    schedule: str | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    callback=None,
-) -> Tensor:
-    """n samples of `shape` from `net` under `formulation`; the same seed gives the same bytes."""
-    from diffusionforge import sample
-
-    net = copy.deepcopy(net).to(device).eval() if _device_of(net) != torch.device(device) else net
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return sample(
-        formulation.precondition(net),
-        (n, *shape),
-        nfe=nfe,
-        sampler=sampler,
-        schedule=schedule,
-        sigma_min=formulation.sigma_min,
-        sigma_max=formulation.sigma_max,
-        generator=generator,
-        device=device,
-        callback=callback,
-    ).cpu()
-
-
-def _device_of(net: nn.Module) -> torch.device:
-    p = next(net.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def generate_images(
-    net: nn.Module,
-    formulation,
-    shape: tuple[int, ...],
-    *,
-    seeds: list[int],
-    labels: Tensor | None = None,
-    guidance: float = 1.0,
-    num_classes: int = 0,
-    nfe: int,
-    sampler: str | None = None,
-    schedule: str | None = None,
-    device: str | torch.device = "cpu",
-    callback=None,
-    autoencoder=None,
-    init: Tensor | None = None,
-    strength: float = 1.0,
-    mask: Tensor | None = None,
-    resample: int = 0,
-) -> Tensor:
-    """len(seeds) images; image i starts from its own generator seeded seeds[i], so its noise
-    does not depend on the batch it is drawn in. With labels (n,) and guidance != 1, classifier-
-    free guidance (core.guidance.cfg) uses the null label `num_classes` as the unconditional.
-    `autoencoder` (latent models) decodes the result; `init`, `strength` and `mask` edit an
-    image instead (pipelines.editing.sample_or_edit)."""
-    from diffusionforge.core.guidance import cfg
-    from diffusionforge.pipelines.editing import sample_or_edit
-
-    net = copy.deepcopy(net).to(device).eval() if _device_of(net) != torch.device(device) else net
-    denoise = formulation.precondition(net)
-    if labels is not None:
-        labels = labels.to(device=device, dtype=torch.long)
-        if guidance != 1.0:
-            denoise = cfg(denoise, guidance, torch.full_like(labels, num_classes))
-    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-    return sample_or_edit(
-        denoise,
-        (len(seeds), *shape),
-        autoencoder=autoencoder,
-        init=init,
-        strength=strength,
-        mask=mask,
-        resample=resample,
-        nfe=nfe,
-        sampler=sampler,
-        schedule=schedule,
-        sigma_min=formulation.sigma_min,
-        sigma_max=formulation.sigma_max,
-        cond=labels,
-        generator=generators,
-        device=device,
-        callback=callback,
-    ).cpu()
 
 
 def grid_labels(num_classes: int, n: int, per_class_max: int = 10) -> tuple[Tensor | None, int]:

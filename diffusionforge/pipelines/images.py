@@ -18,6 +18,8 @@ import torch
 from PIL import Image, PngImagePlugin
 from torch import Tensor
 
+from diffusionforge.core.draw import Edit
+from diffusionforge.core.plan import Plan
 from diffusionforge.pipelines.generate import Pipeline
 from diffusionforge.pipelines.plot import image_grid, to_pil
 
@@ -29,39 +31,47 @@ class ImageRequest:
     seed: int  # image i uses seed + i
     labels: list[int] | None  # one label per image, or None (unconditional)
     guidance: float
-    nfe: int
-    sampler: str  # resolved names, never "auto": the metadata must name what ran
-    schedule: str
+    plan: Plan  # resolved: the metadata names the sampler and schedule that ran
     device: str = "cpu"
-    edit: dict | None = None  # init / strength / mask for Pipeline.generate_images (img2img)
+    edit: Edit | None = None  # img2img / inpainting
 
+    @property
+    def nfe(self) -> int:
+        return self.plan.nfe
 
-def resolve_sampler(nfe: int, sampler: str | None, schedule: str | None) -> tuple[str, str]:
-    from diffusionforge.core.sample import recommended
+    @property
+    def sampler(self) -> str:
+        return self.plan.sampler
 
-    rec_sampler, rec_schedule = recommended(nfe)
-    return sampler or rec_sampler, schedule or rec_schedule
+    @property
+    def schedule(self) -> str:
+        return self.plan.schedule
 
 
 def weights_sha256(pipe: Pipeline) -> str:
     return hashlib.sha256(pipe.checkpoint.files[f"{pipe.weights}.safetensors"]).hexdigest()
 
 
-def draw(pipe: Pipeline, req: ImageRequest, n: int, progress=None) -> Tensor:
-    """n images (n, C, H, W) in [-1, 1], image i drawn alone from seed req.seed + i."""
+def draw(
+    pipe: Pipeline, req: ImageRequest, n: int, progress=None, callback=None, check=None
+) -> Tensor:
+    """n images (n, C, H, W) in [-1, 1], image i drawn alone from seed req.seed + i.
+    `progress(i)` after image i, `callback` per sampler step, `check()` before each image (a
+    server job's cancellation point)."""
     out = []
     for i in range(n):
+        if check:
+            check()
         labels = None if req.labels is None else torch.tensor([req.labels[i]])
         out.append(
             pipe.generate_images(
                 [req.seed + i],
                 labels=labels,
                 guidance=req.guidance,
-                nfe=req.nfe,
-                sampler=req.sampler,
-                schedule=req.schedule,
+                plan=req.plan,
                 device=req.device,
-                **(req.edit or {}),
+                edit=req.edit,
+                callback=callback,
             )
         )
         if progress:
@@ -90,8 +100,14 @@ def image_record(pipe: Pipeline, req: ImageRequest, index: int) -> dict:
         "torch": torch.__version__,
         # img2img / inpainting: the result also depends on the input image and mask
         "edited": req.edit is not None,
-        "strength": req.edit["strength"] if req.edit else None,
+        "strength": req.edit.strength if req.edit else None,
     }
+
+
+def grid_record(first: dict, req: ImageRequest, n: int) -> dict:
+    """A grid's record: its first image's, for the whole batch (seed, count, classes)."""
+    rec = {k: v for k, v in first.items() if k != "index"}
+    return rec | {"seed": req.seed, "count": n, "classes": req.labels}
 
 
 def _pnginfo(record: dict) -> PngImagePlugin.PngInfo:
@@ -141,7 +157,6 @@ def write_images(
         tag = f"-class{rec['class']}" if rec["class"] is not None else ""
         name = f"{i:05d}{tag}-seed{rec['seed']}.png"
         paths.append(save_with_metadata(to_pil(image), folder / name, rec))
-    grid_rec = {k: v for k, v in image_record(pipe, req, 0).items() if k not in ("index",)}
-    grid_rec.update(seed=req.seed, count=len(images), classes=req.labels, images=str(folder))
+    grid_rec = grid_record(image_record(pipe, req, 0), req, len(images)) | {"images": str(folder)}
     save_with_metadata(image_grid(images, cols, value_range=(-1, 1)), grid_path, grid_rec)
     return paths

@@ -22,7 +22,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from diffusionforge.core.draw import Edit, draw
+from diffusionforge.core.plan import Plan
 from diffusionforge.errors import UserError
+from diffusionforge.pipelines.plot import image_panels
 from diffusionforge.train.checkpoint import Checkpoint
 from diffusionforge.train.config import Config
 
@@ -91,6 +94,7 @@ class Text2ImagePipeline:
         seeds: list[int],
         sampler: str | None = None,
         schedule: str | None = None,
+        plan: Plan | None = None,
         negative_prompt: str = "",
         init_image: Tensor | None = None,
         strength: float = 0.6,
@@ -102,56 +106,20 @@ class Text2ImagePipeline:
         init_image (3, H, W) or (B, 3, H, W) in [-1, 1]: img2img at `strength` (SDEdit);
         mask (H, W) or (B, 1, H, W), 1 = generate, 0 = keep init_image: inpainting.
         """
-        from diffusionforge.core.guidance import cfg as guide
-        from diffusionforge.core.sample import sample
-
         if len(seeds) != len(prompts):
             raise PromptError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts")
-        device = next(self.net.parameters()).device
-        cond = self.encode(prompts, seeds=list(seeds)).to(device)
-        neg = self.encode([negative_prompt], allow_empty=True).to(device)
-        denoise = self.formulation.precondition(self.net)
-        if guidance != 1.0:
-            denoise = guide(denoise, guidance, neg.expand_as(cond))
-        gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        f = self.formulation
-        common = dict(nfe=nfe, sampler=sampler, schedule=schedule, sigma_min=f.sigma_min, cond=cond)
-        if init_image is None and mask is None:
-            x = sample(
-                denoise,
-                (len(prompts), *self.shape),
-                sigma_max=f.sigma_max,
-                generator=gens,
-                device=device,
-                callback=callback,
-                **common,
-            )
-        else:
-            x = self._edit(denoise, init_image, strength, mask, gens, callback, **common)
-        return self.decode(x).clamp(-1, 1)
-
-    def _edit(self, denoise, init_image, strength, mask, gens, callback, **common) -> Tensor:
-        from diffusionforge.core.editing import edit
-
-        n = common["cond"].shape[0]
-        init, mask = edit_inputs(init_image, mask, n, self.resolution)
-        device = common["cond"].device
-        init, mask = init.to(device), None if mask is None else mask.to(device)
-        if self.autoencoder is not None:
-            init = self.autoencoder.encode(init)
-            if mask is not None:  # a latent is kept where its whole pixel block is kept
-                k = self.autoencoder.factor
-                mask = torch.nn.functional.max_pool2d(mask, k)
-        return edit(
-            denoise,
-            init,
-            strength=strength if init_image is not None else 1.0,
-            mask=mask,
-            sigma_max=self.formulation.sigma_max,
-            generator=gens,
-            callback=callback,
-            **common,
-        )
+        cond = self.encode(prompts, seeds=list(seeds))
+        neg = self.encode([negative_prompt], allow_empty=True)
+        edit = None
+        if init_image is not None or mask is not None:
+            init, m = edit_inputs(init_image, mask, len(prompts), self.resolution)
+            edit = Edit(init, strength, m)
+        plan = plan or self.cfg.sample.plan(nfe, sampler, schedule, inpainting=mask is not None)
+        x = draw(
+            self.net, self.formulation, self.shape, seeds, plan, cond=cond, guidance=guidance,
+            uncond=neg.expand_as(cond), edit=edit, decoder=self.autoencoder, callback=callback,
+        )  # fmt: skip
+        return x.clamp(-1, 1)
 
     def decode(self, x: Tensor) -> Tensor:
         return self.autoencoder.decode(x) if self.autoencoder is not None else x
@@ -233,26 +201,13 @@ def _bundled_or_path(path: str | Path) -> Path:
 @torch.no_grad()
 def preview(net, objective, dataset, cfg, device):
     """Real scenes beside samples for their captions (first sample.n training examples)."""
-    from diffusionforge.core.guidance import cfg as guide
-    from diffusionforge.core.sample import sample
-    from diffusionforge.pipelines.plot import image_panels
-
     n = min(cfg.sample.n, len(dataset), 32)
-    cond = dataset.cond[:n].to(device)
-    denoise = objective.precondition(net)
-    if cfg.sample.guidance != 1.0:
-        denoise = guide(denoise, cfg.sample.guidance, dataset.null_cond.to(device).expand_as(cond))
-    gens = [torch.Generator(device=device).manual_seed(cfg.sample.seed + i) for i in range(n)]
-    x = sample(
-        denoise,
-        (n, *dataset.shape),
-        nfe=cfg.sample.nfe,
-        sigma_min=objective.sigma_min,
-        sigma_max=objective.sigma_max,
-        cond=cond,
-        generator=gens,
-        device=device,
-    ).cpu()
+    cond = dataset.cond[:n]
+    x = draw(
+        net, objective, dataset.shape, [cfg.sample.seed + i for i in range(n)],
+        cfg.sample.plan(), cond=cond, guidance=cfg.sample.guidance,
+        uncond=dataset.null_cond.expand_as(cond), device=device,
+    )  # fmt: skip
     data = dataset.data[:n]
     ae = getattr(dataset, "autoencoder", None)
     if ae is not None:  # a latent dataset (train/builders_latent.py): decode for the picture

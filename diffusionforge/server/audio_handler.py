@@ -16,12 +16,11 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.plan import Plan
+from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.data.audio import save_wav
-from diffusionforge.pipelines.audio import AudioPipeline, decode, load_audio_pipeline
+from diffusionforge.pipelines.audio import AudioPipeline, load_audio_pipeline
 from diffusionforge.pipelines.audio import spectrogram_image as spectrograms
-from diffusionforge.pipelines.generate import generate_images
-from diffusionforge.pipelines.images import resolve_sampler
 from diffusionforge.server.base import (
     ID_PATTERN,
     Handler,
@@ -89,36 +88,26 @@ class AudioHandler(Handler):
             raise RequestError("n", f"at most {limits.max_n} clips per request, got {params.n}")
         classes = self.describe(entry)["classes"]
         labels = labels_for(params.class_, classes, params.n)
-        sampler, schedule = resolve_sampler(params.nfe, params.sampler, params.schedule)
+        plan = Plan.resolve(params.nfe, params.sampler, params.schedule)
+        sampler, schedule = plan.sampler, plan.schedule
         guidance = params.guidance if labels else 1.0
         echo = {"class": params.class_, "n": params.n, "seed": params.seed, "guidance": guidance}
         echo |= {"nfe": params.nfe, "sampler": sampler, "schedule": schedule}
 
         def run(ctx: JobContext) -> None:
-            _draw(entry.load(), entry.id, labels, echo, ctx)
+            _draw(entry.load(), entry.id, labels, plan, echo, ctx)
 
         return echo, run
 
 
-def _draw(pipe: AudioPipeline, model_id: str, labels, echo: dict, ctx: JobContext) -> None:
+def _draw(pipe: AudioPipeline, model_id: str, labels, plan, echo: dict, ctx: JobContext) -> None:
     n, seed = echo["n"], echo["seed"]
-    ctx.plan(SAMPLER_INFO[echo["sampler"]].steps_for(echo["nfe"]))
+    ctx.plan(plan.steps)  # one batch: a step moves every clip
     seeds = [seed + i for i in range(n)]
-    x = generate_images(  # AudioPipeline.generate's network half, with the progress callback
-        pipe.pipe.net,
-        pipe.pipe.formulation,
-        pipe.pipe.shape,
-        seeds=seeds,
-        labels=None if labels is None else torch.tensor(labels),
-        guidance=echo["guidance"],
-        num_classes=pipe.num_classes,
-        nfe=echo["nfe"],
-        sampler=echo["sampler"],
-        schedule=echo["schedule"],
-        callback=ctx.step,
+    lab = None if labels is None else torch.tensor(labels)
+    waves = pipe.generate(
+        seeds, labels=lab, guidance=echo["guidance"], plan=plan, callback=ctx.step, check=ctx.check
     )
-    ctx.check()
-    waves = decode(x, pipe.route, pipe.spec, pipe.length, pipe.gl_iters)
     weights = pipe.pipe.checkpoint.files[f"{pipe.pipe.weights}.safetensors"]
     base = {k: v for k, v in echo.items() if k != "n"} | {"model": model_id, "rate": pipe.rate}
     base |= {"route": pipe.route, "weights": pipe.pipe.weights, "threads": torch.get_num_threads()}

@@ -11,16 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.plan import Plan
+from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
-from diffusionforge.pipelines.generate import Pipeline, generate_images, load_pipeline
+from diffusionforge.pipelines.generate import Pipeline, load_pipeline
 from diffusionforge.pipelines.images import (
     ImageRequest,
+    draw,
+    grid_record,
     image_record,
-    resolve_sampler,
     save_with_metadata,
 )
 from diffusionforge.pipelines.plot import image_grid, to_pil
@@ -82,7 +83,7 @@ class ImageHandler(Handler):
             "defaults": {
                 "nfe": nfe,
                 "guidance": float(sample.get("guidance", 1.0)),
-                "sampler": resolve_sampler(nfe, None, None)[0],
+                "sampler": Plan.resolve(nfe).sampler,
             },
             "samplers": list(SAMPLERS),
             "schedules": list(SCHEDULES),
@@ -109,8 +110,9 @@ class ImageHandler(Handler):
                 )
         labels = labels_for(params.class_, classes, params.n)
         guidance = params.guidance if params.guidance is not None else info["defaults"]["guidance"]
-        sampler, schedule = resolve_sampler(nfe, params.sampler, params.schedule)
-        req = ImageRequest(params.seed, labels, guidance if labels else 1.0, nfe, sampler, schedule)
+        plan = Plan.resolve(nfe, params.sampler, params.schedule)
+        sampler, schedule = plan.sampler, plan.schedule
+        req = ImageRequest(params.seed, labels, guidance if labels else 1.0, plan)
         echo = {
             "class": params.class_,
             "n": params.n,
@@ -143,32 +145,11 @@ def labels_for(cls: int | str | None, classes: list[str], n: int) -> list[int] |
 
 
 def _draw(pipe: Pipeline, model_id: str, req: ImageRequest, n: int, ctx: JobContext) -> None:
-    steps = SAMPLER_INFO[req.sampler].steps_for(req.nfe)
-    ctx.plan(n * steps)
-    images = []
-    for i in range(n):
-        ctx.check()
-        labels = None if req.labels is None else torch.tensor([req.labels[i]])
-        image = generate_images(  # the call `sample` makes, plus the progress callback
-            pipe.net,
-            pipe.formulation,
-            pipe.shape,
-            seeds=[req.seed + i],
-            labels=labels,
-            guidance=req.guidance,
-            num_classes=pipe.num_classes,
-            nfe=req.nfe,
-            sampler=req.sampler,
-            schedule=req.schedule,
-            callback=ctx.step,
-            autoencoder=pipe.autoencoder,  # latent models: decoded to pixels
-        )
-        images.append(image)
-    images = torch.cat(images)
+    ctx.plan(n * req.plan.steps)
+    images = draw(pipe, req, n, callback=ctx.step, check=ctx.check)  # as `sample` draws them
     records = [_record(pipe, model_id, req, i) for i in range(n)]
     cols = min(n, 8)
-    grid_rec = {k: v for k, v in records[0].items() if k != "index"}
-    grid_rec |= {"seed": req.seed, "count": n, "classes": req.labels}
+    grid_rec = grid_record(records[0], req, n)
     grid = image_grid(images, cols, value_range=(-1, 1))
     ctx.save(lambda p: save_with_metadata(grid, p, grid_rec), "png", "image/png", "grid", grid_rec)
     for image, rec in zip(images, records, strict=True):

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffusionforge.core.samplers import SAMPLER_INFO
-from diffusionforge.pipelines.images import resolve_sampler, save_with_metadata
+from diffusionforge.core.plan import Plan
+from diffusionforge.pipelines.images import save_with_metadata
 from diffusionforge.pipelines.plot import image_grid, to_pil
 from diffusionforge.pipelines.text2image import Text2ImagePipeline, load_text2image
 from diffusionforge.server.base import (
@@ -94,26 +94,26 @@ class Text2ImageHandler(Handler):
             for which, words in zip(("prompt", "negative_prompt"), enc.unknown, strict=False)
             if words
         ] + [f"prompt cut to {pipe.max_prompt_tokens} tokens" for i in enc.truncated if i == 0]
-        sampler, schedule = resolve_sampler(params.nfe, params.sampler, params.schedule)
+        plan = Plan.resolve(params.nfe, params.sampler, params.schedule)
+        sampler, schedule = plan.sampler, plan.schedule
         echo = params.model_dump(exclude={"model"}) | {"sampler": sampler, "schedule": schedule}
         echo["warnings"] = warnings
 
         def run(ctx: JobContext) -> None:
-            _draw(pipe, entry.id, params, sampler, schedule, echo, ctx)
+            _draw(pipe, entry.id, params, plan, echo, ctx)
 
         return echo, run
 
 
-def _draw(pipe: Text2ImagePipeline, model_id: str, p, sampler, schedule, echo, ctx) -> None:
-    ctx.plan(SAMPLER_INFO[sampler].steps_for(p.nfe))  # one batch: a step moves every image
+def _draw(pipe: Text2ImagePipeline, model_id: str, p, plan: Plan, echo, ctx) -> None:
+    ctx.plan(plan.steps)  # one batch: a step moves every image
     seeds = [p.seed + i for i in range(p.n)]
     images = pipe.generate(
         [p.prompt] * p.n,
         nfe=p.nfe,
         guidance=p.guidance,
         seeds=seeds,
-        sampler=sampler,
-        schedule=schedule,
+        plan=plan,
         negative_prompt=p.negative_prompt,
         callback=ctx.step,
     )

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from diffusionforge.core.plan import Plan
 from diffusionforge.errors import ConfigError
 
 
@@ -240,6 +241,25 @@ class SampleConfig:
     n: int = 2000  # samples drawn for periodic grids (images: a row of n / classes per class)
     seed: int = 0
     guidance: float = 1.0  # classifier-free guidance scale of the periodic grids (1: none)
+
+    def plan(
+        self,
+        nfe: int | None = None,
+        sampler: str | None = None,
+        schedule: str | Any | None = None,
+        *,
+        inpainting: bool = False,
+    ) -> Plan:
+        """What is given, else these settings ("auto": the recommendation for the NFE), as a
+        core.plan.Plan. ValueError names an unknown sampler or schedule."""
+        return Plan.resolve(
+            nfe or self.nfe,
+            sampler or (None if self.sampler == "auto" else self.sampler),
+            schedule
+            if schedule is not None
+            else (None if self.schedule == "auto" else self.schedule),
+            inpainting=inpainting,
+        )
 
 
 @dataclass

@@ -8,22 +8,11 @@ there is one) and is in eval mode.
 
 from __future__ import annotations
 
-from diffusionforge.pipelines.generate import (
-    generate,
-    generate_images,
-    grid_labels,
-    real_examples,
-)
+import torch
+
+from diffusionforge.core.draw import draw
+from diffusionforge.pipelines.generate import grid_labels, real_examples
 from diffusionforge.pipelines.plot import image_panels, picture
-
-
-def _common(cfg, device) -> dict:
-    return dict(
-        nfe=cfg.sample.nfe,
-        sampler=None if cfg.sample.sampler == "auto" else cfg.sample.sampler,
-        schedule=None if cfg.sample.schedule == "auto" else cfg.sample.schedule,
-        device=device,
-    )
 
 
 def images(net, objective, dataset, cfg, device):
@@ -34,16 +23,11 @@ def images(net, objective, dataset, cfg, device):
         return reconstruction_preview(net, dataset, cfg)
     labels, cols = grid_labels(cfg.model.num_classes, cfg.sample.n)
     n = cols if labels is None else len(labels)
-    samples = generate_images(
-        net,
-        objective,
-        dataset.shape,
-        seeds=[cfg.sample.seed + i for i in range(n)],
-        labels=labels,
-        guidance=cfg.sample.guidance,
-        num_classes=cfg.model.num_classes,
-        **_common(cfg, device),
-    )
+    samples = draw(
+        net, objective, dataset.shape, [cfg.sample.seed + i for i in range(n)], cfg.sample.plan(),
+        cond=labels, guidance=cfg.sample.guidance, device=device,
+        uncond=None if labels is None else torch.full_like(labels, cfg.model.num_classes),
+    )  # fmt: skip
     data = real_examples(dataset, labels, n)
     ae = getattr(dataset, "autoencoder", None)
     if ae is not None:  # latent diffusion: show pictures, not latents
@@ -54,8 +38,14 @@ def images(net, objective, dataset, cfg, device):
 
 def vectors(net, objective, dataset, cfg, device):
     """A scatter plot of 2-D points (or their first two coordinates) beside the data."""
-    samples = generate(
-        net, objective, cfg.sample.n, dataset.shape, seed=cfg.sample.seed, **_common(cfg, device)
+    samples = draw(
+        net,
+        objective,
+        dataset.shape,
+        cfg.sample.seed,
+        cfg.sample.plan(),
+        n=cfg.sample.n,
+        device=device,
     )
     return picture([("data", dataset.data[: cfg.sample.n]), ("samples", samples)])
 

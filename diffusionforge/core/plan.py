@@ -1,0 +1,108 @@
+"""A sampling plan: which sampler runs over which sigmas for an NFE budget, resolved in one place.
+
+Every path from a user's `--nfe/--sampler/--schedule` (CLI, server, config, training preview) to
+a sampler goes through `Plan.resolve`: it is the only reader of the recommendation table and the
+only place sampler and schedule names are checked. What it returns holds no names to look up
+again: `plan.sample_fn` is the sampler function and `plan.sigmas(sigma_min, sigma_max)` the
+schedule tensor (decreasing, ending in 0) that core.sample / core.editing run.
+
+A schedule is a name from core.schedules.SCHEDULES, an explicit sigma tensor, or "fitted": a
+schedule table the model supplies (`fitted`, keyed by the number of sampler steps), e.g. one
+fitted per checkpoint. With no schedule named, a fitted entry for the step count is used when
+the model has one, else the recommended schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES
+
+# Best (sampler, schedule) per NFE budget, from benchmarks/samplers.py (BENCHMARKS.md); a
+# budget between two entries takes the entry at or below it.
+RECOMMENDED: dict[int, tuple[str, str]] = {
+    1: ("euler", "karras"),  # one evaluation: x = D(x, sigma_max), whatever the sampler
+    2: ("unipc_gaussian", "optimized"),
+    8: ("unipc", "optimized"),
+}
+
+FITTED, CUSTOM = "fitted", "custom"  # schedule names of a model's table / an explicit tensor
+
+
+def recommended(nfe: int) -> tuple[str, str]:
+    """The (sampler, schedule) pair recommended for `nfe` network evaluations."""
+    return RECOMMENDED[max(k for k in RECOMMENDED if k <= max(nfe, 1))]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """nfe network evaluations with `sampler` over `schedule` (names as metadata records them)."""
+
+    nfe: int
+    sampler: str  # a SAMPLERS name
+    schedule: str  # a SCHEDULES name, FITTED or CUSTOM
+    table: Tensor | None = None  # the sigmas of a FITTED or CUSTOM schedule (float64, ends in 0)
+
+    @classmethod
+    def resolve(
+        cls,
+        nfe: int,
+        sampler: str | None = None,
+        schedule: str | Tensor | None = None,
+        fitted: Mapping[int, Tensor] | None = None,
+        *,
+        inpainting: bool = False,
+    ) -> Plan:
+        """The plan for `nfe` evaluations; None picks the recommended sampler / schedule.
+
+        `fitted` is the model's own schedule table {steps: sigmas}; `inpainting` avoids the
+        recommendation unipc_gaussian, whose end step fits one local scale per sample while
+        known pixels (a point mass) and generated ones have two. ValueError names a bad name."""
+        rec_sampler, rec_schedule = recommended(nfe)
+        if inpainting and rec_sampler == "unipc_gaussian":
+            rec_sampler = "unipc"
+        sampler = sampler or rec_sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if isinstance(schedule, Tensor):
+            return cls(nfe, sampler, CUSTOM, _checked(schedule, "schedule"))
+        steps = SAMPLER_INFO[sampler].steps_for(nfe)
+        if schedule == FITTED or (schedule is None and fitted and steps in fitted):
+            if not fitted or steps not in fitted:
+                have = ", ".join(map(str, sorted(fitted or {}))) or "none"
+                raise ValueError(f"no fitted schedule for {steps} steps (the model has: {have})")
+            return cls(nfe, sampler, FITTED, _checked(fitted[steps], "fitted schedule"))
+        schedule = schedule or rec_schedule
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+        return cls(nfe, sampler, schedule)
+
+    @property
+    def sample_fn(self):
+        """The sampler: fn(denoise, x, sigmas, *, cond, generator, callback) -> x0."""
+        return SAMPLERS[self.sampler]
+
+    @property
+    def steps(self) -> int:
+        """Sampler steps (a progress bar's length): the table's, else what the NFE affords."""
+        if self.table is not None:
+            return len(self.table) - 1
+        return SAMPLER_INFO[self.sampler].steps_for(self.nfe)
+
+    def sigmas(self, sigma_min: float, sigma_max: float) -> Tensor:
+        """The schedule tensor for a formulation's sampling range (a table ignores the range)."""
+        if self.table is not None:
+            return self.table
+        return SCHEDULES[self.schedule](self.steps, sigma_min, sigma_max)
+
+
+def _checked(sigmas: Tensor, what: str) -> Tensor:
+    s = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if len(s) < 2 or float(s[-1]) != 0.0 or not bool((s[:-1] > s[1:]).all()):
+        raise ValueError(f"{what}: expected decreasing sigmas ending in 0, got {s.tolist()}")
+    return s
