@@ -120,6 +120,10 @@ def _log(message: str) -> None:
 
 
 def _cmd_sample(args) -> int:
+    from diffusionforge import cli_diffusers
+
+    if cli_diffusers.handles(args.checkpoint):  # a folder made with diffusers
+        return cli_diffusers.cmd_sample(args)
     import numpy as np
 
     from diffusionforge.core.samplers import SAMPLERS
@@ -423,6 +427,10 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_info(args) -> int:
+    from diffusionforge import cli_diffusers
+
+    if cli_diffusers.handles(args.checkpoint):  # a folder made with diffusers
+        return cli_diffusers.cmd_info(args)
     from diffusionforge.pipelines.generate import split_config
     from diffusionforge.train.checkpoint import list_checkpoints, resolve_checkpoint
 
@@ -572,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diffusionforge import cli_latent
 
     cli_latent.add_sample_flags(s)  # --init-image, --strength, --mask
+    from diffusionforge import cli_diffusers
+
+    cli_diffusers.add_dtype_flag(s)
     s.set_defaults(func=_cmd_sample)
 
     v = sub.add_parser("eval", help="FID/KID/precision-recall, NFE sweep, memorization")

@@ -42,6 +42,10 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def _cmd_generate(args) -> int:
+    from diffusionforge import cli_diffusers
+
+    if cli_diffusers.handles(args.checkpoint):  # a Stable-Diffusion-layout diffusers folder
+        return cli_diffusers.cmd_generate(args)
     import torch
     from PIL import PngImagePlugin
 
@@ -176,4 +180,7 @@ def add_commands(sub) -> None:
     g.add_argument("--out", default="generated", help="output folder")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     g.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    from diffusionforge import cli_diffusers
+
+    cli_diffusers.add_dtype_flag(g)
     g.set_defaults(func=_cmd_generate)

@@ -271,6 +271,11 @@ def check_components(comps: list[Component], dtype: torch.dtype, device: torch.d
 
 def load_component(comp: Component, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
     """The real network, through its library's from_pretrained (safetensors, local files)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()  # one line per problem, no progress noise
+    transformers.utils.logging.disable_progress_bar()
     cls = _library_class(comp.class_name)
     kw: dict[str, Any] = {"use_safetensors": True, "local_files_only": True}
     if comp.class_name.startswith("CLIP"):

@@ -1,0 +1,289 @@
+"""`info`, `sample`, `generate` and `eval` on a diffusers folder (pipelines/diffusers_model.py).
+
+cli.py and cli_generate.py hand a command here when its checkpoint argument is a diffusers
+folder (`handles`); flags mean what they mean for our own checkpoints, plus `--dtype` and
+`--schedule scheduler` (the timesteps of the folder's own scheduler). No math here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from diffusionforge.errors import UserError
+
+DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+
+
+def handles(path: str | None) -> bool:
+    if not path:
+        return False
+    from diffusionforge.pipelines.diffusers_import import is_diffusers_folder
+
+    return is_diffusers_folder(path)
+
+
+def add_dtype_flag(parser) -> None:
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        help="diffusers folders: load the weights in float32 (default), float16 or bfloat16",
+    )
+
+
+def _device(text: str):
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device: expected cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {text}: no CUDA device is available here")
+    return device
+
+
+def _load(args):
+    from diffusionforge.pipelines.diffusers_model import load
+
+    dtype = getattr(args, "dtype", "float32")
+    if dtype not in DTYPE_CHOICES:
+        raise UserError(f"--dtype: expected one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    return load(args.checkpoint, dtype=dtype, device=_device(getattr(args, "device", "cpu")))
+
+
+def _check_sampling(args) -> None:
+    from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.core.schedules import SCHEDULES
+
+    if args.nfe is not None and args.nfe <= 0:
+        raise UserError(f"--nfe: expected a positive number of steps, got {args.nfe}")
+    if args.sampler and args.sampler not in SAMPLERS:
+        raise UserError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {args.sampler!r}")
+    if args.schedule and args.schedule not in (*SCHEDULES, "scheduler"):
+        raise UserError(
+            f"--schedule: expected one of {', '.join(SCHEDULES)} or scheduler (the folder's "
+            f"own timesteps), got {args.schedule!r}"
+        )
+
+
+def describe(model) -> list[str]:
+    p = model.process
+    c = p.config or {}
+    if p.table is None:
+        noise = f"flow matching, shift {p.shift:g}, {p.num_train_timesteps} train steps"
+    else:
+        betas = "trained_betas" if c.get("trained_betas") else c.get("beta_schedule", "linear")
+        noise = (
+            f"discrete VP, {p.num_train_timesteps} steps, {betas} betas, predicts {p.prediction}"
+            f"{', clip_sample' if c.get('clip_sample') else ''}"
+        )
+    parts = ", ".join(f"{k}: {v}" for k, v in model.components.items())
+    lines = [
+        f"diffusers    {model.path} ({model.class_name}; {parts})",
+        f"model        {model.parameters:,} parameters in {str(model.dtype).split('.')[-1]}, "
+        f"samples {tuple(model.shape)}"
+        + (f", images {tuple(model.image_shape)}" if model.vae is not None else ""),
+        f"noise        {noise}; sigma {p.sigma_min:.4g} .. {p.sigma_max:.4g}",
+        f"scheduler    {c.get('_class_name', '?')}, spacing {c.get('timestep_spacing', 'leading')}"
+        + (f"; {model.scheduler_note}" if model.scheduler_note else ""),
+        "conditioning "
+        + (
+            "text (CLIP), negative prompt, classifier-free guidance"
+            if model.is_text_to_image
+            else f"{model.num_classes} classes"
+            if model.num_classes
+            else "none"
+        ),
+    ]
+    return lines
+
+
+def cmd_info(args) -> int:
+    model = _load(args)
+    if getattr(args, "json", False):
+        rec = {
+            "path": str(model.path),
+            "class_name": model.class_name,
+            "components": model.components,
+            "parameters": model.parameters,
+            "shape": list(model.shape),
+            "scheduler": model.process.config,
+        }
+        print(json.dumps(rec, indent=2))
+        return 0
+    print("\n".join(describe(model)))
+    return 0
+
+
+def _edit_inputs(args, model):
+    """--init-image / --mask / --strength for img2img and inpainting, as the other commands."""
+    from diffusionforge.cli_generate import _load_png
+
+    init = mask = None
+    if getattr(args, "init_image", None):
+        init = _load_png(args.init_image, "--init-image", "RGB")
+        c, h, w = model.image_shape
+        if c == 1:
+            init = init.mean(0, keepdim=True)
+        if tuple(init.shape[1:]) != (h, w):
+            raise UserError(
+                f"--init-image: expected {w}x{h} pixels, got {init.shape[2]}x{init.shape[1]}"
+            )
+        init = init[None]
+    if getattr(args, "mask", None):
+        if init is None:
+            raise UserError("--mask: inpainting needs --init-image (the pixels to keep)")
+        mask = _load_png(args.mask, "--mask", "L")[None, None]
+        if tuple(mask.shape[2:]) != tuple(init.shape[2:]):
+            raise UserError("--mask: expected the --init-image's size")
+    strength = getattr(args, "strength", None)
+    if strength is None:
+        strength = 1.0 if mask is not None else 0.6
+    if not 0 < strength <= 1:
+        raise UserError(f"--strength: expected a number in (0, 1], got {strength}")
+    return init, mask, strength
+
+
+def _save(images, out: Path, cols: int, record: dict) -> None:
+    import numpy as np
+
+    from diffusionforge.pipelines.images import save_with_metadata
+    from diffusionforge.pipelines.plot import image_grid
+
+    if out.suffix == ".npy":
+        tmp = out.with_name(f".tmp-{out.name}")
+        np.save(tmp, images.numpy())
+        os.replace(tmp, out)
+        return
+    save_with_metadata(image_grid(images.clamp(-1, 1), cols, value_range=(-1, 1)), out, record)
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    _check_sampling(args)
+    if args.n is not None and args.n <= 0:
+        raise UserError(f"--n: expected a positive number of samples, got {args.n}")
+    out = Path(args.out or "samples.png")
+    if out.suffix not in (".npy", ".png"):
+        raise UserError(f"--out {out}: expected a .npy or .png file name")
+    torch.set_num_threads(args.threads)
+    model = _load(args)
+    if model.is_text_to_image:
+        raise UserError(
+            f"{args.checkpoint}: a text-to-image pipeline; use `diffusionforge "
+            "generate PROMPT --checkpoint` with it"
+        )
+    n = args.n or 16
+    labels = None
+    if args.cls is not None:
+        if not model.num_classes:
+            raise UserError(f"--class: {args.checkpoint} is an unconditional model")
+        try:
+            wanted = (
+                list(range(model.num_classes))
+                if args.cls == "all"
+                else [int(c) for c in args.cls.split(",")]
+            )
+        except ValueError:
+            raise UserError(f"--class {args.cls!r}: expected indices, e.g. 3,7, or 'all'") from None
+        if any(not 0 <= c < model.num_classes for c in wanted):
+            raise UserError(f"--class: expected indices below {model.num_classes}")
+        labels = torch.tensor([wanted[i * len(wanted) // n] for i in range(n)])
+    elif model.num_classes and model.null_class is None:
+        labels = torch.arange(n) % model.num_classes
+    guidance = 1.0 if args.guidance is None else args.guidance
+    if guidance != 1.0 and model.null_class is None:
+        raise UserError(f"--guidance: {args.checkpoint} has no 'no class' label to guide against")
+    init, mask, strength = _edit_inputs(args, model)
+    nfe = args.nfe or 20
+    seeds = list(range(args.seed, args.seed + n))
+    images = model.generate(
+        seeds,
+        nfe=nfe,
+        sampler=args.sampler,
+        schedule=args.schedule,
+        guidance=guidance,
+        labels=labels,
+        init=None if init is None else init.expand(n, -1, -1, -1),
+        strength=strength,
+        mask=mask,
+    ).cpu()
+    record = {
+        "model": str(model.path),
+        "seed": args.seed,
+        "count": n,
+        "nfe": nfe,
+        "sampler": args.sampler or "auto",
+        "schedule": args.schedule or "auto",
+        "guidance": guidance,
+        "dtype": str(model.dtype),
+        "torch": torch.__version__,
+    }
+    _save(images, out, min(n, int(n**0.5 + 0.999)), record)
+    print(f"wrote {n} images of shape {tuple(images.shape[1:])} from {model.path} to {out}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    """Stable-Diffusion-layout folders: prompt(s), negative prompt, CFG, img2img, inpainting."""
+    import torch
+
+    from diffusionforge.pipelines.images import save_with_metadata
+    from diffusionforge.pipelines.plot import to_pil
+
+    _check_sampling(args)
+    for flag, value in (("--n", args.n), ("--threads", args.threads)):
+        if value <= 0:
+            raise UserError(f"{flag}: expected a positive number, got {value}")
+    if not args.guidance >= 0:
+        raise UserError(f"--guidance: expected 0 or more, got {args.guidance}")
+    for i, p in enumerate(args.prompt):
+        if not p.strip():
+            raise UserError(f"prompt {i + 1}: empty; describe the image")
+    torch.set_num_threads(args.threads)
+    model = _load(args)
+    if not model.is_text_to_image:
+        raise UserError(
+            f"--checkpoint {args.checkpoint}: not a text-to-image pipeline; use "
+            "`diffusionforge sample` with it"
+        )
+    init, mask, strength = _edit_inputs(args, model)
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for prompt in args.prompt:
+        seeds = list(range(args.seed, args.seed + args.n))
+        images = model.generate(
+            seeds,
+            nfe=args.nfe,
+            sampler=args.sampler,
+            schedule=args.schedule,
+            guidance=args.guidance,
+            prompts=[prompt] * args.n,
+            negative_prompt=args.negative,
+            init=None if init is None else init.expand(args.n, -1, -1, -1),
+            strength=strength,
+            mask=mask,
+        ).cpu()
+        for seed, image in zip(seeds, images, strict=True):
+            rec = {
+                "prompt": prompt,
+                "negative_prompt": args.negative,
+                "seed": seed,
+                "guidance": args.guidance,
+                "nfe": args.nfe,
+                "model": str(model.path),
+                "sampler": args.sampler or "auto",
+                "schedule": args.schedule or "auto",
+                "strength": strength if init is not None else None,
+            }
+            slug = "".join(ch if ch.isalnum() else "-" for ch in prompt.lower())[:40]
+            written.append(
+                save_with_metadata(to_pil(image.clamp(-1, 1)), out / f"{slug}-seed{seed}.png", rec)
+            )
+    print(f"wrote {len(written)} images to {out}/", file=sys.stdout)
+    return 0
