@@ -36,7 +36,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH)
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,diffusers]"
 	touch $(STAMP)
 
 demo: $(STAMP) sysdeps

@@ -325,3 +325,12 @@ def test_bfloat16_load_samples(tmp_path):
     assert next(model.net.parameters()).dtype == torch.bfloat16
     out = model.generate([0, 1], nfe=3, sampler="euler", schedule="karras")
     assert out.shape == (2, 3, 8, 8) and torch.isfinite(out).all()
+
+
+def test_public_load_returns_the_imported_model(tmp_path):
+    import diffusionforge
+
+    save_ddpm(tmp_path / "m", scheduler("DDIMScheduler", clip_sample=False))
+    model = diffusionforge.load(tmp_path / "m")
+    x, sigma = torch.randn(2, 3, 8, 8), torch.tensor([1.0, 10.0])
+    assert model.denoiser(x, sigma, None).shape == x.shape
