@@ -105,31 +105,36 @@ def fit_schedule(
     with torch.no_grad():
         denoise(probe, probe.new_full((chunk,), sigma_max), cond)
     t_call = max(clock() - t0, 1e-6)
-    # The teacher gets at most 40% of the budget: fewer RK4 steps (down to 32) if needed, and
-    # if even that does not fit, the default schedule is returned.
-    t_steps = teacher_steps
-    while t_steps > 32 and elapsed() + (4 * t_steps + 1) * t_call > 0.4 * seconds:
-        t_steps = max(32, t_steps * 3 // 4)
-    if elapsed() + (4 * t_steps + 1) * t_call > 0.4 * seconds:
-        return default
-    # Chunks of draws so that the search has room for ~50 evaluations per free level.
-    per_chunk = 4 * t_steps + 1 + 50 * (steps - 1) * steps
-    n_chunks = int((seconds - elapsed()) / (per_chunk * t_call))
-    n_chunks = max(1, min(n_chunks, MAX_TRAJECTORIES // chunk))
 
-    # Teacher: the fine ODE solution from each draw, chunk by chunk, while the next chunk fits
-    # in the teacher's share of the budget.
+    def teacher_cost(t_steps: int) -> float:  # one chunk's teacher
+        return (4 * t_steps + 1) * t_call
+
+    # Teacher steps: fewer (down to 32) if one chunk's would take over a quarter of the budget;
+    # if it would take over 40% even then, the default schedule is returned.
+    t_steps = teacher_steps
+    while t_steps > 32 and elapsed() + teacher_cost(t_steps) > 0.25 * seconds:
+        t_steps = max(32, t_steps * 3 // 4)
+    if elapsed() + teacher_cost(t_steps) > 0.4 * seconds:
+        return default
     xs: list[Tensor] = []
     refs: list[Tensor] = []
-    for k in range(n_chunks):
-        if elapsed() + (4 * t_steps + 1) * t_call > 0.4 * seconds:
-            break
-        x = probe if k == 0 else noise(chunk)
-        with torch.no_grad():
-            refs.append(_teacher(denoise, x, cond, sigma_max, sigma_min, t_steps))
-        xs.append(x)
-        tell("teacher", trajectories=sum(len(v) for v in xs), teacher_steps=t_steps)
-    n_traj = sum(len(v) for v in xs)
+
+    def add_chunks(k: int, until: float) -> None:
+        """Up to k more chunks of draws with their teacher solutions, while the next one
+        finishes before `until` CPU seconds."""
+        for _ in range(k):
+            if len(xs) * chunk >= MAX_TRAJECTORIES or elapsed() + teacher_cost(t_steps) > until:
+                break
+            x = probe if not xs else noise(chunk)
+            with torch.no_grad():
+                refs.append(_teacher(denoise, x, cond, sigma_max, sigma_min, t_steps))
+            xs.append(x)
+            tell("teacher", trajectories=len(xs) * chunk, teacher_steps=t_steps)
+
+    # First as many chunks as leave the search room for ~50 evaluations per free level
+    # (the teacher taking at most 40%); more are added when the search has converged.
+    per_chunk = 4 * t_steps + 1 + 50 * (steps - 1) * steps
+    add_chunks(max(1, int((seconds - elapsed()) / (per_chunk * t_call))), 0.4 * seconds)
 
     def loss(sigmas: Tensor) -> float:
         sq = 0.0
@@ -137,7 +142,7 @@ def fit_schedule(
             for x, ref in zip(xs, refs, strict=True):
                 out = run(denoise, x, sigmas, cond=cond)
                 sq += float((out.to(_F64) - ref.to(_F64)).pow(2).sum())
-        return sq / (n_traj * probe[0].numel())
+        return sq / (len(xs) * probe.numel())
 
     lo_log, hi_log = math.log(sigma_min), math.log(sigma_max)
 
@@ -169,24 +174,50 @@ def fit_schedule(
         v = f(p)
         if v < best:
             best_p, best = p, v
-    tell(
-        "search",
-        trajectories=n_traj,
-        evaluations=evals,
-        rms=math.sqrt(best),
-        sigmas=to_sigmas(best_p),
-    )
 
-    # Pattern search over the free positions p_1 .. p_{steps-1}.
-    p = best_p.clone()
-    step = torch.full((steps,), 0.03, dtype=_F64)
-    direction = torch.ones(steps, dtype=_F64)
+    def sweep_done(p: Tensor, best: float) -> None:
+        tell("search", trajectories=len(xs) * chunk, evaluations=evals, rms=math.sqrt(best),
+             sigmas=to_sigmas(p))  # fmt: skip
+
+    sweep_done(best_p, best)
+    p, step0 = best_p, 0.03
+    while not out_of_time():
+        p, best = pattern_search(f, p, best, out_of_time, sweep_done, step0)
+        # Converged with time left: double the draws (their teacher taking at most half of
+        # what is left) and refine from here with small moves.
+        left = seconds - elapsed()
+        before = len(xs)
+        add_chunks(min(before, int(0.5 * left / teacher_cost(t_steps))), seconds - 20 * t_eval)
+        if len(xs) == before or out_of_time():
+            break
+        t_eval *= len(xs) / before
+        best, step0 = f(p), 0.01
+        sweep_done(p, best)
+    sig = to_sigmas(p)
+    sig[0] = sigma_max
+    return sig
+
+
+def pattern_search(
+    f: Callable[[Tensor], float],
+    p: Tensor,
+    best: float,
+    out_of_time: Callable[[], bool],
+    on_sweep: Callable[[Tensor, float], None] | None = None,
+    step0: float = 0.03,
+) -> tuple[Tensor, float]:
+    """Minimise f over positions p (p[0] = 1 fixed, the rest free and legal, see _is_legal) from
+    p with f(p) = best: coordinate moves of per-position size that grows 1.5x on success and
+    halves on failure, until every size is below 1e-3 or out_of_time()."""
+    p = p.clone()
+    n = len(p)
+    step = torch.full((n,), step0, dtype=_F64)
+    direction = torch.ones(n, dtype=_F64)
     while not out_of_time() and float(step[1:].max()) > 1e-3:
-        improved = False
-        for i in range(1, steps):
+        for i in range(1, n):
             if step[i] <= 1e-3:
                 continue
-            for sign in (direction[i], -direction[i]):
+            for sign in (float(direction[i]), -float(direction[i])):
                 if out_of_time():
                     break
                 q = p.clone()
@@ -197,22 +228,12 @@ def fit_schedule(
                 if v < best:
                     p, best, direction[i] = q, v, sign
                     step[i] *= 1.5
-                    improved = True
                     break
             else:
                 step[i] *= 0.5
-        tell(
-            "search",
-            trajectories=n_traj,
-            evaluations=evals,
-            rms=math.sqrt(best),
-            sigmas=to_sigmas(p),
-        )
-        if not improved and float(step[1:].max()) <= 1e-3:
-            break
-    sig = to_sigmas(p)
-    sig[0] = sigma_max
-    return sig
+        if on_sweep is not None:
+            on_sweep(p, best)
+    return p, best
 
 
 def _teacher(denoise, x: Tensor, cond, sigma_max: float, sigma_min: float, steps: int) -> Tensor:

@@ -1,0 +1,96 @@
+"""`diffusionforge fit-schedule CHECKPOINT --nfe 5,8,10,16`: fit step schedules to a checkpoint's
+own network and store them in it (pipelines/fitted_schedules.py). Sampling then uses them for
+those NFE unless `--schedule` names another."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffusionforge.errors import UserError
+
+
+def _cmd_fit_schedule(args: argparse.Namespace) -> int:
+    import torch
+
+    from diffusionforge.cli import _check_writable_dir, _int_list, _parse_classes
+    from diffusionforge.pipelines.fitted_schedules import fit_entries, write_entries
+    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.text import is_text_checkpoint
+
+    nfes = _int_list(args.nfe, "--nfe")
+    if max(nfes) > 1000:
+        raise UserError(f"--nfe: expected at most 1000 evaluations, got {max(nfes)}")
+    if not args.seconds > 0 or args.seconds > 86400:
+        raise UserError(
+            f"--seconds: expected a CPU-second budget in (0, 86400], got {args.seconds}"
+        )
+    if not 1 <= args.batch <= 4096:
+        raise UserError(f"--batch: expected 1 to 4096 draws per network call, got {args.batch}")
+    if args.threads <= 0:
+        raise UserError(f"--threads: expected a positive number, got {args.threads}")
+    if is_text_checkpoint(args.checkpoint):
+        raise UserError(f"{args.checkpoint}: a text model has no sigma schedule to fit")
+    pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    bundled = "diffusionforge/assets" in str(Path(pipe.checkpoint.path).resolve()).replace(
+        "\\", "/"
+    )
+    if bundled and args.out is None:
+        raise UserError(
+            f"{args.checkpoint}: a model bundled with the package; give --out FOLDER to write "
+            "a copy of it with its fitted schedules"
+        )
+    if args.out is not None:
+        if Path(args.out).exists():
+            raise UserError(f"--out {args.out}: already exists; name a new folder")
+        _check_writable_dir(Path(args.out).parent, f"--out {args.out}")
+    torch.set_num_threads(args.threads)
+    labels = None
+    if pipe.num_classes:
+        classes = _parse_classes(args.cls or "all", pipe)
+        labels = torch.tensor([classes[i % len(classes)] for i in range(args.batch)])
+    elif args.cls is not None:
+        _parse_classes(args.cls, pipe)  # raises: unconditional
+    f = pipe.formulation
+    denoise = f.precondition(pipe.net.eval())
+
+    def progress(nfe: int, d: dict) -> None:
+        if d["phase"] == "search" and args.verbose:
+            print(f"  NFE {nfe}: {d['cpu_seconds']:.0f} CPU-s, rms to teacher {d['rms']:.4f}")
+
+    with torch.no_grad():
+        entries = fit_entries(
+            denoise, (args.batch, *pipe.shape), nfes, sigma_min=f.sigma_min,
+            sigma_max=f.sigma_max, cond=labels, seconds=args.seconds, seed=args.seed,
+            progress=progress,
+        )  # fmt: skip
+    for e in entries:
+        e["classes"] = None if labels is None else sorted(set(labels.tolist()))
+        sig = " ".join(f"{v:.4g}" for v in e["sigmas"])
+        print(
+            f"NFE {e['nfe']} ({e['sampler']}, {e['steps']} steps): sigmas {sig} "
+            f"({e['cpu_seconds']:.0f} CPU-s, {e['trajectories']} teacher draws, "
+            f"rms to the teacher {e['rms_to_teacher']:.4f})"
+        )
+    path = write_entries(pipe.checkpoint, entries, Path(args.out) if args.out else None)
+    print(f"wrote {len(entries)} fitted schedules to {path / 'schedules.json'}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    f = sub.add_parser(
+        "fit-schedule", help="fit step schedules to a checkpoint's network (per NFE)"
+    )
+    f.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
+    f.add_argument("--nfe", default="5,8,10,16", help="comma-separated NFE (default 5,8,10,16)")
+    f.add_argument(
+        "--class", dest="cls", help="class-conditional models: classes to fit on (default all)"
+    )
+    f.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per NFE (60)")
+    f.add_argument("--batch", type=int, default=64, help="draws per network call (64)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    f.add_argument("--out", help="write a copy of the checkpoint here instead of in place")
+    f.add_argument("--no-ema", action="store_true", help="fit to the raw weights, not the EMA")
+    f.add_argument("--verbose", action="store_true", help="print the search's progress")
+    f.set_defaults(func=_cmd_fit_schedule)

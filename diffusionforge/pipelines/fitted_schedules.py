@@ -1,0 +1,121 @@
+"""Per-checkpoint fitted step schedules: `schedules.json` in the checkpoint folder.
+
+`diffusionforge fit-schedule CHECKPOINT --nfe 5,8,10,16` fits, per NFE, the sigmas of the
+recommended sampler to the checkpoint's own network (core.fit_schedule) and writes them into the
+checkpoint as one more manifest-listed file, atomically (train.checkpoint.write_folder). Every
+sampling path then uses a fitted entry for its NFE when the sampler matches and no schedule is
+named (core.plan.Plan.resolve's `fitted` table, keyed by sampler steps); `--schedule` overrides.
+
+File format (JSON): {"format": 1, "entries": [{"nfe", "sampler", "steps", "sigmas" (steps + 1
+numbers, decreasing, ending in 0), "classes" (labels the fit drew, or null), "cpu_seconds",
+"trajectories"}]}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from diffusionforge.core.fit_schedule import fit_schedule
+from diffusionforge.core.sample import recommended
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.errors import CheckpointError
+from diffusionforge.train.checkpoint import Checkpoint, write_folder
+
+SCHEDULES_FILE = "schedules.json"
+FORMAT = 1
+
+
+def read_entries(ckpt: Checkpoint) -> list[dict]:
+    """The checkpoint's fitted entries (none without schedules.json); a CheckpointError names
+    a malformed file."""
+    if not ckpt.has(SCHEDULES_FILE):
+        return []
+    where = f"{ckpt.path / SCHEDULES_FILE}"
+    raw = ckpt.json(SCHEDULES_FILE)
+    entries = raw.get("entries") if isinstance(raw, dict) else None
+    if not isinstance(entries, list) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: expected {{'format': 1, 'entries': [...]}}")
+    for e in entries:
+        ok = isinstance(e, dict) and e.get("sampler") in SAMPLERS and isinstance(e.get("nfe"), int)
+        sig = e.get("sigmas") if ok else None
+        ok = ok and isinstance(sig, list) and len(sig) >= 2
+        ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in sig)
+        ok = ok and sig[-1] == 0 and all(a > b for a, b in zip(sig, sig[1:], strict=False))
+        if not ok:
+            raise CheckpointError(f"{where}: an entry is not {{nfe, sampler, decreasing sigmas}}")
+    return entries
+
+
+def fitted_table(ckpt: Checkpoint, sampler: str) -> dict[int, Tensor]:
+    """{steps: sigmas} of the entries fitted for `sampler` (Plan.resolve's `fitted`)."""
+    return {
+        len(e["sigmas"]) - 1: torch.tensor(e["sigmas"], dtype=torch.float64)
+        for e in read_entries(ckpt)
+        if e["sampler"] == sampler
+    }
+
+
+def fitted_for_plan(ckpt: Checkpoint, nfe: int, sampler: str | None) -> dict[int, Tensor]:
+    """The fitted table for the sampler a plan of `nfe` would run (`sampler`, else the
+    recommended one): what a pipeline passes to Plan.resolve."""
+    return fitted_table(ckpt, sampler or recommended(nfe)[0])
+
+
+def fit_entries(
+    denoise,
+    shape: tuple[int, ...],
+    nfes: list[int],
+    *,
+    sigma_min: float,
+    sigma_max: float,
+    cond: Tensor | None = None,
+    seconds: float = 60.0,
+    seed: int = 0,
+    progress=None,
+) -> list[dict]:
+    """One entry per NFE: the recommended sampler's sigmas fitted to `denoise` within `seconds`
+    CPU seconds each. `shape` is one fit batch's (B, ...); `cond` per batch (e.g. labels)."""
+    entries = []
+    for nfe in nfes:
+        sampler = recommended(nfe)[0]
+        c0 = time.process_time()
+        seen: dict = {}
+
+        def tell(d: dict, nfe: int = nfe, seen: dict = seen) -> None:
+            seen.update(d)
+            if progress is not None:
+                progress(nfe, d)
+
+        sig = fit_schedule(
+            denoise, shape, nfe, sampler=sampler, cond=cond, seconds=seconds,
+            generator=torch.Generator().manual_seed(seed), sigma_min=sigma_min,
+            sigma_max=sigma_max, callback=tell,
+        )  # fmt: skip
+        entries.append(
+            {
+                "nfe": nfe,
+                "sampler": sampler,
+                "steps": SAMPLER_INFO[sampler].steps_for(nfe),
+                "sigmas": [float(v) for v in sig],
+                "cpu_seconds": round(time.process_time() - c0, 1),
+                "trajectories": seen.get("trajectories", 0),
+                "rms_to_teacher": seen.get("rms"),
+            }
+        )
+    return entries
+
+
+def write_entries(ckpt: Checkpoint, entries: list[dict], out: Path | None = None) -> Path:
+    """The checkpoint with schedules.json holding `entries` (replacing earlier entries of the
+    same NFE), written atomically in place, or as a new checkpoint folder `out`."""
+    kept = [e for e in read_entries(ckpt) if e["nfe"] not in {n["nfe"] for n in entries}]
+    table = {"format": FORMAT, "entries": sorted(kept + entries, key=lambda e: e["nfe"])}
+    files = dict(ckpt.files)
+    files[SCHEDULES_FILE] = json.dumps(table, indent=1).encode()
+    return write_folder(Path(out) if out is not None else ckpt.path, files, step=ckpt.step)
