@@ -9,6 +9,7 @@ hang into a failure instead of a stuck test run.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from diffusionforge.data import files as files_module
@@ -260,3 +262,25 @@ def _deny(folder: Path, monkeypatch) -> None:
         return real(path, *args)
 
     monkeypatch.setattr(files_module.os, "scandir", scandir)
+
+
+# --- spoken digits: the same clip on a fresh machine ------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_spoken_digit_clip_is_the_same_on_a_fresh_home(tmp_path, monkeypatch):
+    """The flaky CI failure: on a fresh machine (no PulseAudio runtime folder in HOME) the
+    first espeak-ng call let libpulse reseed rand(), so the first "f2" clip (breath noise)
+    differed from every later one. Each call here gets a HOME of its own, as on fresh clones."""
+    from diffusionforge.data.spoken_digits import speak
+
+    clips = []
+    for k in range(3):
+        home = tmp_path / f"home{k}"
+        home.mkdir()
+        monkeypatch.setenv("HOME", str(home))
+        for name in ("XDG_RUNTIME_DIR", "PULSE_RUNTIME_PATH", "PULSE_SERVER"):
+            monkeypatch.delenv(name, raising=False)  # as on a fresh login: nothing set up
+        clips.append(speak("seven", "en-us+f2", 160, 50, 8000))
+        assert not any(home.iterdir())  # the audio system was never set up
+    assert all(torch.equal(clips[0], c) for c in clips[1:])  # unfixed: 3 different clips

@@ -5,7 +5,8 @@ that needs no download: 8 English accents x 16 voice variants, each digit spoken
 ``per_voice`` times at a speed and pitch drawn from a generator seeded by (seed, accent,
 variant, digit, k). Each clip is resampled from espeak's 22.05 kHz to the target rate, trimmed
 to the spoken part (frames within 40 dB of the loudest), peak-normalised to 0.9 and centred in
-one second of silence. espeak-ng is deterministic, so the same settings give the same bytes;
+one second of silence. espeak-ng is deterministic once kept away from the audio system (see
+``_quiet_audio_env``), so the same settings give the same bytes;
 the result is cached as an .npz under ``cache_dir()/spoken-digits`` keyed by the settings and
 the espeak-ng version.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,7 +41,18 @@ VARIANTS = (
 )  # fmt: skip
 SPEEDS = (120, 200)  # words per minute: slow enough to stay under one second
 PITCHES = (25, 75)  # espeak-ng -p, 0..99
-_VERSION = 1  # bump when synthesis or framing changes, so stale caches are not reused
+_VERSION = 2  # bump when synthesis or framing changes, so stale caches are not reused
+# (2: clips made without reseeding espeak-ng's rand(), see _quiet_audio_env)
+
+
+# espeak-ng opens an audio device even with --stdout. When PulseAudio's client finds no
+# runtime folder (a fresh HOME, or /tmp/pulse-* cleaned away), it creates one under a random
+# name and reseeds the C library's rand() from /dev/urandom on the way; espeak-ng's breath and
+# Klatt noise come from that same rand(), so that one clip came out different ("f2" voices:
+# 6 of 6 fresh HOMEs gave 6 different clips). A server address that cannot exist keeps libpulse
+# from creating anything: rand() keeps its fixed default seed and every clip its bytes.
+def _quiet_audio_env() -> dict[str, str]:
+    return {**os.environ, "PULSE_SERVER": "unix:/nonexistent/diffusionforge"}
 
 
 def espeak_version() -> str:
@@ -58,6 +71,7 @@ def speak(word: str, voice: str, speed: int, pitch: int, rate: int) -> Tensor:
         ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
         capture_output=True,
         check=True,
+        env=_quiet_audio_env(),
     )
     data, file_rate = sf.read(io.BytesIO(out.stdout), dtype="float32")
     return resample(torch.from_numpy(data).double(), int(file_rate), rate).float()
