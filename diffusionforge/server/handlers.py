@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from diffusionforge.server.audio_handler import AudioHandler
 from diffusionforge.server.base import Handler
+from diffusionforge.server.diffusers_handler import DiffusersHandler
 from diffusionforge.server.image_handler import ImageHandler
 from diffusionforge.server.t2i_handler import Text2ImageHandler
 from diffusionforge.server.text_handler import TextHandler
@@ -25,6 +26,7 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(CAPTIONED_KINDS, _T2I),  # procedural scenes, captioned image lists
     **dict.fromkeys(TEXT_KINDS, _TEXT),  # text files/folders, fortunes, grammar
     **dict.fromkeys(AUDIO_KINDS, _AUDIO),  # spoken digits, audio folders
+    "diffusers": DiffusersHandler(),  # folders made with diffusers (registry.scan marks them)
 }
 
 

@@ -73,6 +73,13 @@ def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
 
 
 def _entry(model_id: str, path: Path) -> ModelEntry | None:
+    from diffusionforge.pipelines.diffusers_import import is_diffusers_folder, require_extra
+
+    if is_diffusers_folder(path):  # made with diffusers: listed from its JSON, built on demand
+        from diffusionforge.server.diffusers_handler import entry_config
+
+        require_extra()
+        return ModelEntry(model_id, "diffusers", HANDLERS["diffusers"], path, entry_config(path))
     from diffusionforge.pipelines.generate import split_config
     from diffusionforge.train.checkpoint import resolve_checkpoint
 

@@ -1,0 +1,155 @@
+"""Models made with diffusers (pipelines/diffusers_model.py), served like our own.
+
+A sub-folder of `--models` that is a diffusers folder (model_index.json, or a config.json with
+a diffusers `_class_name`) is listed with kind "diffusers". Its public facts come from its JSON
+files at start-up; the networks are built at the first job (all checks first: safetensors only,
+shapes, memory). A request names a prompt for Stable-Diffusion-layout folders, a class for
+class-conditional ones, and nothing for unconditional ones; image i comes from seed + i.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES
+from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.jobs import JobContext
+from diffusionforge.server.settings import Limits
+
+SamplerName = Literal[tuple(SAMPLERS)]
+ScheduleName = Literal[(*SCHEDULES, "scheduler")]  # "scheduler": the folder's own timesteps
+MAX_SEED = 2**32 - 1
+
+
+class DiffusersParams(BaseModel):
+    """Generate images from a model made with diffusers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    model: str = Field(pattern=ID_PATTERN, description="a model id from GET /api/models")
+    prompt: str | None = Field(None, description="text-to-image folders: what to draw")
+    negative_prompt: str = Field("", description="text-to-image folders: the unguided branch")
+    class_: int | None = Field(None, alias="class", description="class-conditional: the label")
+    guidance: float | None = Field(None, ge=0, le=50.0, allow_inf_nan=False)
+    nfe: int | None = Field(None, ge=1, description="network evaluations per image")
+    sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
+    schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")
+    n: int = Field(1, ge=1, description="number of images")
+
+
+def entry_config(path: Path) -> dict:
+    """The facts a listing needs, read from the folder's JSON files (nothing is built)."""
+    from diffusionforge.pipelines.diffusers_import import PIPELINES, read_json
+
+    if (path / "model_index.json").is_file():
+        index = read_json(path / "model_index.json")
+        name = index.get("_class_name")
+        if name not in PIPELINES:
+            raise RequestError("model", f"unknown pipeline _class_name {name!r}")
+        net_dir = path / ("transformer" if "transformer" in PIPELINES[name] else "unet")
+        text = "text_encoder" in PIPELINES[name]
+    else:
+        name, net_dir, text = None, path, False
+    net = read_json(net_dir / "config.json")
+    classes = int(net.get("num_class_embeds") or net.get("num_embeds_ada_norm") or 0)
+    facts = {"class_name": name or net.get("_class_name"), "text": text, "classes": classes}
+    return {"data": {"kind": "diffusers"}, "diffusers": facts}
+
+
+class DiffusersHandler(Handler):
+    name = "diffusers"
+    summary = "a model made with diffusers (UNet2DModel, DiT, Stable Diffusion layout)"
+    Params = DiffusersParams
+
+    def describe(self, entry: ModelEntry) -> dict:
+        facts = entry.config["diffusers"]
+        return {
+            "class_name": facts["class_name"],
+            "prompt": facts["text"],
+            "classes": [str(i) for i in range(facts["classes"])],
+            "defaults": {"nfe": 20, "guidance": 7.5 if facts["text"] else 1.0},
+            "samplers": list(SAMPLERS),
+            "schedules": [*SCHEDULES, "scheduler"],
+        }
+
+    def load(self, path: Path) -> object:
+        from diffusionforge.pipelines.diffusers_model import load
+
+        return load(path)
+
+    def prepare(
+        self, params: DiffusersParams, entry: ModelEntry, limits: Limits
+    ) -> tuple[dict, Run]:
+        info = self.describe(entry)
+        nfe = params.nfe if params.nfe is not None else info["defaults"]["nfe"]
+        if nfe > limits.max_nfe:
+            raise RequestError("nfe", f"at most {limits.max_nfe}, got {nfe}")
+        if params.n > limits.max_n:
+            raise RequestError("n", f"at most {limits.max_n} images per request, got {params.n}")
+        if info["prompt"]:
+            if not params.prompt or not params.prompt.strip():
+                raise RequestError("prompt", "this model draws from a text prompt; give one")
+            for key in ("prompt", "negative_prompt"):
+                if len(getattr(params, key) or "") > limits.max_prompt_chars:
+                    raise RequestError(key, f"at most {limits.max_prompt_chars} characters")
+        elif params.prompt is not None:
+            raise RequestError("prompt", "this model takes no prompt")
+        n_cls = len(info["classes"])
+        if params.class_ is not None and not 0 <= params.class_ < n_cls:
+            raise RequestError("class", f"expected an index below {n_cls} (or null)")
+        guidance = params.guidance if params.guidance is not None else info["defaults"]["guidance"]
+        sampler = params.sampler
+        echo = {"n": params.n, "seed": params.seed, "nfe": nfe, "guidance": guidance}
+        echo |= {"sampler": sampler or "auto", "schedule": params.schedule or "auto"}
+        echo |= {"prompt": params.prompt, "class": params.class_}
+
+        def run(ctx: JobContext) -> None:
+            import torch
+
+            from diffusionforge.pipelines.images import save_with_metadata
+            from diffusionforge.plot import image_grid, to_pil
+
+            model = entry.load()
+            steps = SAMPLER_INFO[sampler].steps_for(nfe) if sampler else nfe
+            ctx.plan(params.n * steps)
+            labels = None
+            if n_cls:
+                idx = [params.class_ if params.class_ is not None else i % n_cls
+                       for i in range(params.n)]  # fmt: skip
+                labels = torch.tensor(idx)
+            images = []
+            for i in range(params.n):  # one at a time: image i is a function of seed + i
+                images.append(
+                    model.generate(
+                        [params.seed + i],
+                        nfe=nfe,
+                        sampler=sampler,
+                        schedule=params.schedule,
+                        guidance=guidance,
+                        prompts=[params.prompt] if info["prompt"] else None,
+                        negative_prompt=params.negative_prompt,
+                        labels=None if labels is None else labels[i : i + 1],
+                        callback=ctx.step,
+                    ).cpu()
+                )
+            images = torch.cat(images).clamp(-1, 1)
+            base = {"model": entry.id, **echo}
+            grid = image_grid(images, min(params.n, 8), value_range=(-1, 1))
+            ctx.save(lambda p: save_with_metadata(grid, p, base), "png", "image/png", "grid", base)
+            for i, image in enumerate(images):
+                rec = {**base, "seed": params.seed + i, "index": i}
+                pil = to_pil(image)
+                ctx.save(
+                    lambda p, im=pil, r=rec: save_with_metadata(im, p, r),
+                    "png",
+                    "image/png",
+                    "image",
+                    rec,
+                )
+
+        return echo, run
