@@ -78,6 +78,9 @@ class DiT(nn.Module):
     its pooled embedding joins the adaLN condition and every block cross-attends to its tokens.
     """
 
+    # FSDP (train/sharding.py) gives each of these its own unit: one block's weights at a time
+    _no_split_modules = ["DiTBlock"]
+
     def __init__(
         self,
         img_resolution: int,

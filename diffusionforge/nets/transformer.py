@@ -81,6 +81,9 @@ class TransformerLM(nn.Module):
     Bidirectional (`causal=False`): logits at l are for the clean token at l given all inputs.
     Causal: logits at l are for the *next* token given inputs 0..l (the AR objective shifts)."""
 
+    # FSDP (train/sharding.py) gives each of these its own unit: one block's weights at a time
+    _no_split_modules = ["Block"]
+
     def __init__(
         self,
         vocab_size: int,

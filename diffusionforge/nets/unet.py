@@ -128,6 +128,9 @@ class UNet(nn.Module):
     block at ``cross_attn_resolutions`` (and the bottleneck) cross-attends to the tokens.
     """
 
+    # FSDP (train/sharding.py) gives each of these its own unit: one block's weights at a time
+    _no_split_modules = ["Stage"]
+
     def __init__(
         self,
         img_resolution: int,

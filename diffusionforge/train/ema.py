@@ -8,6 +8,7 @@ width is the one used for sampling, and snapshots of all widths allow post-hoc r
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -46,6 +47,10 @@ class ClassicEMA:
     def to(self, device: torch.device) -> None:
         self.avg = {k: v.to(device) for k, v in self.avg.items()}
 
+    def map(self, fn: Callable[[dict[str, Tensor]], dict[str, Tensor]]) -> None:
+        """Replace the average by fn(average), e.g. its shards under FSDP (train/sharding.py)."""
+        self.avg = fn(self.avg)
+
     def state(self) -> dict[str, Tensor]:
         return self.avg
 
@@ -68,6 +73,10 @@ class PowerEMA:
     def to(self, device: torch.device) -> None:
         self.avgs = [{k: v.to(device) for k, v in avg.items()} for avg in self.avgs]
 
+    def map(self, fn: Callable[[dict[str, Tensor]], dict[str, Tensor]]) -> None:
+        """Replace each average by fn(average), e.g. its shards under FSDP (train/sharding.py)."""
+        self.avgs = [fn(avg) for avg in self.avgs]
+
     def state(self) -> dict[str, Tensor]:
         return {
             f"{_tag(std)}/{k}": v
@@ -81,9 +90,12 @@ class PowerEMA:
             for std, avg in zip(self.stds, self.avgs, strict=True)
         ]
 
-    def save_snapshot(self, folder: Path, step: int) -> Path:
+    def save_snapshot(
+        self, folder: Path, step: int, tensors: dict[str, Tensor] | None = None
+    ) -> Path:
+        """Write `tensors` (default: `state()`; a sharded run passes the gathered state)."""
         path = Path(folder) / f"phema-{step:09d}.safetensors"
-        write_safetensors(path, self.state(), {"step": str(step)})
+        write_safetensors(path, self.state() if tensors is None else tensors, {"step": str(step)})
         return path
 
 

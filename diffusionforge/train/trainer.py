@@ -27,17 +27,17 @@ from torch import Tensor
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.data.augment import mix_seed
 from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
-from diffusionforge.pipelines.plot import save_png
+from diffusionforge.plot import save_png
 from diffusionforge.train import checkpoint as ckpt_io
-from diffusionforge.train import resume_state
+from diffusionforge.train import resume_state, sharding
 from diffusionforge.train.builders import (
-    build_dataset,
     build_formulation,
     build_model,
     build_optimizer,
     lr_at,
 )
 from diffusionforge.train.config import Config, parse_duration, to_dict
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.ema import ClassicEMA, PowerEMA
 from diffusionforge.train.previews import PREVIEWS
 
@@ -91,6 +91,8 @@ class Trainer:
         # process (the demo, tests) may want another precision. The process group is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
         self.acc = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not has_gpu)
+        self.sharded = sharding.setup_fsdp(self.acc)  # FSDP2: weights and state in shards
+        self._pending_optimizer: dict | None = None
         if cfg.train.threads > 0 and self.acc.device.type == "cpu":
             # Small models on few cores lose badly to thread contention (100x seen on 2 cores).
             torch.set_num_threads(cfg.train.threads)
@@ -141,6 +143,16 @@ class Trainer:
         self.model, self.optimizer = self.acc.prepare(self.net, self.optimizer)
         if self.ema is not None:  # prepare() moved the weights; the averages follow them
             self.ema.to(self.acc.device)
+        if self.sharded:  # fully_shard swapped the parameters for shards: state follows
+            like = self.net.state_dict()
+            if self.ema is not None:
+                self.ema.map(lambda avg: sharding.shard_like(avg, like))
+            if self._pending_optimizer is not None:
+                full = self._pending_optimizer
+                self.optimizer.load_state_dict(sharding.shard_optimizer_state(full, self.optimizer))
+                self._pending_optimizer = None
+            if self.acc.is_main_process:
+                self.log(f"FSDP: {sharding.fsdp_units(self.net)} units over {self.world} processes")
         self._perm_epoch, self._perm = -1, None
 
     def _check_writable(self) -> None:
@@ -174,20 +186,27 @@ class Trainer:
         if resume != "auto":
             ckpt = ckpt_io.resolve_checkpoint(resume, need_training_state=True)
             return self._restore(ckpt, resume_state.read(ckpt, self))
+        differs = None  # a checkpoint of other settings: skipped only if an older one fits
         for path in reversed(ckpt_io.list_checkpoints(self.run_dir)):
             try:
                 ckpt = ckpt_io.load_checkpoint(path, need_training_state=True)
                 restored = resume_state.read(ckpt, self)
-            except CheckpointError as e:
+            except (CheckpointError, ConfigError) as e:
+                differs = differs or (e if isinstance(e, ConfigError) else None)
                 self.log(f"warning: skipping {e}")
                 continue
             return self._restore(ckpt, restored)
+        if differs is not None:  # never restart from 0 over checkpoints of other settings
+            raise differs
         self.log(f"no checkpoint in {self.run_dir}; starting from step 0")
 
     def _restore(self, ckpt: ckpt_io.Checkpoint, r: resume_state.Restored) -> None:
         """Apply what `resume_state.read` checked; nothing here can fail half-way."""
         self.net.load_state_dict(r.model)
-        self.optimizer.load_state_dict(r.optimizer)
+        if self.sharded:  # loaded into the shards once prepare() has made them
+            self._pending_optimizer = r.optimizer
+        else:
+            self.optimizer.load_state_dict(r.optimizer)
         if self.ema is not None:
             self.ema.load_state(r.ema)
         ckpt_io.set_rng_state(r.rng)
@@ -237,9 +256,10 @@ class Trainer:
                     cfg.ema.kind == "power"
                     and cfg.ema.snapshot_every
                     and (self.step % cfg.ema.snapshot_every == 0)
-                    and acc.is_main_process
                 ):
-                    self.ema.save_snapshot(self.run_dir / "phema", self.step)
+                    averages = self._full(self.ema.state())  # every process: a collective
+                    if acc.is_main_process:
+                        self.ema.save_snapshot(self.run_dir / "phema", self.step, averages)
                 stop = self._should_stop(start)
                 if stop:
                     status = stop
@@ -369,41 +389,69 @@ class Trainer:
         # Weights that are no longer finite (an optimizer step with a huge learning rate) are
         # never written: a checkpoint must always be a good one to resume or sample from.
         states = [self.net.state_dict(), *([self.ema.state()] if self.ema is not None else [])]
-        if not all(bool(torch.isfinite(t).all()) for st in states for t in st.values()):
+        finite = all(
+            bool(torch.isfinite(sharding.local(t)).all()) for st in states for t in st.values()
+        )
+        if self.sharded:  # each process saw its own shards: all must agree
+            flag = torch.tensor(float(finite), device=self.acc.device)
+            finite = bool(self.acc.reduce(flag, reduction="sum") == self.world)
+        if not finite:
             last = self._last_saved or "none was written"
             raise TrainingDiverged(
                 f"training stopped at step {self.step}: the weights are no longer finite (try "
                 f"a lower optim.lr); not saved; last good checkpoint: {last}"
             )
         self.acc.wait_for_everyone()
+        full = self._full_states()  # every process takes part when the state is sharded
         path = None
         if self.acc.is_main_process:
             path = ckpt_io.save_checkpoint(
-                self.run_dir, self.step, self._checkpoint_files(), self.cfg.train.keep_last
+                self.run_dir, self.step, self._checkpoint_files(full), self.cfg.train.keep_last
             )
             self._last_saved = path
         self.acc.wait_for_everyone()
         return path
 
-    def _checkpoint_files(self) -> dict[str, bytes]:
+    def _full(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Whole tensors of a state dict: gathered from the shards under FSDP (a collective:
+        every process calls it; the result lands on the main process only), else as they are."""
+        if not self.sharded:
+            return tensors
+        return sharding.full_tensors(tensors, keep=self.acc.is_main_process)
+
+    def _full_states(self) -> dict[str, dict]:
+        """Everything a checkpoint holds, whole (see `_full`)."""
+        out = {"model": self._full(self.net.state_dict())}
+        if self.sharded:
+            out["optimizer"] = sharding.full_optimizer_state(
+                self.optimizer, keep=self.acc.is_main_process
+            )
+        else:
+            out["optimizer"] = self.optimizer.state_dict()
+        if self.ema is not None:
+            out["ema"] = self._full(self.ema.primary())
+            out["ema_all"] = self._full(self.ema.state())
+        return out
+
+    def _checkpoint_files(self, full: dict[str, dict]) -> dict[str, bytes]:
         meta = {"step": self.step}
         files = {
-            "model.safetensors": ckpt_io.tensors_to_bytes(self.net.state_dict(), meta),
+            "model.safetensors": ckpt_io.tensors_to_bytes(full["model"], meta),
             "config.json": json.dumps(self._config_json(), indent=2).encode(),
             # files the model needs beside its weights (a text dataset's tokenizer.json)
             **getattr(self.dataset, "extra_files", {}),
         }
-        opt_tensors, opt_meta = ckpt_io.optimizer_to_files(self.optimizer.state_dict())
+        opt_tensors, opt_meta = ckpt_io.optimizer_to_files(full["optimizer"])
         files["training_state/optimizer.safetensors"] = ckpt_io.tensors_to_bytes(opt_tensors)
         files["training_state/optimizer.json"] = json.dumps(opt_meta).encode()
         files["training_state/rng.safetensors"] = ckpt_io.tensors_to_bytes(ckpt_io.rng_state())
         if self.ema is not None:
-            files["ema.safetensors"] = ckpt_io.tensors_to_bytes(self.ema.primary(), meta)
-            files["training_state/ema_all.safetensors"] = ckpt_io.tensors_to_bytes(self.ema.state())
+            files["ema.safetensors"] = ckpt_io.tensors_to_bytes(full["ema"], meta)
+            files["training_state/ema_all.safetensors"] = ckpt_io.tensors_to_bytes(full["ema_all"])
         hook = getattr(self.formulation, "checkpoint_files", None)
         if hook is not None:  # files measured on the saved weights (an autoencoder's latent scale)
             net = build_model(self.cfg, self.dataset.shape).to(self.acc.device)
-            net.load_state_dict(self.ema.primary() if self.ema else self.net.state_dict())
+            net.load_state_dict(full["ema"] if self.ema else full["model"])
             files.update(hook(net, self.dataset))
         epoch, batch = divmod(self.step, self.batches_per_epoch)
         state = {
@@ -420,14 +468,15 @@ class Trainer:
     # --- logging and signals ----------------------------------------------------------------
 
     def _sample_grid(self, writer) -> Path | None:
-        if not self.acc.is_main_process:
-            return None
         cfg = self.cfg
         preview = PREVIEWS.get(cfg.data.kind)
         if preview is None:
             return None
+        weights = self._full(self.ema.primary() if self.ema else self.net.state_dict())
+        if not self.acc.is_main_process:
+            return None
         net = build_model(cfg, self.dataset.shape).to(self.acc.device)
-        net.load_state_dict(self.ema.primary() if self.ema else self.net.state_dict())
+        net.load_state_dict(weights)
         net.eval()
         with torch.no_grad():
             image = preview(net, self.formulation, self.dataset, cfg, self.acc.device)
