@@ -3,6 +3,7 @@
     diffusionforge generate-text CHECKPOINT --length 256 --nfe 64
     diffusionforge generate-text CHECKPOINT --prompt "the cat [____] the mat." --hole 12
     diffusionforge generate-text CHECKPOINT --prompt "[____:30] under the tree."  # a suffix
+    diffusionforge generate-text SFT_CHECKPOINT --prompt "question"   # a prompt/response model
     diffusionforge eval CHECKPOINT --ar AR_CHECKPOINT       # text metrics (metrics.json)
 
 Arguments are validated here; the work is in pipelines/text.py and pipelines/text_eval.py.
@@ -23,16 +24,16 @@ def _cmd_generate_text(args) -> int:
     from diffusionforge.pipelines.text import load_text_pipeline
 
     for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--hole", args.hole)):
-        if value <= 0:
+        if value is not None and value <= 0:
             raise UserError(f"{flag}: expected a positive number, got {value}")
     if args.length is not None and args.length <= 0:
         raise UserError(f"--length: expected a positive number of tokens, got {args.length}")
     if args.sampler not in TOKEN_SAMPLERS or args.sampler == "semi_ar":
         raise UserError(
-            f"--sampler: expected ancestral or confidence, got {args.sampler!r} (longer outputs"
-            " than the model's context switch to semi-autoregressive blocks by themselves)"
+            f"--sampler: expected ancestral, confidence or margin, got {args.sampler!r} (longer"
+            " outputs than the model's context switch to semi-autoregressive blocks by themselves)"
         )
-    if args.temperature < 0:
+    if args.temperature is not None and args.temperature < 0:
         raise UserError(f"--temperature: expected 0 or more, got {args.temperature}")
     if args.top_k is not None and args.top_k <= 0:
         raise UserError(f"--top-k: expected a positive number, got {args.top_k}")
@@ -40,6 +41,10 @@ def _cmd_generate_text(args) -> int:
         raise UserError(f"--top-p: expected a number in (0, 1], got {args.top_p}")
     torch.set_num_threads(args.threads)
     pipe = load_text_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    if _is_pairs(pipe):
+        return _answer_prompt(pipe, args)
+    args.nfe = args.nfe or 64
+    args.temperature = 1.0 if args.temperature is None else args.temperature
     template = pipe.template(args.prompt, args.hole) if args.prompt else None
     holes = template is not None and bool((template == pipe.mask_id).any())
     if template is not None and len(template) > pipe.context:
@@ -70,6 +75,30 @@ def _cmd_generate_text(args) -> int:
         if args.n > 1:
             print(f"--- sample {i} (seed {args.seed + i})")
         print(pipe.decode(ids, mark=mark))
+    return 0
+
+
+def _is_pairs(pipe) -> bool:
+    from diffusionforge.pipelines.text_pairs import is_pairs
+
+    return is_pairs(pipe)
+
+
+def _answer_prompt(pipe, args) -> int:
+    """A (prompt, response) model: the response to --prompt (greedy unless --temperature)."""
+    from diffusionforge.pipelines.text_pairs import answer, show_sudoku
+
+    if not args.prompt:
+        raise UserError("--prompt: this model answers prompts (trained on prompt/response pairs)")
+    temperature = 0.0 if args.temperature is None else args.temperature
+    for i in range(args.n):
+        (text,) = answer(
+            pipe, [args.prompt], nfe=args.nfe, sampler=args.sampler, seed=args.seed + i,
+            temperature=temperature, top_k=args.top_k, top_p=args.top_p,
+        )  # fmt: skip
+        if args.n > 1:
+            print(f"--- sample {i} (seed {args.seed + i})")
+        print(show_sudoku(args.prompt, text) if pipe.cfg.data.kind == "sudoku" else text)
     return 0
 
 
@@ -129,9 +158,17 @@ def add_commands(sub) -> None:
         help="tokens in all (default: the prompt's with holes, else the model's context); "
         "longer than the context: semi-autoregressive blocks",
     )
-    g.add_argument("--nfe", "--steps", type=int, dest="nfe", default=64, help="denoising steps")
-    g.add_argument("--sampler", default="confidence", help="confidence (LLaDA) or ancestral")
-    g.add_argument("--temperature", type=float, default=1.0, help="0: most probable tokens")
+    g.add_argument(
+        "--nfe", "--steps", type=int, dest="nfe",
+        help="denoising steps (default 64; prompt/response models: one per response token)",
+    )  # fmt: skip
+    g.add_argument(
+        "--sampler", default="confidence", help="confidence (LLaDA), margin or ancestral"
+    )
+    g.add_argument(
+        "--temperature", type=float,
+        help="0: most probable tokens (default 1; prompt/response models: 0)",
+    )  # fmt: skip
     g.add_argument("--top-k", type=int, help="keep the k most probable tokens")
     g.add_argument("--top-p", type=float, help="nucleus sampling mass")
     g.add_argument("--n", type=int, default=1, help="number of samples (seeds seed, seed+1...)")

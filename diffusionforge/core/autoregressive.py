@@ -11,6 +11,7 @@ perplexity that masked diffusion's ELBO bound is compared against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,20 +57,29 @@ def sample_autoregressive(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    kv_cache: Callable[[], Any] | None = None,
 ) -> Tensor:
     """Fill the `mask_id` positions of `tokens` (B, L) left to right, one network call per
-    position (no key/value cache: each call reruns the prefix). Given tokens are kept, so a prompt
-    is a prefix; an AR model cannot use text to the right of a hole. Draws one uniform per row and
-    position whatever is given, so per-sample generators give batch-independent samples."""
+    position. Without `kv_cache` each call reruns the whole prefix; `kv_cache()` makes an object
+    whose `step(new_tokens (B, n)) -> logits (B, n, V)` runs the network on the next n inputs
+    only, keeping the keys and values of earlier ones (nets/kv_cache.KVCache): the same logits,
+    so the same samples. Given tokens are kept, so a prompt is a prefix; an AR model cannot use
+    text to the right of a hole. Draws one uniform per row and position whatever is given, so
+    per-sample generators give batch-independent samples."""
     x = tokens.clone()
     b, length = x.shape
     t = torch.zeros(b, device=x.device)
+    cache, fed = (kv_cache() if kv_cache is not None else None), 0
     for pos in range(length):
         u = uniform((b, 1), generator, x.device)
         if not (x[:, pos] == mask_id).any():
             continue
         inp = torch.cat([torch.full_like(x[:, :1], bos_id), x[:, :pos]], dim=1)  # (B, pos + 1)
-        logits = filter_logits(net(inp, t, cond)[:, -1:], temperature, top_k, top_p)  # (B, 1, V)
+        if cache is None:
+            out = net(inp, t, cond)[:, -1:]
+        else:  # feed the inputs not yet seen: the whole prefix at first, then one token
+            out, fed = cache.step(inp[:, fed:])[:, -1:], pos + 1
+        logits = filter_logits(out, temperature, top_k, top_p)  # (B, 1, V)
         logits[..., mask_id] = -torch.inf  # never emit the start/mask token
         nxt = draw(logits, u, temperature)[:, 0]
         x[:, pos] = torch.where(x[:, pos] == mask_id, nxt, x[:, pos])

@@ -101,9 +101,11 @@ class TextPipeline:
             raise UserError(
                 f"--length {x.shape[1]}: longer than this AR model's context ({self.context})"
             )
+        from diffusionforge.nets.kv_cache import KVCache
+
         return sample_autoregressive(
             self.net, x, bos_id=self.objective.bos_id, mask_id=self.mask_id, generator=gens,
-            **shaping,
+            kv_cache=lambda: KVCache(self.net), **shaping,
         )  # fmt: skip
 
     def decode(self, ids: Tensor, *, mark: Tensor | None = None, marks=("[", "]")) -> str:

@@ -1,6 +1,7 @@
 """Builders for text models: corpora -> token windows, the transformer, the two objectives.
 
-Entries of the registries in train/builders.py: data kinds "text", "fortunes" and "grammar",
+Entries of the registries in train/builders.py: data kinds "text", "fortunes", "grammar", and
+the (prompt, response) kinds "pairs" (a JSONL file) and "sudoku" (generated puzzles),
 model kind "transformer", formulation kinds "masked" (masked diffusion, core/discrete.py) and
 "ar" (the causal baseline, core/autoregressive.py). The tokenizer is fitted on the corpus when
 the dataset is built and travels with the dataset (`TextDataset.extra_files`) into every
@@ -23,7 +24,8 @@ from diffusionforge.data.tokenizers import (
 from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.train.config import Config
 
-TEXT_KINDS = ("text", "fortunes", "grammar")
+PAIR_KINDS = ("pairs", "sudoku")  # (prompt, response) windows, trained on the response (SFT)
+TEXT_KINDS = ("text", "fortunes", "grammar", *PAIR_KINDS)
 TOKEN_OBJECTIVES = ("masked", "ar")
 GRAMMAR_HELDOUT = 2000  # held-out grammar sentences (none of them in the training set)
 
@@ -95,6 +97,8 @@ def text_dataset(cfg: Config) -> TextDataset:
     t = cfg.data.text
     if t.length < 2:
         raise ConfigError(f"data.text.length: expected at least 2 tokens, got {t.length}")
+    if cfg.data.kind in PAIR_KINDS:
+        return pairs_dataset(cfg)
     corpus = load_corpus(cfg)
     tok = fit_tokenizer(cfg, corpus)
     data = windows(tok, corpus.train, corpus.sep, t.length)
@@ -112,6 +116,74 @@ def text_dataset(cfg: Config) -> TextDataset:
             f"{tok.vocab_size} tokens"
         )
     return TextDataset(data, tok, cfg.train.seed)
+
+
+def _set_vocab(cfg: Config, tok: TextTokenizer) -> None:
+    tr = cfg.model.transformer
+    if tr.vocab_size == 0:
+        tr.vocab_size = tok.vocab_size
+    elif tr.vocab_size < tok.vocab_size:
+        raise ConfigError(
+            f"model.transformer.vocab_size: {tr.vocab_size} is fewer than the tokenizer's "
+            f"{tok.vocab_size} tokens"
+        )
+
+
+def load_pairs(cfg: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(train, held-out) (prompt, response) pairs of data.kind "pairs" (data.path, JSONL) or
+    "sudoku" (generated; its held-out puzzles are made by benchmarks/sudoku.py from other seeds)."""
+    from diffusionforge.data import pairs, sudoku
+
+    d = cfg.data
+    if d.kind == "sudoku":
+        s = d.sudoku
+        try:
+            train = sudoku.puzzles(s.bases, s.variants, d.seed, s.min_givens, s.max_givens)
+        except ValueError as e:
+            raise ConfigError(f"data.sudoku: {e}") from None
+        return train, []
+    if not d.path:
+        raise DataError("data.path: a JSONL file of prompt/response pairs is needed (--data)")
+    train, held = pairs.split_pairs(pairs.read_pairs(d.path), d.text.heldout)
+    if not train:
+        raise DataError(f"data.path {d.path}: every pair fell into the held-out part")
+    return train, held
+
+
+def pair_tokenizer(cfg: Config, train, held) -> TextTokenizer:
+    from diffusionforge.data.pairs import SEP
+
+    t = cfg.data.text
+    texts = [p + SEP + r for p, r in train]
+    if t.tokenizer == "char":
+        return CharTokenizer.from_text("".join(texts + [p + SEP + r for p, r in held]))
+    if t.tokenizer == "bpe":
+        return BPETokenizer.train(texts, vocab_size=t.vocab_size)
+    raise ConfigError(f"data.text.tokenizer: expected char or bpe, got {t.tokenizer!r}")
+
+
+class PairDataset(TextDataset):
+    """(prompt, response) windows (N, length) with the prompt lengths (N,) as `cond`, which the
+    SFT objectives (core/sft.py) read; the network is not given it."""
+
+    def __init__(self, data, prompt_len, tokenizer: TextTokenizer, seed: int) -> None:
+        import torch
+
+        super().__init__(data, tokenizer, seed)
+        self.cond = prompt_len
+        self.null_cond = torch.zeros((), dtype=torch.long)
+
+
+def pairs_dataset(cfg: Config) -> PairDataset:
+    from diffusionforge.data.pairs import pack_pairs
+
+    train, held = load_pairs(cfg)
+    tok = pair_tokenizer(cfg, train, held)
+    data, plen = pack_pairs(tok, train, cfg.data.text.length)
+    if data.shape[0] < 2:
+        raise DataError("data: training needs at least 2 prompt/response pairs")
+    _set_vocab(cfg, tok)
+    return PairDataset(data, plen, tok, cfg.train.seed)
 
 
 def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
@@ -157,6 +229,10 @@ def masked_objective(cfg: Config):
         raise ConfigError(
             f"formulation.mask_schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}"
         )
+    if cfg.data.kind in PAIR_KINDS:  # LLaDA SFT: the response is masked and scored
+        from diffusionforge.core.sft import MaskedSFT
+
+        return MaskedSFT(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
     return MaskedDiffusion(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
 
 
@@ -164,4 +240,8 @@ def ar_objective(cfg: Config):
     from diffusionforge.core.autoregressive import Autoregressive
     from diffusionforge.data.tokenizers import CharTokenizer
 
+    if cfg.data.kind in PAIR_KINDS:  # the AR twin of SFT: next-token loss on the response
+        from diffusionforge.core.sft import AutoregressiveSFT
+
+        return AutoregressiveSFT(bos_id=CharTokenizer.mask_id)
     return Autoregressive(bos_id=CharTokenizer.mask_id)  # the mask id starts every sequence

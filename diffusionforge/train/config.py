@@ -134,6 +134,17 @@ class TextDataConfig:
 
 
 @dataclass
+class SudokuDataConfig:
+    # data.kind = "sudoku": generated 9x9 puzzles (data/sudoku.py) as (prompt, response) pairs;
+    # `bases` unique-solution puzzles, each in `variants` symmetric forms; held-out puzzles come
+    # from other seeds (benchmarks/sudoku.py)
+    bases: int = 2000
+    variants: int = 16
+    min_givens: int = 25
+    max_givens: int = 35
+
+
+@dataclass
 class AudioDataConfig:
     # data.kind = "spoken-digits" (built-in, espeak-ng) or "audio" (data.path: a folder)
     rate: int = 8000  # every file is resampled to this rate (Hz)
@@ -164,6 +175,7 @@ class DataConfig:
     # encoded once into its scaled latents and the model trains on those. "": pixels.
     autoencoder: str = ""
     text: TextDataConfig = field(default_factory=TextDataConfig)
+    sudoku: SudokuDataConfig = field(default_factory=SudokuDataConfig)
     audio: AudioDataConfig = field(default_factory=AudioDataConfig)
 
 
@@ -544,6 +556,8 @@ _AT_LEAST_ONE = {
     "data.text.vocab_size",
     "data.text.length",
     "data.text.sentences",
+    "data.sudoku.bases",
+    "data.sudoku.variants",
     "data.audio.rate",
     "data.audio.seconds",
     "data.audio.n_mels",

@@ -1,0 +1,53 @@
+"""A key/value cache for the causal TransformerLM: incremental decoding for the AR baseline.
+
+`KVCache(net).step(tokens)` runs the network on the next n input tokens (B, n) only, attending
+to the keys and values of every token fed before, and returns their logits (B, n, V): exactly
+what `net` gives at those positions of the whole sequence (same weights, same RoPE angles, the
+same causal mask), at O(n * L) attention cost instead of O(L^2) per call. Used by
+core/autoregressive.sample_autoregressive(kv_cache=...).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from diffusionforge.nets.transformer import TransformerLM, apply_rope
+
+
+class KVCache:
+    def __init__(self, net: TransformerLM) -> None:
+        if not net.causal:
+            raise ValueError(
+                "KVCache: the network is bidirectional; a cache needs causal attention"
+            )
+        self.net = net
+        self.keys: list[Tensor | None] = [None] * len(net.blocks)
+        self.values: list[Tensor | None] = [None] * len(net.blocks)
+        self.pos = 0  # tokens fed so far
+
+    @torch.no_grad()
+    def step(self, tokens: Tensor) -> Tensor:
+        net, start = self.net, self.pos
+        b, n = tokens.shape
+        if start + n > net.length:
+            raise ValueError(f"KVCache: {start + n} tokens exceed the context of {net.length}")
+        cos, sin = net.cos[start : start + n], net.sin[start : start + n]
+        # query i (absolute start + i) sees keys 0..start + i
+        allowed = torch.ones(n, start + n, dtype=torch.bool, device=tokens.device).tril(start)
+        x = net.embed(tokens)
+        for i, block in enumerate(net.blocks):
+            attn = block.attn
+            h = block.norm1(x)
+            q, k, v = attn.qkv(h).view(b, n, 3, attn.heads, -1).permute(2, 0, 3, 1, 4)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            if self.keys[i] is not None:
+                k = torch.cat([self.keys[i], k], dim=2)
+                v = torch.cat([self.values[i], v], dim=2)
+            self.keys[i], self.values[i] = k, v
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            x = x + attn.out(y.transpose(1, 2).reshape(b, n, -1))
+            x = x + block.mlp(block.norm2(x))
+        self.pos = start + n
+        return net.head(net.norm(x))

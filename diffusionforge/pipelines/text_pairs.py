@@ -1,0 +1,116 @@
+"""Answers from (prompt, response) models: `generate-text CHECKPOINT --prompt "..."`.
+
+A model trained on data.kind "pairs" or "sudoku" (core/sft.py) reads its prompt followed by the
+separator (data/pairs.SEP) and writes the response into the rest of its window: masked diffusion
+fills all response positions at once in any order (confidence or margin order by default), the
+AR twin left to right. The response is cut at the first end-of-sequence token.
+
+For "sudoku" models the prompt is a grid: 81 cells row by row, digits 1-9 and "." (or 0) for a
+blank; spaces, newlines and | - + are ignored, so both of these pose the same puzzle:
+
+    53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79
+    "530070000 600195000 098000060 800060003 400803001 700020006 060000280 000419005 000080079"
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from diffusionforge.errors import UserError
+from diffusionforge.pipelines.text import TextPipeline
+
+
+def is_pairs(pipe: TextPipeline) -> bool:
+    from diffusionforge.train.builders_text import PAIR_KINDS
+
+    return pipe.cfg.data.kind in PAIR_KINDS
+
+
+def prompt_ids(pipe: TextPipeline, prompt: str) -> Tensor:
+    """Token ids (P,) of the prompt and separator; a Sudoku model's grid is normalised first."""
+    from diffusionforge.data import sudoku
+    from diffusionforge.data.pairs import SEP, encode_pair
+
+    if pipe.cfg.data.kind == "sudoku":
+        try:
+            prompt = sudoku.parse_grid(prompt)
+        except ValueError as e:
+            raise UserError(f"--prompt: {e}") from None
+    if SEP in prompt:
+        raise UserError("--prompt: U+001E is the prompt/response separator; remove it")
+    try:
+        ids, _ = encode_pair(pipe.tokenizer, prompt, None, pipe.context)
+    except Exception as e:  # unknown characters of a char tokenizer
+        raise UserError(f"--prompt: {str(e).splitlines()[0]}") from None
+    if len(ids) >= pipe.context:
+        raise UserError(
+            f"--prompt: {len(ids)} tokens leave no room for a response in the model's context "
+            f"of {pipe.context} tokens"
+        )
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@torch.no_grad()
+def fill(
+    pipe: TextPipeline,
+    x: Tensor,
+    *,
+    nfe: int,
+    sampler: str = "confidence",
+    seed: int = 0,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> Tensor:
+    """Fill the mask ids of windows x (B, context), each row with its own generator (seed + b),
+    so a row does not depend on its batch: the model's sampler, or left to right for AR."""
+    from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
+
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(x.shape[0])]
+    shaping = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    if pipe.is_ar:
+        return pipe._generate_ar(x, gens, shaping)
+    denoise = pipe.objective.precondition(pipe.net)
+    return TOKEN_SAMPLERS[sampler](
+        denoise, x, nfe, mask_id=pipe.mask_id, schedule=pipe.objective.schedule,
+        generator=gens, **shaping,
+    )  # fmt: skip
+
+
+def answer(
+    pipe: TextPipeline,
+    prompts: list[str],
+    *,
+    nfe: int | None = None,
+    seed: int = 0,
+    batch: int = 64,
+    **kw,
+) -> list[str]:
+    """The response text to each prompt (prompt i sampled with seed + i, whatever the batch).
+    The response fills the rest of the context; nfe defaults to one step per response token."""
+    from diffusionforge.data.pairs import response_text
+
+    out: list[str] = []
+    for start in range(0, len(prompts), batch):
+        rows = [prompt_ids(pipe, p) for p in prompts[start : start + batch]]
+        x = torch.full((len(rows), pipe.context), pipe.mask_id, dtype=torch.long)
+        for r, ids in enumerate(rows):
+            x[r, : len(ids)] = ids
+        steps = nfe or pipe.context - min(len(ids) for ids in rows)
+        y = fill(pipe, x, nfe=steps, seed=seed + start, **kw)
+        out += [
+            response_text(pipe.tokenizer, y[r, len(ids) :].tolist()) for r, ids in enumerate(rows)
+        ]
+    return out
+
+
+def show_sudoku(puzzle: str, answer_text: str) -> str:
+    """The answer as a 9x9 grid and whether it solves the puzzle (givens kept, every unit
+    complete)."""
+    from diffusionforge.data import sudoku
+
+    grid = sudoku.parse_grid(puzzle)
+    rows = [answer_text[r * 9 : r * 9 + 9] for r in range(9)]
+    ok = sudoku.is_solution(grid, answer_text)
+    return "\n".join(rows) + f"\nsolved: {'yes' if ok else 'no'}"
