@@ -262,9 +262,12 @@ def _failing(e: Exception, model_id: str) -> tuple[dict, Callable]:
     """(echo, run) of a job that fails at once with why `prepare` could not build it: a broken
     model is the server's data, not the client's request, and is answered the way a job that
     meets it later is (status "failed", one line), never 5xx."""
-    why = str(e) if isinstance(e, JobError) else f"cannot prepare this request ({safe_reason(e)})"
-    log.warning("model %s: %s", model_id, why)
-    log.debug("model %s: traceback", model_id, exc_info=e)
+    if isinstance(e, JobError):  # a model that failed to load: logged once, where it failed
+        why = str(e)
+    else:
+        why = f"cannot prepare this request ({safe_reason(e)})"
+        log.warning("model %s: %s", model_id, why)
+        log.debug("model %s: traceback", model_id, exc_info=e)
 
     def run(ctx) -> None:
         raise JobError(why)
