@@ -4,6 +4,8 @@
     python benchmarks/digits_vs_peers.py --quality-only --seed 1  # another seed of each contender
     python benchmarks/digits_vs_peers.py --throughput-only       # images/s, ours vs UNet2DModel
     python benchmarks/digits_vs_peers.py --latency-only          # bundled digits, NFE 10, CPU
+    python benchmarks/digits_vs_peers.py --export-diffusers runs/digits-diffusers --budget 300
+        # train only the diffusers contender and save it as a diffusers folder (DDPMPipeline)
 
 Quality per CPU-minute: each contender trains on scikit-learn's 1,797 8x8 digits (class-
 conditional) for `--budget` seconds of *process CPU time* (time.process_time(), one torch
@@ -216,6 +218,22 @@ def run_diffusers(
     )
     name = f"diffusers UNet2DModel (widths {width}), DDPM 1000"
     yield row(name, x, steps, train_cpu, time.process_time() - c1, params)
+
+
+def export_diffusers(folder: str, budget: float, seed: int = 0) -> None:
+    """The diffusers contender, trained for `budget` CPU-seconds, as a DDPMPipeline folder
+    (safetensors) that `diffusionforge sample/info/eval` and diffusers itself both load."""
+    from diffusers import DDPMPipeline
+
+    real = load_digits()
+    model, sched, steps, params, width, train_cpu = train_diffusers(
+        real.images, real.labels, budget, seed
+    )
+    DDPMPipeline(unet=model, scheduler=sched).save_pretrained(folder)
+    print(
+        f"saved {folder}: UNet2DModel widths {width}, {params:,} parameters, {steps} steps, "
+        f"{train_cpu:.0f} CPU-s"
+    )
 
 
 # --- lucidrains ----------------------------------------------------------------------------
@@ -547,8 +565,11 @@ def main() -> None:
     )
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--contender", choices=CONTENDER_NAMES, help=argparse.SUPPRESS)  # child
+    ap.add_argument("--export-diffusers", metavar="DIR", help="train diffusers' UNet, save it")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.export_diffusers:
+        return export_diffusers(args.export_diffusers, args.budget, args.seed)
     if args.contender:
         return child(
             args.contender, args.budget, args.n, args.out, args.lucidrains_scales, args.seed
