@@ -348,6 +348,10 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def _cmd_eval(args) -> int:
+    from diffusionforge import cli_diffusers
+
+    if cli_diffusers.handles(args.checkpoint):  # a folder made with diffusers
+        return cli_diffusers.cmd_eval(args)
     import torch
 
     from diffusionforge import cli_text
@@ -602,11 +606,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="output folder (default: <run>/eval, or ./eval-<folder name>)")
     v.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     v.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    v.add_argument("--data", help="diffusers folders: the data to compare with (digits, glyphs)")
+    cli_diffusers.add_dtype_flag(v)
     v.set_defaults(func=_cmd_eval)
 
     i = sub.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
     i.add_argument("--json", action="store_true", help="print the full config as JSON")
+    cli_diffusers.add_dtype_flag(i)
     i.set_defaults(func=_cmd_info)
 
     e = sub.add_parser("ema", help="rebuild an EMA of any width from power-EMA snapshots")

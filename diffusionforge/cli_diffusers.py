@@ -287,3 +287,80 @@ def cmd_generate(args) -> int:
             )
     print(f"wrote {len(written)} images to {out}/", file=sys.stdout)
     return 0
+
+
+class _EvalModel:
+    """What pipelines.evaluate asks of a pipeline, for an imported model."""
+
+    def __init__(self, model, nfe: int) -> None:
+        # deferred: loaded only when this command runs, so `--help` stays fast
+        from types import SimpleNamespace
+
+        self.model = model
+        self.num_classes = model.num_classes
+        self.checkpoint = SimpleNamespace(path=model.path, step=None)
+
+    def generate_images(self, seeds, labels=None, guidance=1.0, nfe=16, sampler=None, **_):
+        out = self.model.generate(
+            list(seeds), nfe=nfe, sampler=sampler, labels=labels, guidance=guidance
+        )
+        return out.cpu().clamp(-1, 1)
+
+
+def cmd_eval(args) -> int:
+    """FID/KID/precision-recall/memorization and the NFE sweep, against --data."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    import torch
+
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli import _check_writable_dir, _int_list, _log
+    from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
+
+    data_name = getattr(args, "data", None)
+    if data_name not in ("digits", "glyphs"):
+        raise UserError(
+            f"--data: a diffusers folder does not name its training data; give --data digits "
+            f"or --data glyphs (the set to compare with), got {data_name!r}"
+        )
+    if args.n < 2 or args.sweep_n < 2:
+        raise UserError("--n / --sweep-n: statistics need at least 2 samples")
+    samplers = [v.strip() for v in args.sweep_samplers.split(",") if v.strip()]
+    for name in samplers + ([args.sampler] if args.sampler else []):
+        if name not in SAMPLERS:
+            raise UserError(f"--sampler / --sweep-samplers: unknown sampler {name!r}")
+    nfes = _int_list(args.sweep_nfe, "--sweep-nfe") if samplers else []
+    torch.set_num_threads(args.threads)
+    model = _load(args)
+    if model.is_text_to_image:
+        raise UserError(
+            f"{args.checkpoint}: eval is for class-conditional or unconditional "
+            "image models; text-to-image folders: use generate"
+        )
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.data.builtin import load_digits, load_glyphs
+
+    data = load_digits() if data_name == "digits" else load_glyphs()
+    if tuple(data.images.shape[1:]) != tuple(model.image_shape):
+        raise UserError(
+            f"--data {data_name}: images of shape {tuple(data.images.shape[1:])}, "
+            f"but the model draws {tuple(model.image_shape)}"
+        )
+    out = Path(args.out) if args.out else Path(f"eval-{model.path.name}")
+    _check_writable_dir(out, f"--out {out}")
+    extractor = extractor_for(data.images, data.labels, args.inception_weights, _log)
+    nfe = args.nfe or 16
+    settings = EvalSettings(
+        n=args.n,
+        nfe=nfe,
+        sampler=args.sampler,
+        guidance=1.0 if args.guidance is None else args.guidance,
+        seed=args.seed,
+        sweep_samplers=samplers,
+        sweep_nfe=nfes,
+        sweep_n=args.sweep_n,
+        alpha=args.alpha,
+    )
+    evaluate(_EvalModel(model, nfe), data.images, extractor, settings, out, _log)
+    print(f"wrote metrics.json, sweep.csv, sweep.png, samples.png, memorization.png to {out}")
+    return 0
