@@ -57,7 +57,7 @@ def main() -> int:
         floor = sliced_wasserstein(make_toy(name, args.n, seed=54321), fresh)
         noise = sliced_wasserstein(torch.randn(args.n, 2) * fresh.std(0) + fresh.mean(0), fresh)
         if args.out:
-            from diffusionforge.pipelines.plot import save_png, scatter_panels
+            from diffusionforge.plot import save_png, scatter_panels
 
             save_png(scatter_panels([("data", fresh), ("samples", samples)]), out / f"{name}.png")
         rows.append(

@@ -10,12 +10,15 @@ def load(path, *, dtype: str = "float32", device: str = "cpu"):
     a pipelines.diffusers_model.DiffusersModel (`.denoiser`, `.generate`, `.encode_prompt`,
     `.decode`), loaded in `dtype` on `device`; one of our checkpoints (or a run folder, or a
     bundled name) its pipelines.generate.Pipeline."""
+    # deferred: `import diffusionforge` stays light (no pipelines until a model is loaded)
     from diffusionforge.pipelines.diffusers_import import is_diffusers_folder
 
     if is_diffusers_folder(path):
+        # deferred: as above
         from diffusionforge.pipelines.diffusers_model import load as load_diffusers
 
         return load_diffusers(path, dtype=dtype, device=device)
+    # deferred: as above
     from diffusionforge.pipelines.generate import load_pipeline
 
     return load_pipeline(path)

@@ -29,8 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_train(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.data.toy import TOY_SETS
-    from diffusionforge.train.builders import IMAGE_KINDS
     from diffusionforge.train.config import (
         apply_overrides,
         load_config_file,
@@ -38,6 +38,7 @@ def _cmd_train(args) -> int:
         parse_duration,
         preset_names,
     )
+    from diffusionforge.train.datasets import IMAGE_KINDS
     from diffusionforge.train.trainer import Trainer
 
     if args.list_presets:
@@ -103,6 +104,7 @@ def _cmd_train(args) -> int:
             f"{words} at step {result.step}/{cfg.train.steps} in {result.seconds:.1f}s, "
             f"loss {result.loss:.4f}; checkpoint: {result.checkpoint}"
         )
+        # deferred: loaded only when this command runs, so `--help` stays fast
         from diffusionforge.cli_latent import train_summary
 
         if summary := train_summary(result.checkpoint):
@@ -111,6 +113,7 @@ def _cmd_train(args) -> int:
 
 
 def _log(message: str) -> None:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
@@ -120,12 +123,15 @@ def _log(message: str) -> None:
 
 
 def _cmd_sample(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_diffusers
 
     if cli_diffusers.handles(args.checkpoint):  # a folder made with diffusers
         return cli_diffusers.cmd_sample(args)
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import numpy as np
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
     from diffusionforge.limits import check_values
@@ -135,8 +141,8 @@ def _cmd_sample(args) -> int:
         check_finite_output,
         output_or_nothing,
     )
-    from diffusionforge.pipelines.plot import picture, save_png
     from diffusionforge.pipelines.text import is_text_checkpoint
+    from diffusionforge.plot import picture, save_png
 
     if is_text_checkpoint(args.checkpoint):
         raise UserError(f"{args.checkpoint}: a text model; use `diffusionforge generate-text`")
@@ -152,6 +158,7 @@ def _cmd_sample(args) -> int:
         raise UserError(
             f"--schedule: expected one of {', '.join(SCHEDULES)}, got {args.schedule!r}"
         )
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
     try:
@@ -168,6 +175,7 @@ def _cmd_sample(args) -> int:
         _apply_like(args)
     torch.set_num_threads(args.threads)  # CPU results depend on it; recorded in image metadata
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli_latent import check_samplable, edit_inputs
 
     check_samplable(pipe, args)
@@ -212,6 +220,7 @@ def _cmd_sample(args) -> int:
 def _apply_like(args) -> None:
     """--like IMAGE.png: take seed, class, guidance, sampler, schedule, NFE and threads from the
     PNG's metadata (flags given explicitly must agree), to regenerate that image."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.images import read_metadata
 
     if not Path(args.like).is_file():
@@ -262,8 +271,10 @@ def _parse_classes(text: str, pipe) -> list[int]:
 
 
 def _sample_images(args, pipe, out: Path) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import numpy as np
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.limits import check_values
     from diffusionforge.pipelines.images import ImageRequest, draw, weights_sha256, write_images
     from diffusionforge.pipelines.outputs import (
@@ -348,25 +359,30 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def _cmd_eval(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_diffusers
 
     if cli_diffusers.handles(args.checkpoint):  # a folder made with diffusers
         return cli_diffusers.cmd_eval(args)
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_text
     from diffusionforge.pipelines.text import is_text_checkpoint
 
     if is_text_checkpoint(args.checkpoint):
         return cli_text.cmd_eval_text(args)
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_latent
 
     if cli_latent.is_autoencoder(args.checkpoint):
         return cli_latent.cmd_eval_autoencoder(args)
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
     from diffusionforge.pipelines.generate import load_pipeline
-    from diffusionforge.train.builders import build_dataset
+    from diffusionforge.train.datasets import build_dataset
 
     for flag, value in (("--n", args.n), ("--sweep-n", args.sweep_n), ("--threads", args.threads)):
         if value <= 0:
@@ -431,12 +447,14 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_info(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_diffusers
 
     if cli_diffusers.handles(args.checkpoint):  # a folder made with diffusers
         return cli_diffusers.cmd_info(args)
-    from diffusionforge.pipelines.generate import split_config
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.train.checkpoint import list_checkpoints, resolve_checkpoint
+    from diffusionforge.train.loading import split_config
 
     ckpt = resolve_checkpoint(args.checkpoint)
     cfg, shape = split_config(ckpt.config, str(ckpt.path))
@@ -481,6 +499,7 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_ema(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.train.checkpoint import (
         resolve_checkpoint,
         tensors_to_bytes,
@@ -511,6 +530,7 @@ def _cmd_ema(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.demo import SECTIONS, run_demo
 
     for name in args.section or []:
@@ -581,9 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     s.add_argument("--device", default="cpu")
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_latent
 
     cli_latent.add_sample_flags(s)  # --init-image, --strength, --mask
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_diffusers
 
     cli_diffusers.add_dtype_flag(s)
@@ -644,6 +666,7 @@ def _flag_spellings(parser: argparse.ArgumentParser, command: str) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.limits import check_cli_args
 
     parser = build_parser()
@@ -655,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # the disk, permissions, a vanished file: the machine, not a bug
+        # deferred: loaded only when this command runs, so `--help` stays fast
         from diffusionforge.train.checkpoint import describe
 
         where = f"{e.filename}: " if e.filename else ""

@@ -36,8 +36,10 @@ def _parse_classes(text: str | None, classes: list[str], n: int) -> list[int] | 
 
 
 def _cmd_generate_audio(args: argparse.Namespace) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.data.audio import save_wav
-    from diffusionforge.pipelines.audio import load_audio_pipeline, spectrogram_image
+    from diffusionforge.pipelines.audio import load_audio_pipeline
+    from diffusionforge.plot import spectrogram_image
 
     if args.n < 1 or args.nfe < 1:
         raise ConfigError("--n and --nfe must be 1 or more")
@@ -92,6 +94,7 @@ def _cmd_generate_audio(args: argparse.Namespace) -> int:
 
 
 def _cmd_spoken_digits(args: argparse.Namespace) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.data.spoken_digits import export_folder, load_spoken_digits
 
     if args.rate not in (8000, 16000):

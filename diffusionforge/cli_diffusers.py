@@ -20,6 +20,7 @@ DTYPE_CHOICES = ("float32", "float16", "bfloat16")
 def handles(path: str | None) -> bool:
     if not path:
         return False
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.diffusers_import import is_diffusers_folder
 
     return is_diffusers_folder(path)
@@ -34,6 +35,7 @@ def add_dtype_flag(parser) -> None:
 
 
 def _device(text: str):
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
     try:
@@ -46,6 +48,7 @@ def _device(text: str):
 
 
 def _load(args):
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.diffusers_model import load
 
     dtype = getattr(args, "dtype", "float32")
@@ -55,6 +58,7 @@ def _load(args):
 
 
 def _check_sampling(args) -> None:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
 
@@ -120,6 +124,7 @@ def cmd_info(args) -> int:
 
 def _edit_inputs(args, model):
     """--init-image / --mask / --strength for img2img and inpainting, as the other commands."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli_generate import _load_png
 
     init = mask = None
@@ -148,10 +153,12 @@ def _edit_inputs(args, model):
 
 
 def _save(images, out: Path, cols: int, record: dict) -> None:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import numpy as np
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.images import save_with_metadata
-    from diffusionforge.pipelines.plot import image_grid
+    from diffusionforge.plot import image_grid
 
     if out.suffix == ".npy":
         tmp = out.with_name(f".tmp-{out.name}")
@@ -162,6 +169,7 @@ def _save(images, out: Path, cols: int, record: dict) -> None:
 
 
 def cmd_sample(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
     _check_sampling(args)
@@ -230,10 +238,12 @@ def cmd_sample(args) -> int:
 
 def cmd_generate(args) -> int:
     """Stable-Diffusion-layout folders: prompt(s), negative prompt, CFG, img2img, inpainting."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.images import save_with_metadata
-    from diffusionforge.pipelines.plot import to_pil
+    from diffusionforge.plot import to_pil
 
     _check_sampling(args)
     for flag, value in (("--n", args.n), ("--threads", args.threads)):

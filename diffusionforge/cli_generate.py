@@ -21,6 +21,7 @@ DEFAULT_MODEL = "t2i-scenes"  # bundled in diffusionforge/assets/
 
 
 def _load_png(path: str, what: str, mode: str):
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import numpy as np
     import torch
     from PIL import Image, UnidentifiedImageError
@@ -42,17 +43,20 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def _cmd_generate(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_diffusers
 
     if cli_diffusers.handles(args.checkpoint):  # a Stable-Diffusion-layout diffusers folder
         return cli_diffusers.cmd_generate(args)
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
     from PIL import PngImagePlugin
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
-    from diffusionforge.pipelines.plot import image_grid, to_pil
     from diffusionforge.pipelines.text2image import load_text2image
+    from diffusionforge.plot import image_grid, to_pil
 
     for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--threads", args.threads)):
         if value <= 0:
@@ -180,6 +184,7 @@ def add_commands(sub) -> None:
     g.add_argument("--out", default="generated", help="output folder")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     g.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge import cli_diffusers
 
     cli_diffusers.add_dtype_flag(g)

@@ -51,6 +51,7 @@ def check_samplable(pipe, args) -> None:
 
 def edit_inputs(args, pipe) -> Edit | None:
     """--init-image/--strength/--mask/--resample -> the Edit to draw with (None: sample)."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.editing import DEFAULT_STRENGTH, check_edit, load_image, load_mask
 
     if args.resample < 0 or args.resample > 50:
@@ -71,6 +72,7 @@ def edit_inputs(args, pipe) -> Edit | None:
 
 
 def is_autoencoder(checkpoint: str) -> bool:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.train.checkpoint import resolve_checkpoint
 
     return resolve_checkpoint(checkpoint).config.get("model", {}).get("kind") == "autoencoder"
@@ -85,6 +87,7 @@ def pixel_config(cfg):
 
 def train_summary(checkpoint: Path | None) -> str | None:
     """The line `train` prints after an autoencoder run: PSNR and latent scale."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.train.builders_latent import LATENT_FILE
 
     if checkpoint is None or not (Path(checkpoint) / LATENT_FILE).is_file():
@@ -100,22 +103,28 @@ def train_summary(checkpoint: Path | None) -> str | None:
 def cmd_eval_autoencoder(args) -> int:
     """`eval` on an autoencoder: reconstruction PSNR on its training data (+ held-out scenes),
     metrics.json and reconstructions.png."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
-    from diffusionforge.pipelines.latent import load_autoencoder, psnr
-    from diffusionforge.pipelines.plot import image_panels, save_png
-    from diffusionforge.train.builders import build_dataset
+    from diffusionforge.eval.psnr import psnr
+    from diffusionforge.plot import image_panels, save_png
+    from diffusionforge.train.datasets import build_dataset
+
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.train.latent import load_autoencoder
 
     torch.set_num_threads(args.threads)
     ae = load_autoencoder(args.checkpoint, what=str(args.checkpoint))
-    from diffusionforge.pipelines.generate import split_config
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.train.loading import split_config
 
     cfg, _ = split_config(json.loads(ae.files["config.json"]), str(args.checkpoint))
     cfg.data.size = min(cfg.data.size, args.n)  # generated sets: example i depends on i only
     sets = {"train": build_dataset(cfg).data[: args.n]}
     if cfg.data.kind == "scenes":
+        # deferred: loaded only when this command runs, so `--help` stays fast
+        from diffusionforge.data.arrays import to_tensor_images
         from diffusionforge.data.scenes import make_scenes
-        from diffusionforge.train.builders_t2i import to_tensor_images
 
         images, _, _ = make_scenes(args.n, cfg.data.image_size, "heldout", cfg.data.seed)
         sets["heldout"] = to_tensor_images(images)

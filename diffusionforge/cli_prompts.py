@@ -45,13 +45,15 @@ def _read_prompts(path: str) -> list[str]:
 
 
 def _cmd_eval_prompts(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
     from diffusionforge.eval import prompts as ev
     from diffusionforge.eval.judge import load_judge
-    from diffusionforge.pipelines.plot import save_png
+    from diffusionforge.plot import save_png
 
     guidances = _numbers(args.guidance, "--guidance", float)
     nfes = _numbers(args.nfe, "--nfe", int)
@@ -92,6 +94,7 @@ def _cmd_eval_prompts(args) -> int:
     if args.checkpoint in ORACLES and not Path(args.checkpoint).exists():
         pipe = ev.RenderPipeline(ORACLES[args.checkpoint])
     else:
+        # deferred: loaded only when this command runs, so `--help` stays fast
         from diffusionforge.pipelines.text2image import load_text2image
 
         pipe = load_text2image(args.checkpoint, use_ema=not args.no_ema)

@@ -11,8 +11,10 @@ from diffusionforge.errors import UserError
 
 
 def _cmd_fit_schedule(args: argparse.Namespace) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli import _check_writable_dir, _int_list, _parse_classes
     from diffusionforge.pipelines.fitted_schedules import fit_entries, write_entries
     from diffusionforge.pipelines.generate import load_pipeline

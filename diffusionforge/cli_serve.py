@@ -18,6 +18,7 @@ from diffusionforge.errors import UserError
 
 
 def add_commands(sub) -> None:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.server.settings import Limits
 
     d = Limits()
@@ -52,6 +53,7 @@ def add_commands(sub) -> None:
 
 
 def _settings(args: argparse.Namespace):
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.server.settings import Limits, ServerSettings, is_loopback
 
     for flag, value in (
@@ -118,8 +120,10 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import uvicorn
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.server.app import create_app
     from diffusionforge.server.protocol import uvicorn_config
     from diffusionforge.server.registry import scan

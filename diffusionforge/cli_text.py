@@ -18,8 +18,10 @@ from diffusionforge.errors import UserError
 
 
 def _cmd_generate_text(args) -> int:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
     from diffusionforge.pipelines.text import load_text_pipeline
 
@@ -79,6 +81,7 @@ def _cmd_generate_text(args) -> int:
 
 
 def _is_pairs(pipe) -> bool:
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.text_pairs import is_pairs
 
     return is_pairs(pipe)
@@ -86,6 +89,7 @@ def _is_pairs(pipe) -> bool:
 
 def _answer_prompt(pipe, args) -> int:
     """A (prompt, response) model: the response to --prompt (greedy unless --temperature)."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.text_pairs import answer, show_sudoku
 
     if not args.prompt:
@@ -104,8 +108,10 @@ def _answer_prompt(pipe, args) -> int:
 
 def cmd_eval_text(args) -> int:
     """`eval` on a text checkpoint (called by cli._cmd_eval)."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
     from diffusionforge.pipelines.text import DEFAULT_SAMPLER, load_text_pipeline
     from diffusionforge.pipelines.text_eval import TextEvalSettings, evaluate_text

@@ -11,11 +11,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diffusionforge.assets import bundled_path
+from diffusionforge.data.toy import make_toy
 from diffusionforge.demo_audio import spoken_digits
 from diffusionforge.demo_editing import editing
 from diffusionforge.demo_t2i import t2i
 from diffusionforge.demo_text import text
+from diffusionforge.errors import DataError
 from diffusionforge.eval.swd import sliced_wasserstein
+from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.plot import image_panels, save_png, scatter_panels
+from diffusionforge.train.config import apply_overrides, load_preset
+from diffusionforge.train.datasets import build_dataset
+from diffusionforge.train.previews import real_examples
+from diffusionforge.train.trainer import Trainer
 
 
 @dataclass
@@ -28,12 +37,6 @@ class Section:
 def toy2d(out: Path, quick: bool) -> Section:
     """Train an MLP denoiser on the 2-D swiss roll, sample it, plot data vs samples."""
     import torch
-
-    from diffusionforge.data.toy import make_toy
-    from diffusionforge.pipelines.generate import load_pipeline
-    from diffusionforge.pipelines.plot import save_png, scatter_panels
-    from diffusionforge.train.config import apply_overrides, load_preset
-    from diffusionforge.train.trainer import Trainer
 
     preset = "swissroll"
     cfg = load_preset(preset)
@@ -96,12 +99,6 @@ DIGITS_NFE, DIGITS_GUIDANCE = 16, 2.0
 def digits(out: Path, quick: bool) -> Section:
     """Sample the bundled class-conditional digits model: one guided row per class."""
     import torch
-
-    from diffusionforge.assets import bundled_path
-    from diffusionforge.errors import DataError
-    from diffusionforge.pipelines.generate import load_pipeline, real_examples
-    from diffusionforge.pipelines.plot import image_panels, save_png
-    from diffusionforge.train.builders import build_dataset
 
     torch.set_num_threads(1)  # a 0.3M-parameter network: one thread is fastest
     pipe = load_pipeline(bundled_path("digits"))

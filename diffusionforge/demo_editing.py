@@ -6,18 +6,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from diffusionforge.assets import bundled_path
+from diffusionforge.core.draw import Edit
+from diffusionforge.data.arrays import to_tensor_images
+from diffusionforge.data.scenes import make_scenes
+from diffusionforge.eval.psnr import psnr
+from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.plot import image_panels, save_png
+from diffusionforge.train.latent import load_autoencoder
+
 
 def editing(out: Path, quick: bool):
+    # deferred: demo.py imports this module for SECTIONS (until the demo/ package)
     import torch
 
-    from diffusionforge.assets import bundled_path
-    from diffusionforge.core.draw import Edit
-    from diffusionforge.data.scenes import make_scenes
     from diffusionforge.demo import Section
-    from diffusionforge.pipelines.generate import load_pipeline
-    from diffusionforge.pipelines.latent import load_autoencoder, psnr
-    from diffusionforge.pipelines.plot import image_panels, save_png
-    from diffusionforge.train.builders_t2i import to_tensor_images
 
     torch.set_num_threads(1)
     ae = load_autoencoder("vae-scenes")

@@ -6,6 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from diffusionforge.eval.judge import load_judge
+from diffusionforge.eval.prompts import cases_from_prompts, run_prompts, verdict_picture
+from diffusionforge.pipelines.text2image import load_text2image
+from diffusionforge.plot import save_png
+
 # The bundled model's stated setting (benchmarks/t2i_faithfulness.py, BENCHMARKS.md).
 T2I_NFE, T2I_GUIDANCE = 10, 1.0
 DEMO_PROMPTS = (
@@ -19,13 +24,10 @@ DEMO_PROMPTS = (
 
 
 def t2i(out: Path, quick: bool):
+    # deferred: demo.py imports this module for SECTIONS (until the demo/ package)
     import torch
 
     from diffusionforge.demo import Section
-    from diffusionforge.eval.judge import load_judge
-    from diffusionforge.eval.prompts import cases_from_prompts, run_prompts, verdict_picture
-    from diffusionforge.pipelines.plot import save_png
-    from diffusionforge.pipelines.text2image import load_text2image
 
     torch.set_num_threads(1)
     pipe = load_text2image("t2i-scenes")

@@ -11,8 +11,9 @@ from diffusionforge.cli import main
 from diffusionforge.errors import ConfigError
 from diffusionforge.eval.audio import audio_metrics, classifier_input, train_audio_classifier
 from diffusionforge.nets.diffwave import DiffWave
-from diffusionforge.train.builders import build_dataset, build_model
+from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides, load_preset
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 
 

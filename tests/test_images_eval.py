@@ -11,7 +11,7 @@ from PIL import Image
 
 from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, sweep_plot
 from diffusionforge.pipelines.generate import load_pipeline
-from diffusionforge.train.builders import build_dataset
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import assert_one_line_error, digits_cfg, run_cli

@@ -11,8 +11,9 @@ from PIL import Image
 
 from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.train import checkpoint as io
-from diffusionforge.train.builders import build_dataset, build_model
+from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import TINY_IMAGES, digits_cfg, run_cli

@@ -15,11 +15,13 @@ from diffusionforge.core.draw import Edit
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.vae import VAEObjective, gaussian_kl, latent_stats
 from diffusionforge.errors import ConfigError
+from diffusionforge.eval.psnr import psnr
 from diffusionforge.nets.autoencoder import KLAutoencoder
 from diffusionforge.pipelines.generate import load_pipeline
-from diffusionforge.pipelines.latent import load_autoencoder, psnr
-from diffusionforge.train.builders import build_dataset, build_model
+from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides, load_preset
+from diffusionforge.train.datasets import build_dataset
+from diffusionforge.train.latent import load_autoencoder
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import assert_one_line_error, digits_cfg
@@ -214,8 +216,8 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
 
 def test_bundled_scenes_autoencoder_is_small_and_reconstructs_held_out_scenes():
     from diffusionforge.assets import bundled_path
+    from diffusionforge.data.arrays import to_tensor_images
     from diffusionforge.data.scenes import make_scenes
-    from diffusionforge.train.builders_t2i import to_tensor_images
 
     folder = bundled_path("vae-scenes")
     assert sum(f.stat().st_size for f in folder.glob("*.safetensors")) < 2 * 2**20

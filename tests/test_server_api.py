@@ -20,7 +20,7 @@ from serverkit import models_folder, running_server, settings
 from diffusionforge.core.plan import Plan
 from diffusionforge.pipelines.generate import load_pipeline
 from diffusionforge.pipelines.images import ImageRequest, draw, read_metadata
-from diffusionforge.pipelines.plot import to_pil
+from diffusionforge.plot import to_pil
 from diffusionforge.server.settings import Limits, ServerSettings
 
 

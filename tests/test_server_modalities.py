@@ -16,8 +16,8 @@ from PIL import Image
 from serverkit import running_server, settings, write_tiny_audio_model, write_tiny_t2i_model
 
 from diffusionforge.pipelines.audio import load_audio_pipeline
-from diffusionforge.pipelines.plot import to_pil
 from diffusionforge.pipelines.text2image import load_text2image
+from diffusionforge.plot import to_pil
 
 
 @pytest.fixture(scope="module")

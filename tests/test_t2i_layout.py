@@ -13,8 +13,8 @@ from diffusionforge.data.word_tokenizer import WordTokenizer
 from diffusionforge.nets.layout import SLOT, LayoutEncoder, box_coverage, paint
 from diffusionforge.nets.unet import UNet
 from diffusionforge.pipelines.text2image import load_text2image
-from diffusionforge.train.builders import build_dataset
 from diffusionforge.train.config import apply_overrides, load_preset
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import TWO_STEPS

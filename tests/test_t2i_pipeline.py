@@ -10,8 +10,8 @@ import torch
 
 from diffusionforge.errors import ConfigError
 from diffusionforge.pipelines.text2image import PromptError, load_text2image
-from diffusionforge.train.builders import build_dataset
 from diffusionforge.train.config import apply_overrides, load_preset
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import TWO_STEPS, run_cli

@@ -7,7 +7,7 @@ import torch
 from diffusionforge.core.formulations import FORMULATIONS
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.errors import ConfigError
-from diffusionforge.train import builders
+from diffusionforge.train import builders, datasets
 from diffusionforge.train.previews import PREVIEWS
 from diffusionforge.train.trainer import Trainer
 
@@ -34,7 +34,7 @@ def test_every_continuous_formulation_is_an_objective():
 
 def test_registries_name_the_choices_on_a_bad_kind():
     with pytest.raises(ConfigError, match="data.kind: expected one of toy, npy"):
-        builders.build_dataset(tiny_cfg("data.kind=nope"))
+        datasets.build_dataset(tiny_cfg("data.kind=nope"))
     with pytest.raises(ConfigError, match="formulation.kind: expected one of edm"):
         builders.build_formulation(tiny_cfg("formulation.kind=nope"))
 
@@ -64,7 +64,7 @@ def test_dataset_rejects_labels_with_cond_and_a_misshapen_null():
 
 
 def test_a_data_kind_without_a_preview_trains_without_pictures(tmp_path, monkeypatch):
-    monkeypatch.setitem(builders.DATASETS, "custom", builders.DATASETS["toy"])
+    monkeypatch.setitem(datasets.DATASETS, "custom", datasets.DATASETS["toy"])
     assert "custom" not in PREVIEWS
     cfg = tiny_cfg("data.kind=custom", "train.sample_every=5", "train.steps=10")
     Trainer(cfg, tmp_path, log=lambda m: None).fit()

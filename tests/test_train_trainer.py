@@ -5,7 +5,8 @@ import torch
 
 from diffusionforge.errors import ConfigError, TrainingDiverged
 from diffusionforge.train import checkpoint as io
-from diffusionforge.train.builders import build_dataset, build_formulation
+from diffusionforge.train.builders import build_formulation
+from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import tiny_cfg

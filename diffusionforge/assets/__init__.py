@@ -15,9 +15,11 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from diffusionforge.train.checkpoint import resolve_checkpoint, write_folder
+
 BUNDLED = ("digits", "grammar", "audio-digits")
 BUNDLED_FILES = ("model.safetensors", "ema.safetensors", "config.json")
-# Autoencoders for latent diffusion (pipelines.latent.load_autoencoder; data.autoencoder = NAME).
+# Autoencoders for latent diffusion (train.latent.load_autoencoder; data.autoencoder = NAME).
 AUTOENCODERS = ("vae-scenes",)
 
 
@@ -31,7 +33,6 @@ def bundled_path(name: str) -> Path:
 
 def bundle(checkpoint: str | Path, name: str, dest: Path | None = None) -> Path:
     """Copy the weights and config of a checkpoint into the package as bundled model `name`."""
-    from diffusionforge.train.checkpoint import resolve_checkpoint, write_folder
 
     ckpt = resolve_checkpoint(checkpoint)
     files = {rel: data for rel, data in ckpt.files.items() if not rel.startswith("training_")}

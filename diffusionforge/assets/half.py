@@ -14,14 +14,15 @@ from pathlib import Path
 
 import torch
 
+from diffusionforge.train.checkpoint import (
+    bytes_to_tensors,
+    resolve_checkpoint,
+    tensors_to_bytes,
+    write_folder,
+)
+
 
 def bundle_half(checkpoint: str | Path, name: str, dest: Path | None = None) -> Path:
-    from diffusionforge.train.checkpoint import (
-        bytes_to_tensors,
-        resolve_checkpoint,
-        tensors_to_bytes,
-        write_folder,
-    )
 
     ckpt = resolve_checkpoint(checkpoint)
     files = {"config.json": ckpt.files["config.json"]}

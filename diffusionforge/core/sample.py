@@ -64,4 +64,3 @@ def sample_sigmas(
     scale = float(sigmas[0]) if sigma_max is None else sigma_max
     x = randn_like(torch.empty(tuple(shape), dtype=dtype, device=device), generator) * scale
     return sample_fn(denoise, x, sigmas, cond=cond, generator=generator, callback=callback)
-

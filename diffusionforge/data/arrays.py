@@ -15,6 +15,7 @@ from torch import Tensor
 
 from diffusionforge.data.augment import augment
 from diffusionforge.errors import DataError
+from diffusionforge.limits import limit
 
 
 def load_npy(path: str | os.PathLike) -> Tensor:
@@ -48,7 +49,6 @@ def check_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Read only the header of a .npy file and refuse, in one line, what cannot be loaded:
     not a regular file, not a .npy, object arrays, or a shape whose bytes the file does not
     hold or whose values exceed limits.limit('values'). Returns (shape, dtype)."""
-    from diffusionforge.limits import limit
 
     if not path.is_file():
         raise DataError(f"{path}: not a regular file; expected a .npy file")
@@ -129,3 +129,8 @@ class ArrayDataset:
     def batch(self, indices: Tensor, epoch: int) -> Tensor:
         x = self.data[indices]
         return augment(x, indices, epoch, self.seed, kind=self.augment, jitter=self.jitter)
+
+
+def to_tensor_images(images: np.ndarray) -> Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1

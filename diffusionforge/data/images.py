@@ -47,6 +47,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from diffusionforge.data.arrays import check_npy_header
 from diffusionforge.data.files import class_folders, regular_files
 
 MAX_ASPECT = 16.0  # long side / short side; beyond it an image is skipped (see max_aspect)
@@ -271,7 +272,6 @@ class ArrayImages(Dataset):
         cls, images_path: str | Path, labels_path: str | Path | None = None, **kw
     ) -> "ArrayImages":
         def _load(path: str | Path) -> np.ndarray:
-            from diffusionforge.data.arrays import check_npy_header
 
             check_npy_header(Path(path))  # shape and size from the header, before reading
             try:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from diffusionforge.core.spectral import MelSpec, resample
+from diffusionforge.data.builtin import cache_dir
 from diffusionforge.eval.features import ClassifierFeatures, extract_features
 from diffusionforge.eval.fid import fid
 from diffusionforge.eval.memorization import memorization
@@ -123,7 +124,6 @@ def audio_classifier(
 ) -> ClassifierFeatures:
     """The digit classifier of `waves` (N, L), trained once per data set and cached
     (~2 CPU-minutes on the 2,560 built-in clips)."""
-    from diffusionforge.data.builtin import cache_dir
 
     images = classifier_input(waves, rate)
     h = hashlib.sha256(images.numpy().tobytes())

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from diffusionforge.data.builtin import cache_dir
 from diffusionforge.data.scenes import (
     COLOURS,
     MAX_OBJECTS,
@@ -258,7 +259,6 @@ def bundled_judge_path() -> Path:
 
 def load_judge(path: str | Path | None = None, cache: Path | None = None, log=print) -> Judge:
     """The judge in ``path``; else the bundled one; else a cached one; else train and cache."""
-    from diffusionforge.data.builtin import cache_dir
 
     if path is not None:
         return read_judge(Path(path))

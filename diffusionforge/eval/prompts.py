@@ -43,6 +43,7 @@ from diffusionforge.data.scenes import (
     render,
     sample_spec,
 )
+from diffusionforge.plot import label_font
 
 ATTRIBUTES = ("kind", "colour", "count", "size", "relation", "overall")
 SPLITS = ("seen", "heldout", "heldout-relation")
@@ -292,9 +293,8 @@ def verdict_picture(
 ) -> Image.Image:
     """Each image enlarged, with its prompt, what the judge saw, and the verdict (green = all
     right, red = the wrong attributes named)."""
-    from diffusionforge.pipelines.plot import _font
 
-    font = _font(11)
+    font = label_font(11)
     line_h, width = 13, tile // 6  # about 6 px per character at this font size
     text_h = 6 * line_h + 4  # prompt (3 lines), what the judge saw (2), the verdict (1)
     n = len(rows)

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from diffusionforge.nets.text_encoder import TextFeatures, masked_mean
+from diffusionforge.nets.text_encoder import SmallTextEncoder, TextFeatures, masked_mean
 
 PHRASE_WORDS = 2  # word ids per object slot
 SLOT = 1 + PHRASE_WORDS + 4  # present, phrase ids, box
@@ -123,7 +123,6 @@ class LayoutPlanner(nn.Module):
         self, vocab_size: int, max_tokens: int, heads: dict[str, int], dim: int = 64, depth: int = 2
     ) -> None:
         super().__init__()
-        from diffusionforge.nets.text_encoder import SmallTextEncoder
 
         self.head_sizes = dict(heads)
         self.encoder = SmallTextEncoder(vocab_size, max_tokens, dim, depth, heads=4)

@@ -23,8 +23,19 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from diffusionforge.data.builtin import cache_dir
+from diffusionforge.eval import (
+    InceptionFeatures,
+    cached_classifier,
+    extract_features,
+    fid,
+    kid,
+    memorization,
+    precision_recall,
+    save_worst_pairs,
+)
 from diffusionforge.pipelines.generate import Pipeline
-from diffusionforge.pipelines.plot import _COLOURS, _font, image_grid, save_png
+from diffusionforge.plot import COLOURS, image_grid, label_font, save_png
 
 
 @dataclass
@@ -42,8 +53,6 @@ class EvalSettings:
 
 
 def extractor_for(train_images: Tensor, labels: Tensor | None, inception: str | None, log):
-    from diffusionforge.data.builtin import cache_dir
-    from diffusionforge.eval import InceptionFeatures, cached_classifier
 
     if inception:
         return InceptionFeatures(inception)
@@ -76,14 +85,6 @@ def draw_batched(pipe: Pipeline, n: int, s: EvalSettings, nfe: int, sampler: str
 
 
 def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Path, log) -> dict:
-    from diffusionforge.eval import (
-        extract_features,
-        fid,
-        kid,
-        memorization,
-        precision_recall,
-        save_worst_pairs,
-    )
 
     out.mkdir(parents=True, exist_ok=True)
     real = extract_features(extractor, train).double().numpy()
@@ -152,7 +153,7 @@ def sweep_plot(rows: list[dict], title: str, size=(640, 420)) -> Image.Image:
     w, h = size
     left, right, top, bottom = 70, 150, 36, 50
     im = Image.new("RGB", size, "white")
-    d, font = ImageDraw.Draw(im), _font(13)
+    d, font = ImageDraw.Draw(im), label_font(13)
     nfes = sorted({r["nfe"] for r in rows})
     fids = [max(r["fid"], 1e-6) for r in rows if math.isfinite(r["fid"])]
     lo, hi = math.log10(min(fids)), math.log10(max(fids))
@@ -178,7 +179,7 @@ def sweep_plot(rows: list[dict], title: str, size=(640, 420)) -> Image.Image:
         d.text((8, y - 7), f"{10**v:.3g}", fill=(0, 0, 0), font=font)
     d.text((8, top - 22), "FID", fill=(0, 0, 0), font=font)
     for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in rows)):
-        colour = _COLOURS[i % len(_COLOURS)] if i < len(_COLOURS) else (255, 127, 14)
+        colour = COLOURS[i % len(COLOURS)] if i < len(COLOURS) else (255, 127, 14)
         pts = [px(r["nfe"], r["fid"]) for r in rows if r["sampler"] == sampler]
         if len(pts) > 1:
             d.line(pts, fill=colour, width=2)

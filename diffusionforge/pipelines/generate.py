@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +11,12 @@ from torch import Tensor, nn
 
 from diffusionforge.core.draw import Edit, draw
 from diffusionforge.core.plan import Plan
-from diffusionforge.errors import CheckpointError, ConfigError
+from diffusionforge.errors import CheckpointError
 from diffusionforge.train.builders import build_formulation, build_model
 from diffusionforge.train.checkpoint import Checkpoint, resolve_checkpoint
-from diffusionforge.train.config import Config, from_dict
+from diffusionforge.train.config import Config
+from diffusionforge.train.latent import latent_model_autoencoder
+from diffusionforge.train.loading import check_finite_weights, split_config
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Pipeline:
     checkpoint: Checkpoint
     weights: str  # "ema" or "model"
     classes: list[str] = dataclasses.field(default_factory=list)  # class names, label order
-    # Latent models: the pipelines.latent.Autoencoder their checkpoint carries (images are
+    # Latent models: the train.latent.Autoencoder their checkpoint carries (images are
     # decoded after sampling); None for pixel-space models.
     autoencoder: object | None = None
 
@@ -100,46 +101,6 @@ class Pipeline:
         )  # fmt: skip
 
 
-def split_config(raw: dict, where: str) -> tuple[Config, tuple[int, ...]]:
-    """config.json -> (Config, example shape); the header holds what the Config does not."""
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{where}/config.json: expected a JSON object")
-    raw = dict(raw)
-    header = raw.pop("diffusionforge", None)
-    if not isinstance(header, dict) or "example_shape" not in header:
-        raise CheckpointError(f"{where}: config.json lacks the diffusionforge header")
-    try:
-        cfg = from_dict(raw, source=f"{where}/config.json")
-    except ConfigError as e:
-        raise CheckpointError(str(e)) from None
-    return cfg, example_shape(header["example_shape"], where)
-
-
-def example_shape(value, where: str) -> tuple[int, ...]:
-    """The header's example_shape: 1 to 4 positive whole numbers whose product fits
-    limits.limit('values'); a one-line CheckpointError otherwise."""
-    from diffusionforge.limits import limit
-
-    ok = (
-        isinstance(value, list)
-        and 1 <= len(value) <= 4
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    )
-    if not ok or math.prod(value) > limit("values"):
-        raise CheckpointError(
-            f"{where}/config.json: example_shape: expected 1 to 4 positive whole numbers "
-            f"(at most {limit('values'):,} values), got {value!r}"
-        )
-    return tuple(value)
-
-
-def check_finite_weights(state: dict[str, Tensor], where: str) -> None:
-    """Refuse weights holding NaN or infinite values: they can only draw NaN."""
-    for name, t in state.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{where}: weights are not finite (NaN or inf in {name})")
-
-
 def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:
     """Rebuild the network of a checkpoint (or a run folder's newest one) from its files alone."""
     ckpt = resolve_checkpoint(path)
@@ -158,33 +119,7 @@ def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:
     classes = ckpt.config["diffusionforge"].get("classes") or []
     if cfg.model.num_classes > 0 and len(classes) != cfg.model.num_classes:
         classes = [str(k) for k in range(cfg.model.num_classes)]
-    from diffusionforge.pipelines.latent import latent_model_autoencoder
 
     ae = latent_model_autoencoder(ckpt)  # None unless trained with data.autoencoder
     formulation = build_formulation(cfg)
     return Pipeline(net, formulation, cfg, shape, ckpt, weights, list(map(str, classes)), ae)
-
-
-def grid_labels(num_classes: int, n: int, per_class_max: int = 10) -> tuple[Tensor | None, int]:
-    """Labels for a picture with one row per class: (labels (classes * k,), k columns);
-    unconditional models get (None, n) for a single batch of n."""
-    if num_classes <= 0:
-        return None, n
-    k = max(1, min(per_class_max, n // num_classes))
-    return torch.arange(num_classes).repeat_interleave(k), k
-
-
-def real_examples(dataset, labels: Tensor | None, n: int) -> Tensor:
-    """Training images laid out like `labels` (the first examples of each class), for a panel
-    of real data beside the samples."""
-    if labels is None or dataset.labels is None:
-        return dataset.data[:n]
-    picks, used = [], {}
-    for lab in labels.tolist():
-        where = (dataset.labels == lab).nonzero().flatten()
-        k = used.get(lab, 0)
-        used[lab] = k + 1
-        # spread over the class (glyphs list each font's copies together)
-        pick = where[(k * 977) % len(where)] if len(where) else None
-        picks.append(dataset.data[pick] if pick is not None else dataset.data[0] * 0)
-    return torch.stack(picks)

@@ -22,9 +22,16 @@ from diffusionforge.core.discrete import MaskedDiffusion
 from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS, sample_semi_ar
 from diffusionforge.data.tokenizers import TextTokenizer, load_tokenizer
 from diffusionforge.errors import CheckpointError, UserError
+from diffusionforge.nets.kv_cache import KVCache
 from diffusionforge.train.builders import build_formulation, build_model
-from diffusionforge.train.checkpoint import Checkpoint, resolve_checkpoint
+from diffusionforge.train.checkpoint import (
+    Checkpoint,
+    resolve_checkpoint,
+    tensors_to_bytes,
+    write_folder,
+)
 from diffusionforge.train.config import Config
+from diffusionforge.train.loading import split_config
 
 HOLE = re.compile(r"\[_+(?::(\d+))?\]")
 DEFAULT_SAMPLER = "confidence"  # best quality per NFE on the grammar benchmark (BENCHMARKS.md)
@@ -101,7 +108,6 @@ class TextPipeline:
             raise UserError(
                 f"--length {x.shape[1]}: longer than this AR model's context ({self.context})"
             )
-        from diffusionforge.nets.kv_cache import KVCache
 
         return sample_autoregressive(
             self.net, x, bos_id=self.objective.bos_id, mask_id=self.mask_id, generator=gens,
@@ -153,7 +159,6 @@ def _encode(tokenizer: TextTokenizer, text: str) -> list[int]:
 
 def load_text_pipeline(path: str | Path, *, use_ema: bool = True) -> TextPipeline:
     """Rebuild a text model (network, objective, tokenizer) from its checkpoint folder alone."""
-    from diffusionforge.pipelines.generate import split_config
 
     ckpt = resolve_checkpoint(path)
     cfg, shape = split_config(ckpt.config, str(ckpt.path))
@@ -185,7 +190,6 @@ def bundle_text(checkpoint: str | Path, dest: str | Path) -> Path:
     """Copy a text checkpoint's weights and EMA weights (stored as fp16, half the size; loading
     casts them back to fp32), config and tokenizer into `dest`, a checkpoint folder with a
     manifest and no training state."""
-    from diffusionforge.train.checkpoint import tensors_to_bytes, write_folder
 
     ckpt = resolve_checkpoint(checkpoint)
     files = {

@@ -2,7 +2,7 @@
 
 `load_text2image(path)` rebuilds a text-conditioned UNet/DiT from a checkpoint folder (its
 config.json carries the tokenizer vocabulary), and with a latent model the autoencoder the
-checkpoint carries (pipelines/latent.py). `generate` batches the prompts, draws image i from its
+checkpoint carries (train/latent.py). `generate` batches the prompts, draws image i from its
 own generator seeded `seeds[i]`, and applies classifier-free guidance (Ho & Salimans 2022) with
 the negative prompt as the unconditional branch (the empty caption when none is given: the
 condition caption dropout trained). img2img and inpainting go through core/editing.py.
@@ -24,10 +24,12 @@ from torch import Tensor, nn
 
 from diffusionforge.core.draw import Edit, draw
 from diffusionforge.core.plan import Plan
-from diffusionforge.errors import UserError
-from diffusionforge.pipelines.plot import image_panels
+from diffusionforge.errors import CheckpointError, UserError
+from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.train.builders_t2i import prompt_encoder
 from diffusionforge.train.checkpoint import Checkpoint
 from diffusionforge.train.config import Config
+from diffusionforge.train.latent import latent_model_autoencoder
 
 
 class PromptError(UserError):
@@ -42,7 +44,7 @@ class Text2ImagePipeline:
     shape: tuple[int, ...]  # the network's example shape (latent shape for latent models)
     checkpoint: Checkpoint | None
     prompts: object  # WordTokenizer | MiniLMPrompts: strings -> cond rows
-    autoencoder: object | None = None  # pipelines.latent.Autoencoder for latent models
+    autoencoder: object | None = None  # train.latent.Autoencoder for latent models
 
     @property
     def resolution(self) -> int:
@@ -158,9 +160,6 @@ def edit_inputs(
 
 def load_text2image(path: str | Path, *, use_ema: bool = True) -> Text2ImagePipeline:
     """A text-conditioned checkpoint folder (or run folder, or bundled name) -> pipeline."""
-    from diffusionforge.errors import CheckpointError
-    from diffusionforge.pipelines.generate import load_pipeline
-    from diffusionforge.train.builders_t2i import prompt_encoder
 
     path = _bundled_or_path(path)
     pipe = load_pipeline(path, use_ema=use_ema)
@@ -168,8 +167,6 @@ def load_text2image(path: str | Path, *, use_ema: bool = True) -> Text2ImagePipe
         raise CheckpointError(f"{pipe.checkpoint.path}: not a text-to-image model")
     autoencoder = None
     if pipe.checkpoint.has("autoencoder/config.json") or getattr(pipe.cfg.data, "autoencoder", ""):
-        from diffusionforge.pipelines.latent import latent_model_autoencoder
-
         autoencoder = latent_model_autoencoder(pipe.checkpoint)
         if autoencoder is None:
             raise CheckpointError(f"{pipe.checkpoint.path}: latent model without autoencoder/")
@@ -193,24 +190,3 @@ def _bundled_or_path(path: str | Path) -> Path:
     # bundled text-to-image models (assets/half.py: EMA weights only, so not in assets.BUNDLED)
     bundled = Path(str(resources.files("diffusionforge.assets") / str(path)))
     return bundled if "/" not in str(path) and (bundled / "config.json").exists() else p
-
-
-# --- the training preview (train/previews.py) ----------------------------------------------
-
-
-@torch.no_grad()
-def preview(net, objective, dataset, cfg, device):
-    """Real scenes beside samples for their captions (first sample.n training examples)."""
-    n = min(cfg.sample.n, len(dataset), 32)
-    cond = dataset.cond[:n]
-    x = draw(
-        net, objective, dataset.shape, [cfg.sample.seed + i for i in range(n)],
-        cfg.sample.plan(), cond=cond, guidance=cfg.sample.guidance,
-        uncond=dataset.null_cond.expand_as(cond), device=device,
-    )  # fmt: skip
-    data = dataset.data[:n]
-    ae = getattr(dataset, "autoencoder", None)
-    if ae is not None:  # a latent dataset (train/builders_latent.py): decode for the picture
-        x, data = ae.decode(x), ae.decode(data)
-    title = f"samples, guidance {cfg.sample.guidance:g}"
-    return image_panels([("data", data), (title, x.clamp(-1, 1))], cols=8)

@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
+from diffusionforge.data.grammar import parses
+from diffusionforge.errors import UserError
 from diffusionforge.eval.text_metrics import grammar_lines, longest_copied_span, unigram_entropy
 from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_text_pipeline
 from diffusionforge.train.builders_text import Corpus, load_corpus, windows
@@ -88,7 +91,6 @@ def infill_parse_rate(
         x = torch.stack(rows[i : i + 32])
         gens = [torch.Generator().manual_seed(seed + i + j) for j in range(len(x))]
         denoise = pipe.objective.precondition(pipe.net)
-        from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
 
         y = TOKEN_SAMPLERS[sampler](
             denoise, x, nfe, mask_id=pipe.mask_id, schedule=pipe.objective.schedule,
@@ -111,7 +113,6 @@ def _span(length: int, lo: int, hi: int) -> Tensor:
 
 
 def _parses(sentence: str) -> bool:
-    from diffusionforge.data.grammar import parses
 
     return parses(sentence)
 
@@ -171,8 +172,6 @@ def evaluate_text(pipe: TextPipeline, s: TextEvalSettings, out: Path, log) -> di
     if s.ar:
         ar = load_text_pipeline(s.ar)
         if ar.tokenizer.to_json() != pipe.tokenizer.to_json():
-            from diffusionforge.errors import UserError
-
             raise UserError(f"--ar {s.ar}: its tokenizer differs from the evaluated model's")
     samples = torch.cat(
         [

@@ -17,20 +17,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
+from diffusionforge.data import sudoku
+from diffusionforge.data.pairs import SEP, encode_pair, response_text
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import TextPipeline
+from diffusionforge.train.builders_text import PAIR_KINDS
 
 
 def is_pairs(pipe: TextPipeline) -> bool:
-    from diffusionforge.train.builders_text import PAIR_KINDS
 
     return pipe.cfg.data.kind in PAIR_KINDS
 
 
 def prompt_ids(pipe: TextPipeline, prompt: str) -> Tensor:
     """Token ids (P,) of the prompt and separator; a Sudoku model's grid is normalised first."""
-    from diffusionforge.data import sudoku
-    from diffusionforge.data.pairs import SEP, encode_pair
 
     if pipe.cfg.data.kind == "sudoku":
         try:
@@ -65,7 +66,6 @@ def fill(
 ) -> Tensor:
     """Fill the mask ids of windows x (B, context), each row with its own generator (seed + b),
     so a row does not depend on its batch: the model's sampler, or left to right for AR."""
-    from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
 
     gens = [torch.Generator().manual_seed(seed + i) for i in range(x.shape[0])]
     shaping = dict(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -89,7 +89,6 @@ def answer(
 ) -> list[str]:
     """The response text to each prompt (prompt i sampled with seed + i, whatever the batch).
     The response fills the rest of the context; nfe defaults to one step per response token."""
-    from diffusionforge.data.pairs import response_text
 
     out: list[str] = []
     for start in range(0, len(prompts), batch):
@@ -108,7 +107,6 @@ def answer(
 def show_sudoku(puzzle: str, answer_text: str) -> str:
     """The answer as a 9x9 grid and whether it solves the puzzle (givens kept, every unit
     complete)."""
-    from diffusionforge.data import sudoku
 
     grid = sudoku.parse_grid(puzzle)
     rows = [answer_text[r * 9 : r * 9 + 9] for r in range(9)]

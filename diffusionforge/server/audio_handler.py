@@ -20,7 +20,7 @@ from diffusionforge.core.plan import Plan
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.data.audio import save_wav
 from diffusionforge.pipelines.audio import AudioPipeline, load_audio_pipeline
-from diffusionforge.pipelines.audio import spectrogram_image as spectrograms
+from diffusionforge.plot import spectrogram_image as spectrograms
 from diffusionforge.server.base import (
     ID_PATTERN,
     Handler,

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
+from diffusionforge.pipelines.diffusers_import import PIPELINES, read_json
+from diffusionforge.pipelines.diffusers_model import load
+from diffusionforge.pipelines.images import save_with_metadata
+from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
@@ -44,7 +48,6 @@ class DiffusersParams(BaseModel):
 
 def entry_config(path: Path) -> dict:
     """The facts a listing needs, read from the folder's JSON files (nothing is built)."""
-    from diffusionforge.pipelines.diffusers_import import PIPELINES, read_json
 
     if (path / "model_index.json").is_file():
         index = read_json(path / "model_index.json")
@@ -78,7 +81,6 @@ class DiffusersHandler(Handler):
         }
 
     def load(self, path: Path) -> object:
-        from diffusionforge.pipelines.diffusers_model import load
 
         return load(path)
 
@@ -110,9 +112,6 @@ class DiffusersHandler(Handler):
 
         def run(ctx: JobContext) -> None:
             import torch
-
-            from diffusionforge.pipelines.images import save_with_metadata
-            from diffusionforge.plot import image_grid, to_pil
 
             model = entry.load()
             steps = SAMPLER_INFO[sampler].steps_for(nfe) if sampler else nfe

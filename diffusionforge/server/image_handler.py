@@ -24,7 +24,7 @@ from diffusionforge.pipelines.images import (
     image_record,
     save_with_metadata,
 )
-from diffusionforge.pipelines.plot import image_grid, to_pil
+from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import (
     ID_PATTERN,
     Handler,

@@ -11,9 +11,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from diffusionforge.assets import BUNDLED
 from diffusionforge.errors import UserError
+from diffusionforge.pipelines.diffusers_import import is_diffusers_folder, require_extra
 from diffusionforge.server.base import ID_RE, ModelEntry
+from diffusionforge.server.diffusers_handler import entry_config
 from diffusionforge.server.handlers import HANDLERS, kind_of
+from diffusionforge.train.checkpoint import resolve_checkpoint
+from diffusionforge.train.loading import split_config
 
 log = logging.getLogger("diffusionforge.server")
 
@@ -39,8 +44,6 @@ def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
     """(registry, one line per skipped folder). A missing folder is a UserError."""
     if folder is None:  # every bundled checkpoint a handler can run (not autoencoders, judges)
         from importlib import resources
-
-        from diffusionforge.assets import BUNDLED
 
         assets = Path(str(resources.files("diffusionforge.assets")))
         order = {name: k for k, name in enumerate(BUNDLED)}  # the listed ones first
@@ -73,15 +76,10 @@ def scan(folder: Path | None) -> tuple[ModelRegistry, list[str]]:
 
 
 def _entry(model_id: str, path: Path) -> ModelEntry | None:
-    from diffusionforge.pipelines.diffusers_import import is_diffusers_folder, require_extra
 
     if is_diffusers_folder(path):  # made with diffusers: listed from its JSON, built on demand
-        from diffusionforge.server.diffusers_handler import entry_config
-
         require_extra()
         return ModelEntry(model_id, "diffusers", HANDLERS["diffusers"], path, entry_config(path))
-    from diffusionforge.pipelines.generate import split_config
-    from diffusionforge.train.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(path)  # verifies every file against the manifest
     config = ckpt.config

@@ -16,9 +16,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from diffusionforge.core.plan import Plan
+from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.pipelines.images import save_with_metadata
-from diffusionforge.pipelines.plot import image_grid, to_pil
 from diffusionforge.pipelines.text2image import Text2ImagePipeline, load_text2image
+from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import (
     ID_PATTERN,
     Handler,
@@ -60,7 +61,6 @@ class Text2ImageHandler(Handler):
         return kind != "autoencoder" and bool(encoder)
 
     def describe(self, entry: ModelEntry) -> dict:
-        from diffusionforge.core.samplers import SAMPLERS
 
         header, data = entry.config["diffusionforge"], entry.config.get("data", {})
         shape = list(header["example_shape"])

@@ -8,112 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from diffusionforge.data.arrays import ArrayDataset, load_npy
-from diffusionforge.data.builtin import BUILTIN_DATASETS
-from diffusionforge.data.images import ArrayImages, ImageFolder
-from diffusionforge.data.toy import TOY_SETS, make_toy
-from diffusionforge.errors import CheckpointError, ConfigError, DataError
+from diffusionforge.core.formulations import FORMULATIONS
+from diffusionforge.errors import CheckpointError, ConfigError
 from diffusionforge.limits import check_parameters
 from diffusionforge.nets.dit import DIT_PRESETS, DiT
 from diffusionforge.nets.mlp import MLPDenoiser
 from diffusionforge.nets.unet import UNET_PRESETS, UNet
 from diffusionforge.train import builders_audio, builders_latent, builders_t2i, builders_text
+from diffusionforge.train.checkpoint import stored_values
 from diffusionforge.train.config import Config
-
-
-def _load_images(cfg: Config) -> ArrayImages:
-    """The image sets: built-in digits/glyphs, a folder (resized, see data.images), a .npy stack."""
-    d = cfg.data
-    if d.kind in BUILTIN_DATASETS:
-        try:
-            return BUILTIN_DATASETS[d.kind]()
-        except (ImportError, ValueError) as e:
-            raise DataError(f"data.kind = {d.kind}: {e}") from None
-    if not d.path:
-        raise DataError("data.path: an image folder or .npy file is needed (pass --data)")
-    path = Path(d.path).expanduser()
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    try:
-        if path.is_dir():
-            return ImageFolder(path, d.image_size, channels=d.channels)
-        images = ArrayImages.from_npy(path, d.labels or None)
-    except ValueError as e:
-        line = str(e).splitlines()[0]
-        raise DataError(line if str(path) in line else f"{path}: {line}") from None
-    if d.labels:  # classes of a labelled .npy stack are named by their numbers
-        if int(images.labels.min()) < 0:
-            raise DataError(f"{d.labels}: labels must be 0 or more")
-        images.classes = [str(k) for k in range(int(images.labels.max()) + 1)]
-    return images
-
-
-def _image_dataset(cfg: Config) -> ArrayDataset:
-    images = _load_images(cfg)
-    if isinstance(images, ImageFolder):  # decode once; the engine indexes tensors
-        x = torch.stack([images.load(i) for i in range(len(images))])
-        labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
-    else:
-        x, labels = images.images, images.labels
-    if x.shape[0] < 2:
-        raise DataError(f"data: {x.shape[0]} image(s); training needs at least 2")
-    labelled = images.num_classes > 1
-    return ArrayDataset(
-        x.float().contiguous(),
-        seed=cfg.train.seed,
-        augment=cfg.data.augment,
-        jitter=cfg.data.jitter,
-        labels=labels if labelled else None,
-        classes=images.classes if labelled else None,
-    )
-
-
-def _toy_dataset(cfg: Config) -> ArrayDataset:
-    d = cfg.data
-    if d.name not in TOY_SETS:
-        raise ConfigError(
-            f"data.name: unknown toy set {d.name!r} (expected one of: {', '.join(TOY_SETS)})"
-        )
-    data = make_toy(d.name, d.size, d.seed)
-    return ArrayDataset(data, seed=cfg.train.seed, augment=d.augment, jitter=d.jitter)
-
-
-def _npy_dataset(cfg: Config) -> ArrayDataset:
-    d = cfg.data
-    if not d.path:
-        raise DataError("data.path: a .npy file is needed when data.kind = npy (pass --data)")
-    data = load_npy(Path(d.path).expanduser())
-    return ArrayDataset(data, seed=cfg.train.seed, augment=d.augment, jitter=d.jitter)
-
-
-# data.kind -> builder. A modality adds its kinds here (text, captioned scenes, audio...).
-DATASETS = {
-    "toy": _toy_dataset,
-    "npy": _npy_dataset,
-    "digits": _image_dataset,
-    "glyphs": _image_dataset,
-    "images": _image_dataset,
-    **dict.fromkeys(builders_text.TEXT_KINDS, builders_text.text_dataset),
-    **builders_t2i.CAPTIONED_KINDS,
-    **builders_audio.AUDIO_KINDS,
-}
-IMAGE_KINDS = ("digits", "glyphs", "images")
-
-
-def build_dataset(cfg: Config) -> ArrayDataset:
-    if cfg.data.kind not in DATASETS:
-        raise ConfigError(
-            f"data.kind: expected one of {', '.join(DATASETS)}, got {cfg.data.kind!r}"
-        )
-    dataset = DATASETS[cfg.data.kind](cfg)
-    if cfg.data.autoencoder:  # latent diffusion: train on the autoencoder's scaled latents
-        dataset = builders_latent.encode_dataset(dataset, cfg)
-    return dataset
 
 
 def _build_mlp(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
@@ -224,7 +131,6 @@ def build_model(
         raise ConfigError(f"model.kind: mlp is meant for small vectors, not examples of {shape}")
     count = parameter_count(cfg, shape)
     if weights is not None:
-        from diffusionforge.train.checkpoint import stored_values
 
         stored = stored_values(weights, where)
         if count > stored:
@@ -247,7 +153,6 @@ def parameter_count(cfg: Config, shape: tuple[int, ...]) -> int:
 
 def _continuous(cfg: Config):
     """A Gaussian formulation of core.formulations, from the formulation section's fields."""
-    from diffusionforge.core.formulations import FORMULATIONS
 
     cls = FORMULATIONS[cfg.formulation.kind]
     accepted = {fld.name for fld in dataclasses.fields(cls) if fld.init}

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from diffusionforge.core.spectral import MelSpec
 from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data.audio import AudioFolder
+from diffusionforge.data.spoken_digits import DIGIT_WORDS, load_spoken_digits
 from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.nets.diffwave import DiffWave
 from diffusionforge.train.config import AudioDataConfig, Config
@@ -59,13 +61,10 @@ def load_clips(cfg: Config) -> tuple[Tensor, Tensor | None, list[str]]:
     a = cfg.data.audio
     check_audio(a)
     if cfg.data.kind == "spoken-digits":
-        from diffusionforge.data.spoken_digits import DIGIT_WORDS, load_spoken_digits
-
         if a.seconds != 1.0:
             raise ConfigError("data.audio.seconds: spoken-digits clips are 1 second long")
         waves, labels, _ = load_spoken_digits(a.rate, a.per_voice)
         return waves, labels, list(DIGIT_WORDS)
-    from diffusionforge.data.audio import AudioFolder
 
     if not cfg.data.path:
         raise DataError("data.path: an audio folder is needed when data.kind = audio (--data)")
@@ -109,3 +108,19 @@ def build_diffwave(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
 
 
 AUDIO_KINDS = {"spoken-digits": audio_dataset, "audio": audio_dataset}
+
+
+# --- model outputs -> sound (pipelines/audio.py, the training preview) -----------------
+
+
+def decode(x: Tensor, route: str, spec: MelSpec | None, length: int, gl_iters: int) -> Tensor:
+    """Model outputs (n, 1, ...) -> waveforms (n, length)."""
+    if route == "wave":
+        return x[:, 0, :length].clamp(-1, 1)
+    waves = spec.to_wave(x[:, 0], length, iters=gl_iters)
+    return waves.clamp(-1, 1)
+
+
+def route_of(cfg) -> tuple[str, MelSpec | None]:
+    a = cfg.data.audio
+    return a.representation, (mel_spec(a) if a.representation == "mel" else None)

@@ -17,9 +17,10 @@ from torch import nn
 
 from diffusionforge.core.vae import VAEObjective, latent_stats
 from diffusionforge.data.arrays import ArrayDataset
-from diffusionforge.data.augment import uniforms
 from diffusionforge.errors import ConfigError
+from diffusionforge.eval.psnr import psnr
 from diffusionforge.nets.autoencoder import AUTOENCODER_PRESETS, KLAutoencoder
+from diffusionforge.plot import image_panels
 
 LATENT_FILE = "latent.json"  # shift/scale of an autoencoder checkpoint
 AUTOENCODER_DIR = "autoencoder"  # where a latent model's checkpoint keeps its autoencoder
@@ -81,8 +82,6 @@ def encode_means(net: nn.Module, images: torch.Tensor, batch: int = 256) -> torc
 def measure_latents(net: nn.Module, images: torch.Tensor, batch: int = 256) -> dict:
     """Shift and scale of the posterior means over up to STATS_EXAMPLES evenly spaced images,
     and the mean reconstruction PSNR (dB) of those images through the posterior means."""
-    from diffusionforge.pipelines.latent import psnr
-
     n = len(images)
     idx = torch.linspace(0, n - 1, min(n, STATS_EXAMPLES)).round().long().unique()
     z = encode_means(net, images[idx], batch)
@@ -102,63 +101,9 @@ def measure_latents(net: nn.Module, images: torch.Tensor, batch: int = 256) -> d
     }
 
 
-class LatentDataset(ArrayDataset):
-    """Scaled latents of a dataset's images; with data.augment = "flip" the mirrored images are
-    encoded too and picked by the same (seed, epoch, index) draw that flips pixels, since a
-    mirrored latent is not the latent of the mirrored image."""
-
-    def __init__(self, latents, flipped, autoencoder, *, seed, labels, classes, cond, null_cond):
-        super().__init__(
-            latents, seed=seed, labels=labels, classes=classes, cond=cond, null_cond=null_cond
-        )
-        self.flipped = flipped  # (N, z, h, w) latents of the mirrored images, or None
-        self.autoencoder = autoencoder  # pipelines.latent.Autoencoder: previews decode with it
-        self.extra_files = {f"{AUTOENCODER_DIR}/{rel}": b for rel, b in autoencoder.files.items()}
-
-    def batch(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        x = self.data[indices]
-        if self.flipped is None:
-            return x
-        flip = uniforms(self.seed, epoch, indices, 1)[:, 0] < 0.5  # as data.augment.augment
-        return torch.where(flip.view(-1, 1, 1, 1), self.flipped[indices], x)
-
-
-def encode_dataset(dataset: ArrayDataset, cfg) -> LatentDataset:
-    """data.autoencoder: replace the images of `dataset` by the autoencoder's scaled latents."""
-    from diffusionforge.pipelines.latent import load_autoencoder
-
-    ae = load_autoencoder(cfg.data.autoencoder, what="data.autoencoder")
-    if dataset.data.dim() != 4 or tuple(dataset.shape[:1]) != (ae.net.in_channels,):
-        raise ConfigError(
-            f"data.autoencoder: {cfg.data.autoencoder} encodes images with "
-            f"{ae.net.in_channels} channel(s); this data has examples of shape {dataset.shape}"
-        )
-    if dataset.augment not in ("none", "flip"):
-        raise ConfigError(
-            f"data.augment: {dataset.augment} cannot be applied to latents (use none or flip)"
-        )
-    latents = ae.encode(dataset.data)
-    flipped = ae.encode(dataset.data.flip(-1)) if dataset.augment == "flip" else None
-    out = LatentDataset(
-        latents,
-        flipped,
-        ae,
-        seed=dataset.seed,
-        labels=dataset.labels,
-        classes=dataset.classes,
-        cond=dataset.cond,
-        null_cond=dataset.null_cond,
-    )
-    out.extra_files = {**getattr(dataset, "extra_files", {}), **out.extra_files}  # + tokenizer
-    return out
-
-
 @torch.no_grad()
 def reconstruction_preview(net: nn.Module, dataset: ArrayDataset, cfg):
     """The training picture of an autoencoder: data and reconstructions, with their PSNR."""
-    from diffusionforge.pipelines.latent import psnr
-    from diffusionforge.pipelines.plot import image_panels
-
     n = min(len(dataset), max(8, min(cfg.sample.n, 64)))
     idx = torch.linspace(0, len(dataset) - 1, n).round().long()
     x = dataset.data[idx]

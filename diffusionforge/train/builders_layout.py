@@ -13,12 +13,11 @@ import json
 import torch
 
 from diffusionforge.data import scenes
-from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data.arrays import ArrayDataset, to_tensor_images
 from diffusionforge.data.layouts import PLANNER_DIR, fit_planner, pack_objects
 from diffusionforge.data.word_tokenizer import WordTokenizer
 from diffusionforge.errors import CheckpointError
 from diffusionforge.nets.layout import LayoutPlanner
-from diffusionforge.train.builders_t2i import to_tensor_images
 from diffusionforge.train.checkpoint import resolve_checkpoint, tensors_to_bytes, write_folder
 from diffusionforge.train.config import Config, from_dict
 

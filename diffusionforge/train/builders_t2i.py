@@ -15,14 +15,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 
-from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data import captions as cap
+from diffusionforge.data import scenes
+from diffusionforge.data.arrays import ArrayDataset, to_tensor_images
+from diffusionforge.data.layouts import LayoutPrompts
 from diffusionforge.data.word_tokenizer import WordTokenizer, words_of
 from diffusionforge.errors import ConfigError, DataError
+from diffusionforge.nets.layout import LayoutEncoder
 from diffusionforge.nets.text_encoder import FrozenFeatures, MiniLMPrompts, SmallTextEncoder
+from diffusionforge.train.builders_layout import layout_scenes_dataset, load_planner
 from diffusionforge.train.config import Config
 
 if TYPE_CHECKING:
@@ -46,9 +49,6 @@ def prompt_encoder(cfg: Config, checkpoint=None) -> WordTokenizer | MiniLMPrompt
     A layout-grounded model's encoder is the planner its ``checkpoint`` carries."""
     t = cfg.model.text_encoder
     if _check_kind(cfg) == "layout":
-        from diffusionforge.data.layouts import LayoutPrompts
-        from diffusionforge.train.builders_layout import load_planner
-
         if checkpoint is None:
             raise ConfigError("model.text_encoder.kind = layout: the planner needs a checkpoint")
         tok = WordTokenizer(t.vocab, t.max_tokens)
@@ -71,8 +71,6 @@ def text_module(cfg: Config) -> nn.Module | None:
     if not t.vocab:
         raise ConfigError("model.text_encoder.vocab: empty; build the captioned dataset first")
     if t.kind == "layout":
-        from diffusionforge.nets.layout import LayoutEncoder
-
         return LayoutEncoder(len(t.vocab) + 3, t.dim, t.spatial_channels)
     return SmallTextEncoder(len(t.vocab) + 3, t.max_tokens, t.dim, t.depth, t.heads)
 
@@ -104,22 +102,14 @@ def captioned_dataset(cfg: Config, x: Tensor, captions: list[str], extra_words=(
     )
 
 
-def to_tensor_images(images: np.ndarray) -> Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def scenes_dataset(cfg: Config) -> ArrayDataset:
     """The procedural captioned scenes (data/scenes.py), training split: data.size scenes at
     data.image_size, drawn from data.seed."""
-    from diffusionforge.data import scenes
 
     d = cfg.data
     if d.image_size not in (32, 64):
         raise ConfigError(f"data.image_size: scenes render at 32 or 64, got {d.image_size}")
     if cfg.model.text_encoder.kind == "layout":
-        from diffusionforge.train.builders_layout import layout_scenes_dataset
-
         return layout_scenes_dataset(cfg)
     images, captions, _ = scenes.make_scenes(d.size, d.image_size, "train", d.seed)
     return captioned_dataset(cfg, to_tensor_images(images), captions, scenes.VOCABULARY)
@@ -128,7 +118,6 @@ def scenes_dataset(cfg: Config) -> ArrayDataset:
 def captions_dataset(cfg: Config) -> ArrayDataset:
     """A user's captioned images (data/captions.py): data.path is a folder with .txt sidecar
     captions, or a CSV/JSONL of (path, caption); resized to data.image_size."""
-    from diffusionforge.data import captions as cap
 
     if cfg.model.text_encoder.kind == "layout":
         raise ConfigError(

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from diffusionforge.core.autoregressive import Autoregressive
+from diffusionforge.core.discrete import SCHEDULES, MaskedDiffusion
+from diffusionforge.core.sft import AutoregressiveSFT, MaskedSFT
+from diffusionforge.data import grammar, pairs, sudoku, text
 from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data.pairs import SEP, pack_pairs
+from diffusionforge.data.text import pack
 from diffusionforge.data.tokenizers import (
     FILENAME,
     BPETokenizer,
@@ -22,6 +28,7 @@ from diffusionforge.data.tokenizers import (
     TextTokenizer,
 )
 from diffusionforge.errors import ConfigError, DataError
+from diffusionforge.nets.transformer import TRANSFORMER_PRESETS, TransformerLM
 from diffusionforge.train.config import Config
 
 PAIR_KINDS = ("pairs", "sudoku")  # (prompt, response) windows, trained on the response (SFT)
@@ -39,7 +46,6 @@ class Corpus:
 
 def load_corpus(cfg: Config) -> Corpus:
     """The documents of data.kind, split into training and held-out parts."""
-    from diffusionforge.data import grammar, text
 
     d, t = cfg.data, cfg.data.text
     if not 0 <= t.heldout < 1:
@@ -72,7 +78,6 @@ def fit_tokenizer(cfg: Config, corpus: Corpus) -> TextTokenizer:
 
 
 def windows(tokenizer: TextTokenizer, docs: list[str], sep: str, length: int):
-    from diffusionforge.data.text import pack
 
     return pack([tokenizer.encode(doc) for doc in docs], length, tokenizer.encode(sep))
 
@@ -132,7 +137,6 @@ def _set_vocab(cfg: Config, tok: TextTokenizer) -> None:
 def load_pairs(cfg: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(train, held-out) (prompt, response) pairs of data.kind "pairs" (data.path, JSONL) or
     "sudoku" (generated; its held-out puzzles are made by benchmarks/sudoku.py from other seeds)."""
-    from diffusionforge.data import pairs, sudoku
 
     d = cfg.data
     if d.kind == "sudoku":
@@ -151,7 +155,6 @@ def load_pairs(cfg: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]
 
 
 def pair_tokenizer(cfg: Config, train, held) -> TextTokenizer:
-    from diffusionforge.data.pairs import SEP
 
     t = cfg.data.text
     texts = [p + SEP + r for p, r in train]
@@ -175,7 +178,6 @@ class PairDataset(TextDataset):
 
 
 def pairs_dataset(cfg: Config) -> PairDataset:
-    from diffusionforge.data.pairs import pack_pairs
 
     train, held = load_pairs(cfg)
     tok = pair_tokenizer(cfg, train, held)
@@ -187,7 +189,6 @@ def pairs_dataset(cfg: Config) -> PairDataset:
 
 
 def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
-    from diffusionforge.nets.transformer import TRANSFORMER_PRESETS, TransformerLM
 
     tr = cfg.model.transformer
     if len(shape) != 1:
@@ -221,8 +222,6 @@ def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
 
 
 def masked_objective(cfg: Config):
-    from diffusionforge.core.discrete import SCHEDULES, MaskedDiffusion
-    from diffusionforge.data.tokenizers import CharTokenizer
 
     name = cfg.formulation.mask_schedule
     if name not in SCHEDULES:
@@ -230,18 +229,12 @@ def masked_objective(cfg: Config):
             f"formulation.mask_schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}"
         )
     if cfg.data.kind in PAIR_KINDS:  # LLaDA SFT: the response is masked and scored
-        from diffusionforge.core.sft import MaskedSFT
-
         return MaskedSFT(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
     return MaskedDiffusion(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
 
 
 def ar_objective(cfg: Config):
-    from diffusionforge.core.autoregressive import Autoregressive
-    from diffusionforge.data.tokenizers import CharTokenizer
 
     if cfg.data.kind in PAIR_KINDS:  # the AR twin of SFT: next-token loss on the response
-        from diffusionforge.core.sft import AutoregressiveSFT
-
         return AutoregressiveSFT(bos_id=CharTokenizer.mask_id)
     return Autoregressive(bos_id=CharTokenizer.mask_id)  # the mask id starts every sequence

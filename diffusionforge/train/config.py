@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from diffusionforge.core.plan import Plan
+from diffusionforge.core.samplers import SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES
 from diffusionforge.errors import ConfigError
+from diffusionforge.limits import MAX_SEED, limit
 
 
 @dataclass
@@ -430,8 +433,6 @@ _CHOICES = {
 def validate(cfg: Config) -> None:
     """Range and choice checks that types alone cannot express."""
     _check_numbers(cfg, "")
-    from diffusionforge.core.samplers import SAMPLERS
-    from diffusionforge.core.schedules import SCHEDULES
 
     for key, registry in (("sample.sampler", SAMPLERS), ("sample.schedule", SCHEDULES)):
         value = getattr(cfg.sample, key.split(".")[1])
@@ -592,7 +593,6 @@ _INT_BOUND = {
 def _check_numbers(obj: Any, prefix: str) -> None:
     """Every number of the config: floats finite, seeds in range, integers under their limit
     (diffusionforge.limits), so nothing later overflows a generator or allocates without end."""
-    from diffusionforge.limits import MAX_SEED, limit
 
     for f in dataclasses.fields(obj):
         key, value = prefix + f.name, getattr(obj, f.name)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from diffusionforge.errors import CheckpointError, ConfigError
-from diffusionforge.pipelines.generate import split_config
 from diffusionforge.train import checkpoint as ckpt_io
+from diffusionforge.train.loading import split_config
 
 MAX_STEP = 10**12
 

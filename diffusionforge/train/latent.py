@@ -18,9 +18,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from diffusionforge.errors import CheckpointError
+from diffusionforge.assets import AUTOENCODERS, bundled_path
+from diffusionforge.data.arrays import ArrayDataset
+from diffusionforge.data.augment import uniforms
+from diffusionforge.errors import CheckpointError, ConfigError
+from diffusionforge.eval.psnr import psnr
 from diffusionforge.nets.autoencoder import KLAutoencoder
+from diffusionforge.train.builders import build_model
 from diffusionforge.train.builders_latent import AUTOENCODER_DIR, LATENT_FILE
+from diffusionforge.train.checkpoint import bytes_to_tensors, resolve_checkpoint
+from diffusionforge.train.loading import split_config
 
 
 @dataclass
@@ -58,13 +65,6 @@ class Autoencoder:
         return torch.cat(out).clamp(-1, 1)
 
 
-def psnr(x: Tensor, y: Tensor, data_range: float = 2.0) -> Tensor:
-    """Peak signal-to-noise ratio per image in dB, 10 log10(range^2 / MSE); images in [-1, 1]
-    have range 2. Identical images give +inf."""
-    mse = (x.double() - y.double()).square().flatten(1).mean(1)
-    return 10 * torch.log10(data_range**2 / mse)
-
-
 def reconstruction_psnr(ae: Autoencoder, images: Tensor) -> float:
     """Mean PSNR (dB) of decode(encode(x)) over `images`, the figure BENCHMARKS.md reports."""
     return float(psnr(ae.decode(ae.encode(images)), images.clamp(-1, 1)).mean())
@@ -72,9 +72,6 @@ def reconstruction_psnr(ae: Autoencoder, images: Tensor) -> float:
 
 def from_files(files: dict[str, bytes], source: str) -> Autoencoder:
     """An Autoencoder from its three files (a latent model keeps them under autoencoder/)."""
-    from diffusionforge.pipelines.generate import split_config
-    from diffusionforge.train.builders import build_model
-    from diffusionforge.train.checkpoint import bytes_to_tensors
 
     for rel in ("model.safetensors", "config.json", LATENT_FILE):
         if rel not in files:
@@ -104,12 +101,8 @@ def from_files(files: dict[str, bytes], source: str) -> Autoencoder:
 def load_autoencoder(path: str | Path, *, what: str = "autoencoder") -> Autoencoder:
     """An autoencoder checkpoint, run folder or bundled name -> Autoencoder (EMA weights when
     the checkpoint has them: latent.json was measured on those)."""
-    from diffusionforge.train.checkpoint import resolve_checkpoint
-
     path = Path(str(path)).expanduser()
     if not path.exists():
-        from diffusionforge.assets import AUTOENCODERS, bundled_path
-
         if str(path) not in AUTOENCODERS:
             raise CheckpointError(
                 f"{what}: {path}: no such checkpoint (or bundled name: {', '.join(AUTOENCODERS)})"
@@ -128,3 +121,55 @@ def latent_model_autoencoder(checkpoint) -> Autoencoder | None:
     prefix = f"{AUTOENCODER_DIR}/"
     files = {k[len(prefix) :]: v for k, v in checkpoint.files.items() if k.startswith(prefix)}
     return from_files(files, f"{checkpoint.path}/{AUTOENCODER_DIR}") if files else None
+
+
+# --- latent-diffusion datasets (data.autoencoder = CHECKPOINT) ---------------------------
+
+
+class LatentDataset(ArrayDataset):
+    """Scaled latents of a dataset's images; with data.augment = "flip" the mirrored images are
+    encoded too and picked by the same (seed, epoch, index) draw that flips pixels, since a
+    mirrored latent is not the latent of the mirrored image."""
+
+    def __init__(self, latents, flipped, autoencoder, *, seed, labels, classes, cond, null_cond):
+        super().__init__(
+            latents, seed=seed, labels=labels, classes=classes, cond=cond, null_cond=null_cond
+        )
+        self.flipped = flipped  # (N, z, h, w) latents of the mirrored images, or None
+        self.autoencoder = autoencoder  # Autoencoder: previews decode with it
+        self.extra_files = {f"{AUTOENCODER_DIR}/{rel}": b for rel, b in autoencoder.files.items()}
+
+    def batch(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+        x = self.data[indices]
+        if self.flipped is None:
+            return x
+        flip = uniforms(self.seed, epoch, indices, 1)[:, 0] < 0.5  # as data.augment.augment
+        return torch.where(flip.view(-1, 1, 1, 1), self.flipped[indices], x)
+
+
+def encode_dataset(dataset: ArrayDataset, cfg) -> LatentDataset:
+    """data.autoencoder: replace the images of `dataset` by the autoencoder's scaled latents."""
+    ae = load_autoencoder(cfg.data.autoencoder, what="data.autoencoder")
+    if dataset.data.dim() != 4 or tuple(dataset.shape[:1]) != (ae.net.in_channels,):
+        raise ConfigError(
+            f"data.autoencoder: {cfg.data.autoencoder} encodes images with "
+            f"{ae.net.in_channels} channel(s); this data has examples of shape {dataset.shape}"
+        )
+    if dataset.augment not in ("none", "flip"):
+        raise ConfigError(
+            f"data.augment: {dataset.augment} cannot be applied to latents (use none or flip)"
+        )
+    latents = ae.encode(dataset.data)
+    flipped = ae.encode(dataset.data.flip(-1)) if dataset.augment == "flip" else None
+    out = LatentDataset(
+        latents,
+        flipped,
+        ae,
+        seed=dataset.seed,
+        labels=dataset.labels,
+        classes=dataset.classes,
+        cond=dataset.cond,
+        null_cond=dataset.null_cond,
+    )
+    out.extra_files = {**getattr(dataset, "extra_files", {}), **out.extra_files}  # + tokenizer
+    return out

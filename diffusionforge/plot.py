@@ -9,10 +9,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
 
-_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
+from diffusionforge.core.spectral import MelSpec
+
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
 
 
-def _font(size: int):
+def label_font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -29,7 +31,7 @@ def scatter_panels(panels: list[tuple[str, Tensor]], size: int = 420) -> Image.I
     width = len(panels) * (size + margin) + margin
     canvas = Image.new("RGB", (width, size + pad_top + margin), "white")
     draw = ImageDraw.Draw(canvas)
-    font = _font(18)
+    font = label_font(18)
     for k, (title, pts) in enumerate(panels):
         pts = pts.detach().float().cpu().numpy().reshape(len(pts), -1)[:, :2]
         pix = ((pts - centre) / half * 0.5 + 0.5) * (size - 1)
@@ -42,7 +44,7 @@ def scatter_panels(panels: list[tuple[str, Tensor]], size: int = 420) -> Image.I
         level = 1 - np.exp(-hist * max(4.0, 4000.0 / max(len(pts), 1)) / 4.0)
         level_img = Image.fromarray((level * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(3))
         alpha = np.asarray(level_img, dtype=np.float64)[..., None] / 255.0
-        colour = np.array(_COLOURS[k % len(_COLOURS)], dtype=np.float64)
+        colour = np.array(COLOURS[k % len(COLOURS)], dtype=np.float64)
         rgb = (255 * (1 - alpha) + colour * alpha).astype(np.uint8)
         x0 = margin + k * (size + margin)
         canvas.paste(Image.fromarray(rgb), (x0, pad_top))
@@ -98,7 +100,7 @@ def image_panels(panels: list[tuple[str, Tensor]], cols: int) -> Image.Image:
     width = sum(g.width for _, g in grids) + margin * (len(grids) + 1)
     height = max(g.height for _, g in grids) + pad_top + margin
     canvas = Image.new("RGB", (width, height), "white")
-    draw, font, x0 = ImageDraw.Draw(canvas), _font(14), margin
+    draw, font, x0 = ImageDraw.Draw(canvas), label_font(14), margin
     for title, g in grids:
         canvas.paste(g, (x0, pad_top))
         draw.text((x0, 6), title, fill=(0, 0, 0), font=font)
@@ -123,3 +125,57 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
     image.save(tmp, format="PNG")
     tmp.replace(path)
     return path
+
+
+# --- audio: spectrograms -------------------------------------------------------------
+
+# The picture's analysis: finer than the models' (64 bands, 8 ms hop at 8 kHz) so a listener
+# can judge formants and pitch by eye.
+DISPLAY_HOP_SECONDS = 0.008
+
+
+def _inferno(v: np.ndarray) -> np.ndarray:
+    """A dark-to-bright colour map (black, purple, orange, yellow) for values in [0, 1]."""
+    stops = np.array(
+        [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64
+    )
+    pos = v.clip(0, 1) * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    frac = (pos - i)[..., None]
+    return (stops[i] * (1 - frac) + stops[i + 1] * frac).astype(np.uint8)
+
+
+def spectrogram_image(waves: Tensor, rate: int, titles: list[str], cols: int = 5) -> Image.Image:
+    """A grid of log-mel spectrograms (time right, frequency up), one per clip, titled."""
+    hop = max(1, round(rate * DISPLAY_HOP_SECONDS))
+    spec = MelSpec(rate=rate, n_fft=4 * hop, hop=hop, n_mels=64)
+    mels = spec.log_mel(waves.float())  # (n, 64, T) in [-1, 1]
+    tile_h, tile_w = 2 * mels.shape[1], 2 * mels.shape[2]
+    cols = max(1, min(cols, len(waves)))
+    rows = (len(waves) + cols - 1) // cols
+    pad, title_h = 6, 16
+    canvas = Image.new(
+        "RGB", (cols * (tile_w + pad) + pad, rows * (tile_h + title_h + pad) + pad), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    for k, (mel, title) in enumerate(zip(mels, titles, strict=True)):
+        rgb = _inferno((mel.flip(0).numpy() + 1) / 2)
+        tile = Image.fromarray(rgb).resize((tile_w, tile_h), Image.NEAREST)
+        x = pad + (k % cols) * (tile_w + pad)
+        y = pad + (k // cols) * (tile_h + title_h + pad)
+        draw.text((x, y), title, fill=(0, 0, 0))
+        canvas.paste(tile, (x, y + title_h))
+    return canvas
+
+
+def labelled_panels(panels: list[tuple[str, Image.Image]]) -> Image.Image:
+    """Pictures stacked vertically with a heading each."""
+    width = max(im.width for _, im in panels)
+    height = sum(im.height + 20 for _, im in panels)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw, y = ImageDraw.Draw(canvas), 0
+    for title, im in panels:
+        draw.text((6, y + 4), title, fill=(0, 0, 0))
+        canvas.paste(im, (0, y + 20))
+        y += im.height + 20
+    return canvas
