@@ -120,3 +120,16 @@ def test_cli_info_generate_and_sample(sd, tmp_path, capsys):
     png = tmp_path / "s.png"
     assert main(["sample", str(ddpm), "--n", "4", "--nfe", "3", "--out", str(png)]) == 0
     assert png.is_file()
+
+
+def test_eval_needs_data_and_runs(tmp_path, capsys):
+    from diffusers_kit import tiny_unet
+
+    folder = tmp_path / "digits-like"
+    save_ddpm(folder, scheduler("DDIMScheduler"), tiny_unet(channels=1, num_class_embeds=10))
+    _fails(capsys, ["eval", str(folder)], "--data")
+    out = tmp_path / "eval"
+    argv = ["eval", str(folder), "--data", "digits", "--n", "20", "--nfe", "3"]
+    assert main([*argv, "--sweep-samplers", "", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["samples"] == 20 and metrics["fid"] > 0
