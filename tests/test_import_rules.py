@@ -30,7 +30,7 @@ FLOORS = {
     "train": 2,
     "assets": 2,
     "pipelines": 3,
-    "modalities": 4,
+    "modalities": 5,
     "server": 5,
     "demo": 6,
     "cli": 6,

@@ -1,0 +1,48 @@
+"""The modality table (diffusionforge/modalities.py) is the one place that says what each kind
+of checkpoint is: the training registries, the server's handlers and the CLI agree with it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from diffusionforge.assets import bundled_path
+from diffusionforge.modalities import MODALITIES, modality_at, modality_of
+from diffusionforge.server.handlers import HANDLERS
+from diffusionforge.train.datasets import DATASETS
+from diffusionforge.train.previews import PREVIEWS
+
+
+def test_every_data_kind_belongs_to_exactly_one_modality():
+    owners = {}
+    for m in MODALITIES.values():
+        for kind in m.data_kinds:
+            assert kind not in owners, f"{kind} in {owners.get(kind)} and {m.name}"
+            owners[kind] = m.name
+    assert set(owners) == set(DATASETS), "train/datasets.py and the table name other kinds"
+
+
+def test_previews_and_handlers_follow_the_table():
+    for m in MODALITIES.values():
+        for kind in m.data_kinds:
+            assert PREVIEWS.get(kind) is m.preview, kind
+            assert HANDLERS.get(kind) is m.handler, kind
+    assert set(HANDLERS) - {k for m in MODALITIES.values() for k in m.data_kinds} == {"diffusers"}
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("digits", "image"), ("audio-digits", "audio"), ("grammar", "text"),
+     ("vae-scenes", "autoencoder")],
+)  # fmt: skip
+def test_bundled_checkpoints_have_their_modality(name, expected):
+    config = json.loads((bundled_path(name) / "config.json").read_text())
+    assert modality_of(config).name == expected
+    assert modality_at(bundled_path(name)).name == expected
+
+
+def test_unknown_kinds_and_missing_folders_have_none(tmp_path):
+    assert modality_of({"model": {"kind": "unet"}, "data": {"kind": "nope"}}) is None
+    assert modality_of({}) is None
+    assert modality_at(tmp_path / "absent") is None
