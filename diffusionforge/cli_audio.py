@@ -43,10 +43,16 @@ def _cmd_generate_audio(args: argparse.Namespace) -> int:
 
     if args.n < 1 or args.nfe < 1:
         raise ConfigError("--n and --nfe must be 1 or more")
+    if not 0 <= args.guidance <= 100:
+        raise UserError(f"--guidance: expected a number in [0, 100], got {args.guidance}")
     torch.set_num_threads(max(1, args.threads))
     pipe = load_audio_pipeline(args.checkpoint, use_ema=not args.no_ema)
     labels = _parse_classes(args.cls, pipe.classes, args.n)
     count = len(labels) if labels is not None else args.n
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.limits import check_count
+
+    check_count(count, "--n (clips of every class requested)", bound="n")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

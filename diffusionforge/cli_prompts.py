@@ -11,6 +11,7 @@ judge's ceiling. Scoring is in eval/prompts.py; this module only validates and o
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -27,6 +28,13 @@ def _numbers(text: str, flag: str, kind: type) -> list:
         raise UserError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
     if not values or any(v < 0 or (kind is int and v == 0) for v in values):
         raise UserError(f"{flag}: expected {'positive' if kind is int else '>= 0'} numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"{flag}: expected finite numbers, got {text!r}")
+    if kind is int:
+        # deferred: loaded only when this command runs, so `--help` stays fast
+        from diffusionforge.limits import check_list
+
+        check_list(values, flag, bound="nfe")
     return values
 
 

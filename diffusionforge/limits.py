@@ -83,6 +83,13 @@ def check_finite(value: Any, what: str, *, minimum: float | None = None, error=U
     return float(value)
 
 
+def check_list(values: list, what: str, *, bound: str) -> list:
+    """Each whole number of a comma-separated flag (such as --sweep-nfe 4,8) under its limit."""
+    for v in values:
+        check_count(v, what, bound=bound)
+    return values
+
+
 def check_values(n: int, per_example: int, what: str = "--n") -> None:
     """n examples of `per_example` numbers each must fit limit('values') at once."""
     cap = limit("values")
@@ -121,6 +128,10 @@ _INT_FLAGS = {
     "max_body": "values",
 }
 _SEED_FLAGS = ("seed",)
+# Text flags: must be valid Unicode (bytes that are not UTF-8 arrive as lone surrogates).
+_TEXT_FLAGS = ("prompt", "negative", "cls")
+# Int flags that are at least 1 in every command that has them (torch refuses 0 threads).
+_AT_LEAST_ONE = ("threads", "nfe", "batch_size")
 
 
 def check_cli_args(args: Any, flags: dict[str, str]) -> None:
@@ -130,9 +141,17 @@ def check_cli_args(args: Any, flags: dict[str, str]) -> None:
         flag = flags.get(dest)
         if flag is None or value is None or isinstance(value, bool):
             continue
-        if dest in _SEED_FLAGS and isinstance(value, int):
+        if dest in _TEXT_FLAGS:
+            for text in value if isinstance(value, list) else [value]:
+                try:
+                    str(text).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise UserError(f"{flag}: not valid UTF-8 text") from None
+        elif dest in _SEED_FLAGS and isinstance(value, int):
             check_seed(value, flag)
         elif isinstance(value, int):
+            if dest in _AT_LEAST_ONE and value < 1:
+                raise UserError(f"{flag}: expected a positive number, got {value}")
             bound = _INT_FLAGS.get(dest, "width")
             cap = limit(bound)
             if abs(value) > cap:

@@ -86,6 +86,18 @@ BAD_FLAGS = [
     (["eval-prompts", "t2i-scenes", "--batch-size", HUGE], "--batch-size"),
     (["ema", "somewhere", "--sigma-rel", "nan", "--out", "x"], "--sigma-rel"),
     (["ema", "somewhere", "--sigma-rel", "0.05", "--step", HUGE, "--out", "x"], "--step"),
+    (["generate-text", "grammar", "--threads", "0"], "--threads: expected a positive"),
+    (["generate-audio", "audio-digits", "--threads", "0"], "--threads"),
+    (["generate-audio", "audio-digits", "--guidance", "-1"], "--guidance"),
+    (["generate-audio", "audio-digits", "--n", "20000"], "DIFFUSIONFORGE_MAX_N"),  # x 10 classes
+    (["eval", "digits", "--sweep-nfe", "4,1000000000"], "--sweep-nfe: 1000000000 is above"),
+    (["eval-prompts", "t2i-scenes", "--nfe", "10,1000000000"], "--nfe: 1000000000 is above"),
+    (["eval-prompts", "t2i-scenes", "--guidance", "nan"], "--guidance: expected finite"),
+    (["eval-prompts", "t2i-scenes", "--guidance", "2,inf"], "--guidance: expected finite"),
+    (["ema", "somewhere", "--sigma-rel", "0.05", "--step", "-5", "--out", "x"], "--step"),
+    (["generate", "a \udcff circle"], "prompt: not valid UTF-8"),
+    (["generate", "a red circle", "--negative", "\udcff"], "--negative: not valid UTF-8"),
+    (["generate-text", "grammar", "--prompt", "the \udcff [____]"], "--prompt: not valid"),
     (["serve", "--max-n", HUGE], "--max-n"),
     (["serve", "--max-nfe", "1000000000"], "--max-nfe"),
     (["serve", "--job-timeout", "nan"], "--job-timeout"),
@@ -122,6 +134,14 @@ def test_samples_beyond_the_values_limit_are_refused_before_drawing(capsys, run,
     code, _, err = cli(capsys, "sample", run, "--n", "501", "--out", run / "s.npy")
     assert code == 2 and "DIFFUSIONFORGE_MAX_VALUES" in assert_one_line_error(err)
     assert not (run / "s.npy").exists()
+
+
+def test_ema_never_replaces_a_file_by_a_checkpoint(capsys, run):
+    victim = run / "config.json"
+    before = victim.read_bytes()
+    code, _, err = cli(capsys, "ema", run, "--sigma-rel", "0.05", "--out", victim)
+    assert code == 2 and "not a checkpoint folder" in assert_one_line_error(err)
+    assert victim.read_bytes() == before
 
 
 # --- config values: refused when the config is loaded ---------------------------------------

@@ -129,19 +129,27 @@ def build_model(
         )
     if cfg.model.kind == "mlp" and math.prod(shape) > 65536:
         raise ConfigError(f"model.kind: mlp is meant for small vectors, not examples of {shape}")
-    count = parameter_count(cfg, shape)
-    if weights is not None:
-
-        stored = stored_values(weights, where)
-        if count > stored:
-            raise CheckpointError(
-                f"{where}: config.json describes a model of {count:,} values but the weights "
-                f"hold {stored:,}"
-            )
-    check_parameters(count, "model")
+    if weights is None:
+        check_parameters(parameter_count(cfg, shape), "model")
+    else:
+        check_weights_fit(cfg, shape, weights, where)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         return MODELS[cfg.model.kind](cfg, tuple(shape))
+
+
+def check_weights_fit(cfg: Config, shape: tuple[int, ...], weights: bytes, where: str) -> int:
+    """The parameter count of the model `cfg` describes, refused (CheckpointError) when it is
+    larger than what the .safetensors bytes `weights` hold by their header; nothing allocated."""
+
+    count, stored = parameter_count(cfg, shape), stored_values(weights, where)
+    if count > stored:
+        raise CheckpointError(
+            f"{where}: config.json describes a model of {count:,} values but the weights "
+            f"hold {stored:,}"
+        )
+    check_parameters(count, "model", error=CheckpointError)
+    return count
 
 
 def parameter_count(cfg: Config, shape: tuple[int, ...]) -> int:

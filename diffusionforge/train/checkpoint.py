@@ -100,6 +100,14 @@ def bytes_to_tensors(data: bytes, name: str) -> dict[str, Tensor]:
         raise CheckpointError(f"{name}: not a valid safetensors file ({e})") from None
 
 
+_DTYPE_BYTES = {
+    **dict.fromkeys(["F64", "I64", "U64"], 8),
+    **dict.fromkeys(["F32", "I32", "U32"], 4),
+    **dict.fromkeys(["F16", "BF16", "I16", "U16"], 2),
+    **dict.fromkeys(["I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2"], 1),
+}
+
+
 def safetensors_header(data: bytes, name: str) -> dict[str, dict]:
     """The JSON header of a .safetensors file: tensor name -> {dtype, shape, data_offsets},
     read without touching the tensors; one-line CheckpointError when it is malformed."""
@@ -114,6 +122,16 @@ def safetensors_header(data: bytes, name: str) -> dict[str, dict]:
         for v in tensors.values():
             if not all(isinstance(d, int) and d >= 0 for d in v["shape"]):
                 raise ValueError("bad shape")
+            begin, end = v["data_offsets"]
+            count = 1
+            for d in v["shape"]:
+                count *= d
+            # the bytes each tensor claims must be its size and lie inside the file
+            if (
+                not 0 <= begin <= end <= len(data) - 8 - size
+                or end - begin != count * (_DTYPE_BYTES[v["dtype"]])
+            ):
+                raise ValueError("bad offsets")
     except (
         json.JSONDecodeError,
         UnicodeDecodeError,
