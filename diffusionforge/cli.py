@@ -380,6 +380,7 @@ def _cmd_eval(args) -> int:
         return cli_latent.cmd_eval_autoencoder(args)
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
+    from diffusionforge.limits import check_list
     from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
     from diffusionforge.pipelines.generate import load_pipeline
     from diffusionforge.train.datasets import build_dataset
@@ -403,6 +404,7 @@ def _cmd_eval(args) -> int:
                 f"(expected one of {', '.join(SAMPLERS)})"
             )
     nfes = _int_list(args.sweep_nfe, "--sweep-nfe") if samplers else []
+    check_list(nfes, "--sweep-nfe", bound="nfe")
     if args.inception_weights and not Path(args.inception_weights).is_file():
         raise UserError(f"--inception-weights {args.inception_weights}: no such file")
     torch.set_num_threads(args.threads)
@@ -459,6 +461,11 @@ def _cmd_info(args) -> int:
     ckpt = resolve_checkpoint(args.checkpoint)
     cfg, shape = split_config(ckpt.config, str(ckpt.path))
     header = ckpt.config["diffusionforge"]
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.train.builders import check_weights_fit
+
+    rel = "model.safetensors"  # a forged config that its weights cannot fill is refused here too
+    counted = check_weights_fit(cfg, shape, ckpt.files[rel], str(ckpt.path / rel))
     if args.json:
         print(json.dumps({"path": str(ckpt.path), "step": ckpt.step, **ckpt.config}, indent=2))
         return 0
@@ -472,8 +479,8 @@ def _cmd_info(args) -> int:
         data += f", {m.num_classes} classes"
     state = "yes" if ckpt.has("training_state/state.json") else "no"
     n_params = header.get("parameters")
-    if not isinstance(n_params, int):  # count the stored values instead
-        n_params = sum(t.numel() for t in ckpt.tensors("model.safetensors").values())
+    if not isinstance(n_params, int) or isinstance(n_params, bool):  # count them instead
+        n_params = counted
     lines = [
         f"checkpoint   {ckpt.path}",
         f"step         {ckpt.step} of {cfg.train.steps}   (training state for resume: {state})",
@@ -509,6 +516,13 @@ def _cmd_ema(args) -> int:
 
     if not 0 < args.sigma_rel < 0.2887:
         raise UserError(f"--sigma-rel: expected a number in (0, 0.2887), got {args.sigma_rel}")
+    if args.step is not None and args.step <= 0:
+        raise UserError(f"--step: expected a positive step, got {args.step}")
+    target = Path(args.out)
+    if target.exists() and not (
+        target.is_dir() and ((target / "manifest.json").is_file() or not any(target.iterdir()))
+    ):  # never replace a file or a folder of other things by a checkpoint
+        raise UserError(f"--out {target}: exists and is not a checkpoint folder; name a new one")
     run = Path(args.run)
     snapshots = run / "phema"
     if not snapshots.is_dir() or not any(snapshots.glob("phema-*.safetensors")):
