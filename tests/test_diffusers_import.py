@@ -334,3 +334,38 @@ def test_public_load_returns_the_imported_model(tmp_path):
     model = diffusionforge.load(tmp_path / "m")
     x, sigma = torch.randn(2, 3, 8, 8), torch.tensor([1.0, 10.0])
     assert model.denoiser(x, sigma, None).shape == x.shape
+
+
+def test_dit_class_conditional_with_guidance(tmp_path):
+    """DiTTransformer2DModel: learned-variance output (its mean half is used) and CFG against
+    its null class (the extra row of its label table)."""
+    from diffusers import DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    net = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=1,
+        out_channels=2,
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=10,
+    )
+    net.save_pretrained(tmp_path / "dit")
+    scheduler("DDIMScheduler", clip_sample=False).save_pretrained(tmp_path / "dit")
+    model = load(tmp_path / "dit")
+    assert model.num_classes == 10 and model.null_class == 10
+    labels = torch.tensor([3, 7])
+    plain = model.generate([0, 1], nfe=3, sampler="euler", labels=labels)
+    guided = model.generate([0, 1], nfe=3, sampler="euler", labels=labels, guidance=3.0)
+    assert plain.shape == (2, 1, 8, 8) and torch.isfinite(guided).all()
+    assert not torch.equal(plain, guided)
+    # guidance 3 = uncond + 3 (cond - uncond), checked on the denoiser itself
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([2.0, 2.0])
+    d_c = model.denoiser(x, sigma, labels)
+    d_u = model.denoiser(x, sigma, torch.full_like(labels, 10))
+    from diffusionforge.core.guidance import cfg
+
+    d_g = cfg(model.denoiser, 3.0, torch.full_like(labels, 10))(x, sigma, labels)
+    assert torch.allclose(d_g, d_u + 3.0 * (d_c - d_u), atol=1e-5)
