@@ -278,8 +278,9 @@ def load_component(comp: Component, dtype: torch.dtype, device: torch.device) ->
     transformers.utils.logging.disable_progress_bar()
     cls = _library_class(comp.class_name)
     kw: dict[str, Any] = {"use_safetensors": True, "local_files_only": True}
-    if comp.class_name.startswith("CLIP"):
-        kw["dtype"] = dtype
+    if comp.class_name.startswith("CLIP"):  # transformers 5 renamed torch_dtype to dtype
+        new = int(transformers.__version__.split(".")[0]) >= 5
+        kw["dtype" if new else "torch_dtype"] = dtype
     else:
         kw["torch_dtype"] = dtype
     model = cls.from_pretrained(comp.folder, **kw)
