@@ -250,3 +250,44 @@ def test_pairs_model_answers_a_prompt(tmp_path):
     assert r.returncode == 0, r.stderr
     out = r.stdout.rstrip("\n")
     assert "\n" not in out and set(out) <= set("qa0123456789")
+
+
+@pytest.fixture(scope="module")
+def sudoku_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sudoku")
+    r = subprocess.run(
+        [sys.executable, "-m", "diffusionforge", "train", "--preset", "sudoku", "--set",
+         "data.sudoku.bases=4", "--set", "data.sudoku.variants=2", "--set",
+         "model.transformer.preset=tiny", "--set", "train.batch_size=4", "--steps", "1",
+         "--run-dir", str(root / "run"), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    models = root / "models"
+    models.mkdir()
+    (models / "sudoku-tiny").symlink_to(root / "run", target_is_directory=True)
+    return models, root / "run"
+
+
+def test_server_answers_a_sudoku_prompt_as_the_pipeline_does(sudoku_model):
+    import httpx
+    from serverkit import running_server, settings
+
+    from diffusionforge.pipelines.text import load_text_pipeline
+    from diffusionforge.pipelines.text_pairs import answer
+
+    models, run = sudoku_model
+    with running_server(settings(models)) as (url, _):
+        client = httpx.Client(base_url=url, timeout=60)
+        (model,) = client.get("/api/models").json()["models"]
+        assert model["conditional"] is True and "81 cells" in model["prompt_hint"]
+        req = {"model": "sudoku-tiny", "prompt": CLASSIC, "nfe": 9, "seed": 2, "n": 2}
+        job = client.post("/api/generate/text?wait=true", json=req).json()
+        assert job["status"] == "done", job
+        assert job["progress"]["done"] == job["progress"]["total"] == 9
+        texts = [client.get(o["url"]).text for o in job["outputs"] if o["role"] == "text"]
+        r = client.post("/api/generate/text", json={**req, "prompt": CLASSIC[:-1]})
+        assert r.status_code == 422 and "prompt: a Sudoku grid has 81 cells" in r.json()["error"]
+    torch.set_num_threads(1)
+    pipe = load_text_pipeline(run)
+    assert texts == [answer(pipe, [CLASSIC], nfe=9, seed=2 + i)[0] for i in range(2)]

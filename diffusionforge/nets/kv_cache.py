@@ -4,7 +4,9 @@
 to the keys and values of every token fed before, and returns their logits (B, n, V): exactly
 what `net` gives at those positions of the whole sequence (same weights, same RoPE angles, the
 same causal mask), at O(n * L) attention cost instead of O(L^2) per call. Used by
-core/autoregressive.sample_autoregressive(kv_cache=...).
+core/autoregressive.sample_autoregressive(kv_cache=...). Each step is one call of the network
+object, `net(tokens, None, None, cache=self)`, so wrappers that count or cancel calls (the
+server's progress counter) see it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from diffusionforge.nets.transformer import TransformerLM, apply_rope
 
 
 class KVCache:
-    def __init__(self, net: TransformerLM) -> None:
+    def __init__(self, net: TransformerLM) -> None:  # or a wrapper that forwards attributes
         if not net.causal:
             raise ValueError(
                 "KVCache: the network is bidirectional; a cache needs causal attention"
@@ -27,9 +29,14 @@ class KVCache:
         self.values: list[Tensor | None] = [None] * len(net.blocks)
         self.pos = 0  # tokens fed so far
 
-    @torch.no_grad()
     def step(self, tokens: Tensor) -> Tensor:
-        net, start = self.net, self.pos
+        """Logits (B, n, V) of the next n input tokens (B, n)."""
+        return self.net(tokens, None, None, cache=self)
+
+    @torch.no_grad()
+    def run(self, net: TransformerLM, tokens: Tensor) -> Tensor:
+        """TransformerLM.forward with this cache (called by it)."""
+        start = self.pos
         b, n = tokens.shape
         if start + n > net.length:
             raise ValueError(f"KVCache: {start + n} tokens exceed the context of {net.length}")

@@ -120,7 +120,11 @@ class TransformerLM(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, tokens: Tensor, c_noise: Tensor | None = None, cond=None) -> Tensor:
+    def forward(
+        self, tokens: Tensor, c_noise: Tensor | None = None, cond=None, cache=None
+    ) -> Tensor:
+        if cache is not None:  # incremental causal decoding: the next tokens only (kv_cache.py)
+            return cache.run(self, tokens)
         length = tokens.shape[1]
         cos, sin = self.cos[:length], self.sin[:length]
         x = self.embed(tokens)  # (B, L, D)

@@ -4,6 +4,10 @@ A prompt is the template `generate-text` takes: text with `[____]` holes (`[____
 tokens); text before the first hole is a prefix, after the last a suffix. The request is run
 the way `diffusionforge generate-text` runs it (pipelines.text), so the same seed, prompt and
 settings give the same text there. Progress counts network evaluations.
+
+Models trained on (prompt, response) pairs (data.kind "pairs" or "sudoku", core/sft.py) answer
+the prompt instead (pipelines/text_pairs.py, as `generate-text --prompt`): the output text is the
+response, greedy unless a temperature is given; a Sudoku model's prompt is a grid of 81 cells.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from diffusionforge.data.pairs import response_text
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_text_pipeline
+from diffusionforge.pipelines.text_pairs import fill, prompt_ids
 from diffusionforge.server.base import (
     ID_PATTERN,
     Counted,
@@ -31,6 +37,7 @@ from diffusionforge.server.base import (
 )
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
+from diffusionforge.train.builders_text import PAIR_KINDS
 
 MAX_SEED = 2**32 - 1
 
@@ -48,7 +55,7 @@ class TextParams(BaseModel):
         "model's context)"
     )  # fmt: skip
     nfe: int | None = Field(None, ge=1, description="denoising steps (default: the model's)")
-    sampler: Literal["confidence", "ancestral"] = DEFAULT_SAMPLER
+    sampler: Literal["confidence", "margin", "ancestral"] = DEFAULT_SAMPLER
     seed: int = Field(0, ge=0, le=MAX_SEED, description="sample i uses seed + i")
     n: int = Field(1, ge=1, description="number of texts")
     temperature: float = Field(1.0, ge=0, le=10, allow_inf_nan=False)
@@ -67,12 +74,19 @@ class TextHandler(Handler):
     def describe(self, entry: ModelEntry) -> dict:
         cfg = entry.config
         text = cfg.get("data", {}).get("text", {})
-        return {
+        kind = cfg.get("data", {}).get("kind")
+        out = {
             "context": int(text.get("length", 0)),
             "objective": cfg.get("formulation", {}).get("kind"),
             "defaults": {"nfe": int(cfg.get("sample", {}).get("nfe", 64)), "length": None},
-            "samplers": ["confidence", "ancestral"],
+            "samplers": ["confidence", "margin", "ancestral"],
+            "conditional": kind in PAIR_KINDS,  # answers a prompt (trained on pairs)
         }
+        if kind == "sudoku":
+            out["prompt_hint"] = "a Sudoku: 81 cells row by row, digits 1-9, . or 0 for blanks"
+        elif kind in PAIR_KINDS:
+            out["prompt_hint"] = "a prompt; the model writes the response"
+        return out
 
     def load(self, path: Path) -> TextPipeline:
         return load_text_pipeline(path)
@@ -86,6 +100,8 @@ class TextHandler(Handler):
         if nfe > limits.max_nfe:
             raise RequestError("nfe", f"at most {limits.max_nfe}, got {nfe}")
         pipe: TextPipeline = entry.load()  # the tokenizer decides what a prompt means
+        if self.describe(entry)["conditional"]:
+            return _prepare_answer(pipe, entry, params, nfe if params.nfe is not None else None)
         try:
             template = pipe.template(params.prompt, params.hole) if params.prompt else None
         except UserError as e:
@@ -112,6 +128,46 @@ class TextHandler(Handler):
             _generate(pipe, entry.id, params, template, length, nfe, echo, ctx)
 
         return echo, run
+
+
+def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None):
+    """A (prompt, response) model: the response to the prompt, one per seed."""
+    if not params.prompt:
+        raise RequestError(
+            "prompt", "this model answers a prompt (trained on prompt/response pairs)"
+        )
+    try:
+        ids = prompt_ids(pipe, params.prompt)
+    except UserError as e:
+        raise RequestError("prompt", str(e).removeprefix("--prompt: ")) from None
+    steps = nfe or pipe.context - len(ids)  # one step per response token
+    greedy = "temperature" not in params.model_fields_set
+    temperature = 0.0 if greedy else params.temperature
+    echo = {"prompt": params.prompt, "nfe": steps, "sampler": params.sampler}
+    echo |= {"seed": params.seed, "n": params.n, "temperature": temperature}
+    echo |= {"top_k": params.top_k, "top_p": params.top_p}
+
+    def run(ctx: JobContext) -> None:
+        ctx.plan(pipe.context - len(ids) if pipe.is_ar else steps)  # calls of one batch
+        counted = dataclasses.replace(pipe, net=Counted(pipe.net, ctx.step))
+        x = torch.full((params.n, pipe.context), pipe.mask_id, dtype=torch.long)
+        x[:, : len(ids)] = ids
+        out = fill(
+            counted, x, nfe=steps, sampler=params.sampler, seed=params.seed,
+            temperature=temperature, top_k=params.top_k, top_p=params.top_p,
+        )  # fmt: skip
+        weights = pipe.checkpoint.files[f"{pipe.weights}.safetensors"]
+        base = {"model": entry.id, "checkpoint_sha256": hashlib.sha256(weights).hexdigest()}
+        for i, row in enumerate(out):
+            text = response_text(pipe.tokenizer, row[len(ids) :].tolist())
+            meta = base | echo | {"seed": params.seed + i, "index": i}
+            ctx.save(lambda p, t=text: p.write_text(t, encoding="utf-8"), "txt",
+                     "text/plain; charset=utf-8", "text", meta)  # fmt: skip
+            record = json.dumps({"text": text, "metadata": meta}, ensure_ascii=False, indent=1)
+            ctx.save(lambda p, r=record: p.write_text(r, encoding="utf-8"), "json",
+                     "application/json", "record", meta)  # fmt: skip
+
+    return echo, run
 
 
 def _holes_at_end(template: torch.Tensor, mask_id: int) -> bool:

@@ -63,6 +63,9 @@ function showModel() {
   if (d.nfe) $("nfe").value = d.nfe;
   if (d.guidance !== undefined) $("guidance").value = d.guidance;
   $("length").value = d.length || "";
+  // text models trained on prompt/response pairs answer the prompt (their hint says how)
+  $("prompt").placeholder = m.prompt_hint ||
+    "a description; or, for a text model, text with [____] holes to fill in";
   const shape = m.shape ? ` · output ${m.shape.join("×")}` : "";
   $("model-info").textContent = `${m.kind} model` + shape;
 }
