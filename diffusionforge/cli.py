@@ -14,7 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from diffusionforge import cli_audio, cli_generate, cli_prompts, cli_serve, cli_text
+from diffusionforge import (
+    cli_audio,
+    cli_generate,
+    cli_prompts,
+    cli_schedule,
+    cli_serve,
+    cli_text,
+)
 from diffusionforge.errors import ConfigError, TrainingDiverged, UserError
 
 EXIT_USAGE, EXIT_DIVERGED = 2, 3
@@ -665,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a few seconds per section (for tests)")
     d.set_defaults(func=_cmd_demo)
     # The other modalities' commands live in their own modules, each adding its subcommands.
-    for module in (cli_generate, cli_prompts, cli_text, cli_audio, cli_serve):
+    for module in (cli_generate, cli_prompts, cli_text, cli_audio, cli_serve, cli_schedule):
         module.add_commands(sub)
     return p
 

@@ -55,6 +55,11 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         _parse_classes(args.cls, pipe)  # raises: unconditional
     f = pipe.formulation
     denoise = f.precondition(pipe.net.eval())
+    guidance = pipe.cfg.sample.guidance if args.guidance is None else args.guidance
+    if labels is not None and guidance != 1.0:  # fit what sampling runs: the guided denoiser
+        from diffusionforge.core.guidance import cfg
+
+        denoise = cfg(denoise, guidance, torch.full_like(labels, pipe.num_classes))
 
     def progress(nfe: int, d: dict) -> None:
         if d["phase"] == "search" and args.verbose:
@@ -66,16 +71,24 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
             sigma_max=f.sigma_max, cond=labels, seconds=args.seconds, seed=args.seed,
             progress=progress,
         )  # fmt: skip
+    fitted = []
     for e in entries:
+        if e["rms_to_teacher"] is None:  # the budget did not cover one teacher batch
+            print(f"NFE {e['nfe']}: --seconds {args.seconds:g} is too short to fit; not written")
+            continue
         e["classes"] = None if labels is None else sorted(set(labels.tolist()))
+        e["guidance"] = guidance if labels is not None else None
         sig = " ".join(f"{v:.4g}" for v in e["sigmas"])
         print(
             f"NFE {e['nfe']} ({e['sampler']}, {e['steps']} steps): sigmas {sig} "
             f"({e['cpu_seconds']:.0f} CPU-s, {e['trajectories']} teacher draws, "
             f"rms to the teacher {e['rms_to_teacher']:.4f})"
         )
-    path = write_entries(pipe.checkpoint, entries, Path(args.out) if args.out else None)
-    print(f"wrote {len(entries)} fitted schedules to {path / 'schedules.json'}")
+        fitted.append(e)
+    if not fitted:
+        raise UserError(f"--seconds {args.seconds:g}: too short to fit any schedule; allow more")
+    path = write_entries(pipe.checkpoint, fitted, Path(args.out) if args.out else None)
+    print(f"wrote {len(fitted)} fitted schedule(s) to {path / 'schedules.json'}")
     return 0
 
 
@@ -87,6 +100,9 @@ def add_commands(sub) -> None:
     f.add_argument("--nfe", default="5,8,10,16", help="comma-separated NFE (default 5,8,10,16)")
     f.add_argument(
         "--class", dest="cls", help="class-conditional models: classes to fit on (default all)"
+    )
+    f.add_argument(
+        "--guidance", type=float, help="class-conditional models: guidance (default: config's)"
     )
     f.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per NFE (60)")
     f.add_argument("--batch", type=int, default=64, help="draws per network call (64)")

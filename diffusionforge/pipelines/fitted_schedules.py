@@ -61,10 +61,16 @@ def fitted_table(ckpt: Checkpoint, sampler: str) -> dict[int, Tensor]:
     }
 
 
-def fitted_for_plan(ckpt: Checkpoint, nfe: int, sampler: str | None) -> dict[int, Tensor]:
+def fitted_for_plan(
+    ckpt: Checkpoint, nfe: int, sampler: str | None, *, inpainting: bool = False
+) -> dict[int, Tensor]:
     """The fitted table for the sampler a plan of `nfe` would run (`sampler`, else the
-    recommended one): what a pipeline passes to Plan.resolve."""
-    return fitted_table(ckpt, sampler or recommended(nfe)[0])
+    recommended one, plain UniPC for inpainting as in Plan.resolve): what a pipeline passes
+    to Plan.resolve."""
+    if sampler is None:
+        sampler = recommended(nfe)[0]
+        sampler = "unipc" if inpainting and sampler == "unipc_gaussian" else sampler
+    return fitted_table(ckpt, sampler)
 
 
 def fit_entries(

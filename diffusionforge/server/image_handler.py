@@ -110,7 +110,8 @@ class ImageHandler(Handler):
                 )
         labels = labels_for(params.class_, classes, params.n)
         guidance = params.guidance if params.guidance is not None else info["defaults"]["guidance"]
-        plan = Plan.resolve(nfe, params.sampler, params.schedule)
+        # the pipeline's plan: its checkpoint's fitted schedule for the NFE when it has one
+        plan = entry.load().plan(nfe, params.sampler, params.schedule)
         sampler, schedule = plan.sampler, plan.schedule
         req = ImageRequest(params.seed, labels, guidance if labels else 1.0, plan)
         echo = {

@@ -230,6 +230,7 @@ class TrainConfig:
     batch_size: int = 256  # global batch, split over processes and accumulation steps
     grad_accum: int = 1
     mixed_precision: str = "no"  # "no", "bf16" or "fp16"
+    compile: bool = False  # torch.compile the network for training (GPUs; minutes to compile)
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: torch's default); 1 suits small models best
     max_time: str = ""  # wall-clock budget such as "10m"; empty for none

@@ -1,0 +1,137 @@
+"""Per-model schedules on the bundled networks: fitted vs default vs diffusers' best, as the RMS
+distance of each method's output to a 500-step solution of the same network's PF-ODE from that
+method's own starting point (UniPC, 500 Karras steps: a trained network has no exact map).
+
+    python benchmarks/fitted_on_model.py --checkpoint digits --nfe 5 8 10 16 --seconds 60
+
+Test draws: --samples draws from seed 0, labels cycling through the classes (guidance 1); the
+fit draws its own noise (seed 123) with the same labels. diffusers runs as in
+benchmarks/samplers.py (an ideal eps-model of a 1000-step linear-beta DDPM reading the network's
+denoiser at each timestep's sigma) over a reduced grid: UniPC (bh2, order 2/3), DPM-Solver++ 3M
+and DEIS 3 with leading/trailing spacing and plain/Karras/exponential sigmas (the families and
+spacings that won every mixture of fit_schedule_bar.py). --positions-json writes nothing; the
+fitted sigmas are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+import warnings
+
+import torch
+from samplers import run_diffusers  # same folder
+
+from diffusionforge.core.fit_schedule import fit_schedule
+from diffusionforge.core.sample import recommended
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES, karras
+from diffusionforge.pipelines.generate import load_pipeline
+
+
+class Bound:
+    """The network's denoiser with the labels bound: what run_diffusers calls as gmm.denoise."""
+
+    def __init__(self, denoise, labels):
+        self.fn, self.labels = denoise, labels
+
+    def denoise(self, x, sigma, cond=None):
+        return self.fn(x.float(), sigma.float(), self.labels).to(x.dtype)
+
+
+def reduced_grid():
+    import diffusers as d
+
+    base = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    kinds = [{}, {"use_karras_sigmas": True}, {"use_exponential_sigmas": True}]
+    for sp, sk in itertools.product(["leading", "trailing"], kinds):
+        c = {**base, "timestep_spacing": sp, **sk}
+        for order in (2, 3):
+            cfg = {**c, "solver_order": order, "solver_type": "bh2", "final_sigmas_type": "zero"}
+            yield f"UniPC {order}", d.UniPCMultistepScheduler, cfg
+        yield (
+            "DPM-Solver++ 3M",
+            d.DPMSolverMultistepScheduler,
+            {**c, "solver_order": 3, "algorithm_type": "dpmsolver++", "final_sigmas_type": "zero"},
+        )
+        yield "DEIS 3", d.DEISMultistepScheduler, {**c, "solver_order": 3}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default="digits")
+    ap.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 16])
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--no-diffusers", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    pipe = load_pipeline(args.checkpoint)
+    form = pipe.formulation
+    lo, hi = form.sigma_min, form.sigma_max
+    labels = None
+    if pipe.num_classes:
+        labels = torch.arange(args.samples) % pipe.num_classes
+    denoise = form.precondition(pipe.net.eval())
+    model = Bound(denoise, labels)
+    noise = torch.randn(args.samples, *pipe.shape, generator=torch.Generator().manual_seed(0))
+    cache: dict = {}
+
+    def ref(x_start: torch.Tensor, sigma_start: float) -> torch.Tensor:
+        key = (round(sigma_start, 6), x_start.shape)
+        if key not in cache:
+            s = karras(500, lo, sigma_start)
+            with torch.no_grad():
+                cache[key] = SAMPLERS["unipc"](model.denoise, x_start.float(), s)
+        return cache[key]
+
+    x = noise * hi
+    with torch.no_grad():
+        r250 = SAMPLERS["unipc"](model.denoise, x, karras(250, lo, hi))
+    print(f"# {args.checkpoint}, {args.samples} draws of {tuple(pipe.shape)}, sigma {lo}-{hi}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')} UTC; reference (UniPC 500 Karras steps) vs 250: "
+          f"RMS {_rms(ref(x, hi), r250):.5f}")  # fmt: skip
+    print("| NFE | default | fitted | diffusers best (reduced grid) | fitted/default | "
+          "fitted/diffusers | fit CPU-s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for nfe in args.nfe:
+        sampler, schedule = recommended(nfe)
+        steps = SAMPLER_INFO[sampler].steps_for(nfe)
+        with torch.no_grad():
+            e_def = _rms(SAMPLERS[sampler](model.denoise, x, SCHEDULES[schedule](steps, lo, hi)),
+                         ref(x, hi))  # fmt: skip
+            c0 = time.process_time()
+            sig = fit_schedule(
+                denoise, (args.samples, *pipe.shape), nfe, cond=labels, seconds=args.seconds,
+                generator=torch.Generator().manual_seed(123), sigma_min=lo, sigma_max=hi,
+            )  # fmt: skip
+            cpu = time.process_time() - c0
+            e_fit = _rms(SAMPLERS[sampler](model.denoise, x, sig), ref(x, hi))
+        best, best_cfg = math.inf, ""
+        if not args.no_diffusers:
+            for label, cls, cfg in reduced_grid():
+                try:
+                    with warnings.catch_warnings(), torch.no_grad():
+                        warnings.simplefilter("ignore")
+                        err = run_diffusers(model, noise.double(), ref, cls, cfg, nfe)
+                except Exception:  # a configuration diffusers rejects at this step count
+                    continue
+                if err < best:
+                    best, best_cfg = (
+                        err,
+                        f"{label} {cfg['timestep_spacing']} "
+                        + " ".join(k for k in cfg if k.startswith("use_")),
+                    )
+        print(f"| {nfe} | {e_def:.4f} | {e_fit:.4f} | {best:.4f} ({best_cfg}) | "
+              f"{e_fit / e_def:.2f} | {e_fit / best:.2f} | {cpu:.0f} |", flush=True)  # fmt: skip
+        print(f"    fitted sigmas: {[round(v, 4) for v in sig.tolist()]}", flush=True)
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).pow(2).mean().sqrt())
+
+
+if __name__ == "__main__":
+    main()

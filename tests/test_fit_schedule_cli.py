@@ -1,0 +1,111 @@
+"""fit-schedule: fitted sigmas stored in a checkpoint (schedules.json, in the manifest) and used
+by sampling for that NFE and sampler unless a schedule is named. The fit itself is replaced by a
+stub here (core.fit_schedule has its own closed-form tests), so these tests do not depend on
+the machine's speed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusionforge.cli import main
+from diffusionforge.pipelines import fitted_schedules
+from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.train.checkpoint import load_checkpoint
+
+FAKE = [80.0, 9.0, 2.0, 0.7, 0.3, 0.12, 0.05, 0.02, 0.0]  # 8 steps: unipc at NFE 8
+
+
+@pytest.fixture
+def digits(tmp_path) -> Path:
+    dst = tmp_path / "digits"
+    shutil.copytree(Path(str(resources.files("diffusionforge.assets") / "digits")), dst)
+    return dst
+
+
+@pytest.fixture
+def stub_fit(monkeypatch):
+    calls = []
+
+    def fake(denoise, shape, nfe, **kw):
+        calls.append((tuple(shape), nfe, kw))
+        kw["callback"]({"phase": "search", "trajectories": shape[0], "rms": 0.01})
+        steps = len(FAKE) - 1 if nfe == 8 else nfe
+        return torch.tensor(
+            FAKE if nfe == 8 else [80.0] + [1.0 / (i + 1) for i in range(steps)][:-1] + [0.0],
+            dtype=torch.float64,
+        )
+
+    monkeypatch.setattr(fitted_schedules, "fit_schedule", fake)
+    return calls
+
+
+def test_fit_schedule_writes_a_manifest_listed_file_that_sampling_uses(digits, stub_fit, capsys):
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5", "--batch", "4"]) == 0
+    shape, nfe, kw = stub_fit[0]
+    assert shape == (4, 1, 8, 8) and nfe == 8 and kw["sampler"] == "unipc"
+    assert kw["cond"].tolist() == [0, 1, 2, 3] and kw["seconds"] == 5.0
+    assert "wrote 1 fitted schedule(s)" in capsys.readouterr().out
+    ckpt = load_checkpoint(digits)  # verified against the manifest
+    table = json.loads(ckpt.files["schedules.json"])
+    assert table["entries"][0]["sigmas"] == FAKE and table["entries"][0]["nfe"] == 8
+    pipe = load_pipeline(digits)
+    plan = pipe.plan(8)
+    assert plan.schedule == "fitted" and plan.sampler == "unipc"
+    assert plan.sigmas(0.002, 80.0).tolist() == FAKE
+    assert pipe.plan(8, schedule="karras").schedule == "karras"  # a named schedule overrides
+    assert pipe.plan(10).schedule != "fitted"  # no entry for 10 steps
+    assert pipe.plan(8, sampler="heun").schedule != "fitted"  # fitted for another sampler
+
+
+def test_refitting_one_nfe_keeps_the_others(digits, stub_fit):
+    assert main(["fit-schedule", str(digits), "--nfe", "8,5", "--seconds", "5"]) == 0
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    entries = json.loads(load_checkpoint(digits).files["schedules.json"])["entries"]
+    assert [e["nfe"] for e in entries] == [5, 8]
+
+
+def test_sample_says_it_used_the_fitted_schedule(digits, stub_fit, tmp_path, capsys):
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    out = tmp_path / "s.png"
+    assert (
+        main(["sample", str(digits), "--nfe", "8", "--n", "2", "--class", "3", "--out", str(out)])
+        == 0
+    )
+    assert "fitted, NFE 8" in capsys.readouterr().out
+    from PIL import Image
+
+    assert Image.open(out).info["schedule"] == "fitted"
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["digits", "--nfe", "8"], "bundled with the package; give --out"),
+        (["DIR", "--nfe", "0"], "--nfe"),
+        (["DIR", "--nfe", "8", "--seconds", "0"], "--seconds"),
+        (["DIR", "--nfe", "8", "--class", "x"], "--class"),
+    ],
+)
+def test_bad_input_is_one_line(argv, msg, digits, stub_fit, capsys):
+    argv = [str(digits) if a == "DIR" else a for a in argv]
+    assert main(["fit-schedule", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and msg in err and "\n" not in err
+    assert not stub_fit
+
+
+def test_a_malformed_schedules_file_is_a_checkpoint_error(digits):
+    ckpt = load_checkpoint(digits)
+    bad = {"format": 1, "entries": [{"nfe": 8, "sampler": "unipc", "sigmas": [1.0, 2.0, 0.0]}]}
+    from diffusionforge.errors import CheckpointError
+    from diffusionforge.train.checkpoint import write_folder
+
+    write_folder(digits, {**ckpt.files, "schedules.json": json.dumps(bad).encode()}, step=1)
+    with pytest.raises(CheckpointError, match="schedules.json"):
+        fitted_schedules.read_entries(load_checkpoint(digits))
