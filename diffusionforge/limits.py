@@ -25,6 +25,10 @@ LIMITS: dict[str, tuple[int, str]] = {
     "depth": (1000, "layers, blocks or heads of a network in a config"),
     "steps": (10**9, "training steps, and other step counts of a config"),
     "width": (1_000_000, "any other size of a config or flag (widths, lengths, batch sizes)"),
+    # image files of a data folder, read from the header before decoding (others are skipped);
+    # the pixel default is Pillow's own Image.MAX_IMAGE_PIXELS
+    "image_pixels": (89_478_485, "pixels of one image file in a data folder"),
+    "image_aspect": (16, "long side / short side of one image file in a data folder"),
 }
 MAX_SEED = 2**32 - 1  # seeds are whole numbers in [0, MAX_SEED]; sample i uses seed + i
 

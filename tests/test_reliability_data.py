@@ -29,7 +29,7 @@ from diffusionforge.data.captions import CaptionedImages
 from diffusionforge.data.files import file_problem, regular_files
 from diffusionforge.data.images import ImageFolder, resize_center_crop
 from diffusionforge.data.text import read_text
-from diffusionforge.errors import DataError
+from diffusionforge.errors import DataError, UserError
 
 
 @contextmanager
@@ -110,14 +110,18 @@ def test_a_50_million_by_1_png_is_skipped_with_one_line(tmp_path):
     assert sum("line.png" in line for line in lines) == 1
 
 
-def test_max_aspect_is_a_parameter_and_the_resize_stays_bounded(tmp_path):
+def test_max_aspect_is_raised_by_its_limit_and_the_resize_stays_bounded(tmp_path, monkeypatch):
     _png(tmp_path / "wide.png", 400, 2)  # 200:1
     lines: list[str] = []
     with pytest.raises(ValueError, match="no readable images"):
         ImageFolder(tmp_path, 8, channels=1, report=lines.append)
     assert "beyond max_aspect 16" in lines[0]
-    ds = ImageFolder(tmp_path, 8, channels=1, max_aspect=500, report=lines.append)
-    assert tuple(ds[0][0].shape) == (1, 8, 8)
+    monkeypatch.setenv("DIFFUSIONFORGE_MAX_IMAGE_ASPECT", "500")
+    ds = ImageFolder(tmp_path, 8, channels=1, report=lines.append)
+    assert ds.max_aspect == 500 and tuple(ds[0][0].shape) == (1, 8, 8)
+    monkeypatch.setenv("DIFFUSIONFORGE_MAX_IMAGE_ASPECT", "many")
+    with pytest.raises(UserError, match="DIFFUSIONFORGE_MAX_IMAGE_ASPECT"):
+        ImageFolder(tmp_path, 8)
     # any caller of the resize: a 1,000,000 x 1 image never becomes 32,000,000 x 32
     im = Image.new("L", (1_000_000, 1), 255)
     out = resize_center_crop(im, 32)
@@ -136,14 +140,16 @@ def test_pillow_bomb_warning_is_our_one_line_not_a_printed_warning(tmp_path, mon
     Image.new("L", (80, 80)).save(tmp_path / "between.png")  # 6400 px: Pillow warns (1x-2x)
     Image.new("L", (8, 8)).save(tmp_path / "ok.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
-    lines: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ds = ImageFolder(tmp_path, 8, max_pixels=10**9, report=lines.append)
-    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
-    assert [p.name for p, _ in ds.skipped] == ["between.png"]
-    assert "decompression bomb" in ds.skipped[0][1]
-    assert sum("between.png" in line for line in lines) == 1
+    for max_pixels, skipped in ((5000, ["between.png"]), (6000, ["between.png"]), (10**9, [])):
+        lines: list[str] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = ImageFolder(tmp_path, 8, max_pixels=max_pixels, report=lines.append)
+        assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+        assert [p.name for p, _ in ds.skipped] == skipped, max_pixels  # 10**9: raised on purpose
+        if skipped:
+            assert "decompression bomb" in ds.skipped[0][1]
+            assert sum("between.png" in line for line in lines) == 1
     assert capfd.readouterr().err == ""
 
 

@@ -30,12 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 
 from diffusionforge.data.files import file_problem, regular_files
-from diffusionforge.data.images import MAX_ASPECT, ImageFolder, _report
+from diffusionforge.data.images import ImageFolder, _report
 from diffusionforge.errors import DataError
+from diffusionforge.limits import limit
 
 PATH_KEYS = ("path", "file_name", "file", "image")
 CAPTION_KEYS = ("caption", "text")
@@ -56,14 +56,15 @@ class CaptionedImages(ImageFolder):
         channels: int = 3,
         min_side: int = 1,
         max_pixels: int | None = None,
-        max_aspect: float = MAX_ASPECT,
+        max_aspect: float | None = None,
         report: Callable[[str], None] = _report,
     ) -> None:
         # ImageFolder's decoding methods (_check, _open, load) read only these attributes.
         self.root, self.size, self.channels = Path(source), size, channels
         self.hflip, self.seed, self.epoch = False, 0, 0
-        self.min_side, self.max_aspect = min_side, max_aspect
-        self.max_pixels = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        self.min_side = min_side
+        self.max_pixels = max_pixels if max_pixels is not None else limit("image_pixels")
+        self.max_aspect = max_aspect if max_aspect is not None else limit("image_aspect")
         self.report = report
         self.classes: list[str] = []
         self.skipped: list[tuple[Path, str]] = []

@@ -18,13 +18,16 @@ Folder policy (each rule is tested in tests/test_data_images.py):
   plain conversion (no ICC profile).
 - **Bad files** are skipped, counted in ``skipped`` and reported with one line naming the file:
   non-images, truncated or corrupt files (each file is verified and fully decoded once when the
-  dataset is built), decompression bombs (more than ``max_pixels`` pixels, default Pillow's
-  ``Image.MAX_IMAGE_PIXELS``; Pillow's own DecompressionBombWarning becomes this one line, not a
-  printed warning) and images whose long side is more than ``max_aspect`` (default 16) times
-  the short one (a 50,000,000 x 1 PNG is 6 KB and under the pixel limit, but resizing its short
-  side to ``size`` would make it 1.6e9 pixels long). Both limits are read from the image header
-  before any pixel is decoded. A file that breaks later (changed on disk) is reported from
-  ``__getitem__`` and replaced by the next readable index rather than crashing a worker.
+  dataset is built), decompression bombs (more than ``max_pixels`` pixels, default
+  ``limit("image_pixels")``, Pillow's 89,478,485; Pillow's own DecompressionBombWarning becomes
+  this one line, not a printed warning) and images whose long side is more than ``max_aspect``
+  (default ``limit("image_aspect")``, 16) times the short one (a 50,000,000 x 1 PNG is 6 KB
+  and under the pixel limit, but resizing its short side to ``size`` would make it 1.6e9
+  pixels long). Both limits are read from the image header before any pixel is decoded, and
+  raised with DIFFUSIONFORGE_MAX_IMAGE_PIXELS / DIFFUSIONFORGE_MAX_IMAGE_ASPECT (Pillow itself
+  still refuses more than twice its own limit). A file that breaks later (changed on disk) is
+  reported from ``__getitem__`` and replaced by the next readable index rather than crashing a
+  worker.
 - **Anything that is not a regular file** (dangling symlink, symlink loop, FIFO, socket, device
   such as a symlink to ``/dev/zero``, a folder that cannot be listed) is skipped with the same
   one line, found by ``os.stat`` and never opened (``data/files.py``).
@@ -49,8 +52,11 @@ from torch.utils.data import Dataset
 
 from diffusionforge.data.arrays import check_npy_header
 from diffusionforge.data.files import class_folders, regular_files
+from diffusionforge.limits import limit
 
-MAX_ASPECT = 16.0  # long side / short side; beyond it an image is skipped (see max_aspect)
+# Long side / short side that resize_center_crop resizes at most (it trims longer images
+# first: the ends it trims are cropped away anyway). Folders skip beyond limit("image_aspect").
+MAX_ASPECT = 16.0
 
 
 def flip_decision(seed: int, epoch: int, index: int) -> bool:
@@ -115,13 +121,14 @@ class ImageFolder(Dataset):
         seed: int = 0,
         min_side: int = 1,
         max_pixels: int | None = None,
-        max_aspect: float = MAX_ASPECT,
+        max_aspect: float | None = None,
         report: Callable[[str], None] = _report,
     ) -> None:
         self.root, self.size, self.channels = Path(root), size, channels
         self.hflip, self.seed, self.epoch = hflip, seed, 0
-        self.min_side, self.max_aspect = min_side, max_aspect
-        self.max_pixels = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        self.min_side = min_side
+        self.max_pixels = max_pixels if max_pixels is not None else limit("image_pixels")
+        self.max_aspect = max_aspect if max_aspect is not None else limit("image_aspect")
         self.report = report
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: not a directory")
@@ -164,13 +171,18 @@ class ImageFolder(Dataset):
             return f"aspect ratio {w}x{h} beyond max_aspect {self.max_aspect:g}"
         return None
 
+    def _bomb_warning(self) -> str:
+        """Pillow's bomb warning is an error up to its own limit; a max_pixels raised beyond
+        it (DIFFUSIONFORGE_MAX_IMAGE_PIXELS) silences it (Pillow still refuses 2x its limit)."""
+        return "error" if self.max_pixels <= Image.MAX_IMAGE_PIXELS else "ignore"
+
     def _open(self, path: Path) -> Image.Image:
         """Open and fully decode one file; raise ValueError with the reason if it is unusable."""
-        # Pillow's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) is an error too, reported
-        # in our one line rather than printed. Truncated files raise as long as
-        # ImageFile.LOAD_TRUNCATED_IMAGES keeps its default.
+        # Pillow's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) is reported in our one line
+        # rather than printed. Truncated files raise as long as ImageFile.LOAD_TRUNCATED_IMAGES
+        # keeps its default.
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter(self._bomb_warning(), Image.DecompressionBombWarning)
             try:
                 with Image.open(path) as im:
                     problem = self._size_problem(*im.size)
@@ -192,7 +204,7 @@ class ImageFolder(Dataset):
             # the file unusable, so _open reopens and decodes every pixel. The size limits are
             # checked first, from the header, and Pillow's bomb warning is ours to report.
             with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                warnings.simplefilter(self._bomb_warning(), Image.DecompressionBombWarning)
                 with Image.open(path) as im:
                     problem = self._size_problem(*im.size)
                     if problem:
