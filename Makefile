@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # CPU build of torch; a loose `torch` would pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-fast test-slow lint setup sysdeps test-sysdeps clean
+.PHONY: demo test test-fast test-slow lint setup sysdeps test-sysdeps clean gpu-check
 # Debian packages the built-in datasets are made from (skipped where apt-get is missing):
 # fonts for `glyphs` and the captioned scenes, `fortunes` for the English text corpus,
 # `espeak-ng` for the spoken-digits audio set.
@@ -53,6 +53,12 @@ test-slow: $(STAMP) sysdeps test-sysdeps
 	$(BIN)/python -m pytest -q -m slow
 
 test: lint test-fast test-slow
+
+# On a CUDA machine: device tests, bf16 training, CPU-vs-GPU sampling, throughput; writes
+# runs/gpu-check/report.{json,md} within ~10 minutes. Without CUDA: one line, exit 0.
+# (The CPU wheel above has no CUDA: install a CUDA build of $(TORCH) in $(VENV) first.)
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache .ruff_cache
