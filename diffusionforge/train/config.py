@@ -265,15 +265,18 @@ class SampleConfig:
         schedule: str | Any | None = None,
         *,
         inpainting: bool = False,
+        fitted: Any = None,
     ) -> Plan:
         """What is given, else these settings ("auto": the recommendation for the NFE), as a
-        core.plan.Plan. ValueError names an unknown sampler or schedule."""
+        core.plan.Plan; `fitted`: the model's fitted schedules {steps: sigmas} (Plan.resolve).
+        ValueError names an unknown sampler or schedule."""
         return Plan.resolve(
             nfe or self.nfe,
             sampler or (None if self.sampler == "auto" else self.sampler),
             schedule
             if schedule is not None
             else (None if self.schedule == "auto" else self.schedule),
+            fitted,
             inpainting=inpainting,
         )
 
