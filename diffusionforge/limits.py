@@ -23,6 +23,7 @@ LIMITS: dict[str, tuple[int, str]] = {
     "parameters": (1_000_000_000, "parameters of a network built from a config (4 GB float32)"),
     "threads": (256, "torch CPU threads"),
     "depth": (1000, "layers, blocks or heads of a network in a config"),
+    "image_side": (4096, "the side images are resized to for training (data.image_size)"),
     "steps": (10**9, "training steps, and other step counts of a config"),
     "width": (1_000_000, "any other size of a config or flag (widths, lengths, batch sizes)"),
     # image files of a data folder, read from the header before decoding (others are skipped);

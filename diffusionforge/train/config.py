@@ -492,6 +492,19 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.channels: expected 1 or 3, got {cfg.data.channels}")
     if cfg.data.image_size < 2:
         raise ConfigError(f"data.image_size: expected at least 2, got {cfg.data.image_size}")
+    from diffusionforge.limits import limit
+
+    if cfg.data.image_size > limit("image_side"):
+        raise ConfigError(
+            f"data.image_size: {cfg.data.image_size} is above the limit of "
+            f"{limit('image_side'):,} (raise with DIFFUSIONFORGE_MAX_IMAGE_SIDE)"
+        )
+    clip = cfg.data.audio.seconds * cfg.data.audio.rate
+    if clip > limit("values"):
+        raise ConfigError(
+            f"data.audio: seconds x rate = {clip:,.0f} samples per clip, above the limit of "
+            f"{limit('values'):,} (raise with DIFFUSIONFORGE_MAX_VALUES)"
+        )
     if cfg.model.num_classes < -1:
         raise ConfigError(
             f"model.num_classes: expected -1 (from the data) or 0 or more, "
