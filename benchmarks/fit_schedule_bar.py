@@ -110,6 +110,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per fit")
     ap.add_argument("--no-fit", action="store_true", help="default pair vs diffusers only")
     ap.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        help="NFE:positions, e.g. 8:[1,0.75,...]: scored in place of the default",
+    )
+    ap.add_argument(
         "--cache",
         default="/tmp/fit_schedule_bar_diffusers.json",
         help="diffusers' best per (problem, samples, NFE), reused across runs",
@@ -117,6 +123,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cache = json.load(open(args.cache)) if os.path.exists(args.cache) else {}
+    cands = {}
+    for text in args.candidate:
+        nfe, pos = text.split(":", 1)
+        p = torch.tensor(json.loads(pos), dtype=torch.float64)
+        lo, hi = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
+        cands[int(nfe)] = torch.cat([torch.exp(lo + p * (hi - lo)), p.new_zeros(1)])
     print(
         f"# fit_schedule bar, {time.strftime('%Y-%m-%d %H:%M')} UTC, torch {torch.__version__},"
         f" {args.samples} test draws, fits of {args.seconds:g} CPU-s"
@@ -144,7 +156,7 @@ def main() -> None:
         x = noise * SIGMA_MAX
         for nfe in args.nfe:
             d_err = cache[key][str(nfe)][0]
-            e_def = ours(gmm, x, ref, nfe)
+            e_def = ours(gmm, x, ref, nfe, cands.get(nfe))
             worst["default"] = max(worst["default"], e_def / d_err)
             cells = [f"{d_err:.4f}", f"{e_def:.4f}", f"{e_def / d_err:.2f}"]
             if args.no_fit:

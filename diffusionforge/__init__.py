@@ -1,8 +1,9 @@
 """diffusionforge: train and sample diffusion models for images, text and audio."""
 
+from diffusionforge.core.fit_schedule import fit_schedule
 from diffusionforge.core.sample import sample
 
-__all__ = ["load", "sample"]
+__all__ = ["fit_schedule", "load", "sample"]
 
 
 def load(path, *, dtype: str = "float32", device: str = "cpu"):

@@ -131,3 +131,16 @@ def test_deterministic_given_the_generator_and_reports_progress():
     assert any(r["phase"] == "teacher" for r in reports) and search
     rms = [r["rms"] for r in search[: len(search) // 2]]
     assert all(b <= a for a, b in zip(rms, rms[1:], strict=False))
+
+
+def test_sample_runs_a_fitted_schedule_with_the_recommended_sampler():
+    """diffusionforge.fit_schedule's sigmas go straight into diffusionforge.sample."""
+    import diffusionforge
+
+    model = Gaussian()
+    sig = diffusionforge.fit_schedule(model, (32, 4), 5, seconds=10.0, clock=model.clock)
+    g = torch.Generator().manual_seed(3)
+    out = diffusionforge.sample(Gaussian(), (8, 4), nfe=5, schedule=sig, generator=g, dtype=F64)
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(3), dtype=F64) * 80.0
+    rec = SAMPLERS["unipc_gaussian"](Gaussian(), x, sig)  # NFE 5's recommended sampler
+    assert torch.allclose(out, rec)

@@ -166,14 +166,14 @@ def fit_schedule(
     def out_of_time() -> bool:
         return elapsed() + t_eval > seconds
 
-    best_p, best = to_p(default), math.inf
-    for cand in _starts(default, steps, sigma_min, sigma_max):
-        p = _legal(to_p(cand))
+    scored: list[tuple[float, int, Tensor]] = []  # (objective, order, positions) per start
+    for k, cand in enumerate(_starts(default, steps, sigma_min, sigma_max)):
         if out_of_time():
             break
-        v = f(p)
-        if v < best:
-            best_p, best = p, v
+        q = _legal(to_p(cand))
+        scored.append((f(q), k, q))
+    scored.sort(key=lambda t: (t[0], t[1]))
+    best, _, best_p = scored[0] if scored else (math.inf, 0, to_p(default))
 
     def sweep_done(p: Tensor, best: float) -> None:
         tell("search", trajectories=len(xs) * chunk, evaluations=evals, rms=math.sqrt(best),
@@ -193,6 +193,15 @@ def fit_schedule(
         t_eval *= len(xs) / before
         best, step0 = f(p), 0.01
         sweep_done(p, best)
+    # Draws and time left over (cheap models): search again from the next-best starts, on all
+    # the draws, and keep whichever ends lower.
+    for _, _, q in scored[1:]:
+        if out_of_time():
+            break
+        q, v = pattern_search(f, q, f(q), out_of_time, None, 0.03)
+        if v < best:
+            p, best = q, v
+            sweep_done(p, best)
     sig = to_sigmas(p)
     sig[0] = sigma_max
     return sig
@@ -262,14 +271,21 @@ def _default_sigmas(nfe: int, steps: int, sigma_min: float, sigma_max: float) ->
 
 
 def _starts(default: Tensor, steps: int, sigma_min: float, sigma_max: float) -> list[Tensor]:
-    """Starting schedules: the default, Karras, log-uniform, and the default's interior levels
-    moved up or down in log sigma (where basins separate depends on the data's scale)."""
+    """Starting schedules: the default, Karras, log-uniform, the default's interior levels
+    moved up or down in log sigma (where basins separate depends on the data's scale), and
+    geometric ramps after the first step (the shape of the schedules diffusers' multistep
+    solvers run with "leading" spacing and exponential sigmas)."""
     out = [default, karras(steps, sigma_min, sigma_max), log_uniform(steps, sigma_min, sigma_max)]
     span = math.log(sigma_max / sigma_min)
     for shift in (0.08, -0.08, 0.16):
         s = default.clone()
         s[1:-1] = (s[1:-1].log() + shift * span).exp().clamp(sigma_min, sigma_max * 0.999)
         out.append(s)
+    for hi, lo in ((0.3, 5.0), (0.15, 2.0), (0.05, 10.0)):  # first level, last (x sigma_min)
+        ramp = torch.logspace(
+            math.log10(sigma_max * hi), math.log10(sigma_min * lo), steps - 1, dtype=_F64
+        )
+        out.append(torch.cat([default[:1], ramp, default.new_zeros(1)]))
     return out
 
 
