@@ -72,6 +72,8 @@ def imports(module: str) -> list[tuple[str, int, bool]]:
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # annotations only: never imported at run time
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             names: list[str] = []
             if isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
