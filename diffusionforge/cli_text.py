@@ -126,6 +126,11 @@ def cmd_eval_text(args) -> int:
         raise UserError(f"--ar {args.ar}: no such checkpoint")
     torch.set_num_threads(args.threads)
     pipe = load_text_pipeline(args.checkpoint, use_ema=not args.no_ema)
+    if _is_pairs(pipe):
+        raise UserError(
+            "eval: a prompt/response model is scored on its task (Sudoku: python "
+            "benchmarks/sudoku.py --skip-train); held-out text metrics do not apply"
+        )
     ckpt = pipe.checkpoint.path
     run_eval = ckpt.parent.parent / "eval"  # <run>/eval for a run's checkpoint
     default = run_eval if ckpt.parent.name == "checkpoints" else Path(f"eval-{ckpt.name}")

@@ -147,7 +147,9 @@ def load_pairs(cfg: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]
             raise ConfigError(f"data.sudoku: {e}") from None
         return train, []
     if not d.path:
-        raise DataError("data.path: a JSONL file of prompt/response pairs is needed (--data)")
+        raise DataError(
+            "data.path: a JSONL file of prompt/response pairs is needed (--set data.path=F)"
+        )
     train, held = pairs.split_pairs(pairs.read_pairs(d.path), d.text.heldout)
     if not train:
         raise DataError(f"data.path {d.path}: every pair fell into the held-out part")
