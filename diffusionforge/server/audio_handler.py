@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffusionforge.core.plan import Plan
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.data.audio import save_wav
 from diffusionforge.pipelines.audio import AudioPipeline, load_audio_pipeline
@@ -88,7 +87,8 @@ class AudioHandler(Handler):
             raise RequestError("n", f"at most {limits.max_n} clips per request, got {params.n}")
         classes = self.describe(entry)["classes"]
         labels = labels_for(params.class_, classes, params.n)
-        plan = Plan.resolve(params.nfe, params.sampler, params.schedule)
+        # the pipeline's plan: its checkpoint's fitted schedule for the NFE when it has one
+        plan = entry.load().pipe.plan(params.nfe, params.sampler, params.schedule)
         sampler, schedule = plan.sampler, plan.schedule
         guidance = params.guidance if labels else 1.0
         echo = {"class": params.class_, "n": params.n, "seed": params.seed, "guidance": guidance}
