@@ -45,11 +45,11 @@ _IMAGES, _T2I, _TEXT, _AUDIO = ImageHandler(), Text2ImageHandler(), TextHandler(
 
 MODALITIES: dict[str, Modality] = {
     "vectors": Modality(
-        "vectors", "points and arrays (2-D toy sets, .npy files)", "sample",
+        "vectors", "points and arrays (toy sets, .npy)", "sample",
         ("toy", "npy"), previews.vectors, None,
     ),
     "image": Modality(
-        "image", "class-conditional or unconditional images", "sample",
+        "image", "images (--init-image/--mask edit one)", "sample",
         IMAGE_KINDS, previews.images, _IMAGES,
     ),
     "autoencoder": Modality(
@@ -61,7 +61,7 @@ MODALITIES: dict[str, Modality] = {
         tuple(CAPTIONED_KINDS), previews.captioned, _T2I,
     ),
     "text": Modality(
-        "text", "text: masked diffusion or autoregressive, infilling, answers", "generate-text",
+        "text", "text: generate, infill, answer a prompt", "generate-text",
         TEXT_KINDS, None, _TEXT,
     ),
     "audio": Modality(
