@@ -86,11 +86,13 @@ def draw(
     cond, uncond = _to(cond, device), _to(uncond, device)
     if cond is not None and guidance != 1.0:
         denoise = cfg(denoise, guidance, uncond)
+    # Generators on the CPU whatever the device (noise is drawn there and copied over): one
+    # seed gives one image on a CPU and on a GPU alike, to rounding.
     if isinstance(seeds, int):
-        generator = torch.Generator(device=device).manual_seed(seeds)
+        generator = torch.Generator().manual_seed(seeds)
         batch = n if n is not None else 1
     else:
-        generator = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        generator = [torch.Generator().manual_seed(int(s)) for s in seeds]
         batch = len(seeds)
     shape = (batch, *shape)
     sigmas = plan.sigmas(formulation.sigma_min, formulation.sigma_max)

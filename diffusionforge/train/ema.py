@@ -23,7 +23,7 @@ def _float_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def _lerp_into(avg: dict[str, Tensor], model: nn.Module, weight: float) -> None:
+def _lerp_into(avg: dict[str, Tensor], model: nn.Module, weight: float | Tensor) -> None:
     for name, value in model.state_dict().items():
         if value.is_floating_point():
             avg[name].lerp_(value.detach().to(avg[name].dtype), weight)
@@ -36,10 +36,11 @@ class ClassicEMA:
         self.decay = decay
         self.avg = _float_state(model)
 
-    def update(self, model: nn.Module, step: int) -> None:
-        """step: number of optimizer steps taken so far (1 after the first)."""
+    def update(self, model: nn.Module, step: int, scale: Tensor | None = None) -> None:
+        """step: number of optimizer steps taken so far (1 after the first). scale: a 0-dim
+        tensor multiplying the step's weight (0: a skipped step, decided on the device)."""
         beta = min(self.decay, (1 + step) / (10 + step))
-        _lerp_into(self.avg, model, 1.0 - beta)
+        _lerp_into(self.avg, model, (1.0 - beta) if scale is None else (1.0 - beta) * scale)
 
     def primary(self) -> dict[str, Tensor]:
         return self.avg
@@ -63,9 +64,10 @@ class PowerEMA:
         self.stds = list(stds)
         self.avgs = [_float_state(model) for _ in self.stds]
 
-    def update(self, model: nn.Module, step: int) -> None:
+    def update(self, model: nn.Module, step: int, scale: Tensor | None = None) -> None:
         for std, avg in zip(self.stds, self.avgs, strict=True):
-            _lerp_into(avg, model, 1.0 - phema.power_beta(std, step))
+            w = 1.0 - phema.power_beta(std, step)
+            _lerp_into(avg, model, w if scale is None else w * scale)
 
     def primary(self) -> dict[str, Tensor]:
         return self.avgs[0]

@@ -65,6 +65,7 @@ class Trainer:
         dataset: ArrayDataset | None = None,
         formulation=None,
         log: Callable[[str], None] = print,
+        device_side: bool | None = None,  # None: on CUDA without FSDP or fp16 (see _on_device)
     ):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -79,6 +80,7 @@ class Trainer:
         self.dataset = dataset
         self.formulation = formulation
         self.log = log
+        self.device_side = device_side
         self._signal: str | None = None
 
     # --- set-up -----------------------------------------------------------------------------
@@ -129,6 +131,13 @@ class Trainer:
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(cfg, self.net.parameters())
+        if self.device_side is None:
+            self.device_side = (
+                self.cuda and not self.sharded and cfg.train.mixed_precision != "fp16"
+            )
+        if self.device_side:
+            self._bad = torch.zeros((), device=self.acc.device)  # skipped steps, on the device
+            self._streak = torch.zeros((), device=self.acc.device)  # ... in a row
         self.ema = {
             "none": lambda: None,
             "classic": lambda: ClassicEMA(self.net, cfg.ema.decay),
@@ -148,6 +157,7 @@ class Trainer:
                 ) from None
         if self.resume:
             self._load(self.resume)
+        self._fused_optimizer(self.device_side)
         self.model, self.optimizer = self.acc.prepare(self.net, self.optimizer)
         if self.ema is not None:  # prepare() moved the weights; the averages follow them
             self.ema.to(self.acc.device)
@@ -164,6 +174,17 @@ class Trainer:
         if cfg.train.compile:  # only the training forward/backward; self.net stays plain
             self.model = torch.compile(self.model)
         self._perm_epoch, self._perm = -1, None
+
+    def _fused_optimizer(self, on: bool) -> None:
+        """The fused AdamW kernel (device-side mode) takes found_inf, so a skipped step never
+        waits for the device; otherwise torch's default. Set after a resume, which brings the
+        saved run's choice; the step counters move to the weights' device as fused wants."""
+        for group in self.optimizer.param_groups:
+            group["fused"], group["foreach"] = (True if on else None), None
+        if on:
+            for p, st in self.optimizer.state.items():
+                if "step" in st:
+                    st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
 
     def _check_writable(self) -> None:
         try:
@@ -247,6 +268,8 @@ class Trainer:
                 if loss is not None:
                     losses.append(loss)
                 bar.update(1)
+                if self.device_side and self.step % cfg.train.log_every == 0:
+                    losses, grad_norm = self._sync(losses), float(grad_norm)
                 if self.step % cfg.train.log_every == 0 and losses:
                     mean = sum(losses[-cfg.train.log_every :]) / len(losses[-cfg.train.log_every :])
                     bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
@@ -279,6 +302,8 @@ class Trainer:
         finally:
             self._restore_signal_handlers(old_handlers)
             bar.close()
+        if self.device_side:
+            losses = self._sync(losses)
         if last_saved != self.step:
             last_ckpt = self._save()
         if status == "done" and cfg.train.sample_every and self.step % cfg.train.sample_every:
@@ -317,11 +342,14 @@ class Trainer:
                 loss = self.formulation.loss(self.model, x, cond, generator=g).mean()
                 acc.backward(loss / cfg.train.grad_accum)
             total += loss.detach() / cfg.train.grad_accum
-        mean_loss = acc.reduce(total, reduction="mean").item()
+        mean_loss = acc.reduce(total, reduction="mean")
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), max_norm))
-        fp16 = cfg.train.mixed_precision == "fp16"  # fp16 overflow is the grad scaler's job
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
         self.step += 1
+        if self.device_side:
+            return self._on_device(mean_loss, grad_norm), grad_norm, lr
+        mean_loss, grad_norm = mean_loss.item(), float(grad_norm)
+        fp16 = cfg.train.mixed_precision == "fp16"  # fp16 overflow is the grad scaler's job
         if not math.isfinite(mean_loss) or (not fp16 and not math.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self.nan_streak += 1
@@ -334,6 +362,42 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.net, self.step)
         return mean_loss, grad_norm, lr
+
+    def _on_device(self, loss: Tensor, grad_norm: Tensor) -> Tensor:
+        """`_train_step`'s update without waiting for the device (the default on CUDA): the
+        fused AdamW skips the whole update on the device when found_inf = 1, as it does for
+        torch's GradScaler (weights, moments and step count untouched), the EMA takes a step of
+        weight 0, and the skip counters stay on the device until `_sync` at the next logging
+        step, which is also when train.nan_limit is checked. Returns the loss, a tensor."""
+        bad = (~(torch.isfinite(loss) & torch.isfinite(grad_norm))).float()
+        inner = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper
+        inner.found_inf, inner.grad_scale = bad, None
+        self.optimizer.step()
+        inner.found_inf = None
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.net, self.step, scale=1 - bad)
+        self._bad += bad
+        self._streak = (self._streak + 1) * bad
+        return loss.detach()
+
+    def _sync(self, losses: list) -> list[float]:
+        """The device-side mode's one wait per logging window: losses as numbers (those of
+        skipped steps dropped), skipped steps and the streak of them read back."""
+        pending = [x for x in losses if isinstance(x, Tensor)]
+        if not pending:
+            return losses
+        values = torch.stack([*pending, self._bad, self._streak]).tolist()
+        *values, bad, streak = values
+        done = [x for x in losses if not isinstance(x, Tensor)]
+        new = int(bad) - self.skipped
+        if new:
+            self.log(
+                f"warning: {new} of steps {self.step - len(pending) + 1}-{self.step}: "
+                f"non-finite loss or gradient; skipped"
+            )
+        self.skipped, self.nan_streak = int(bad), int(streak)
+        return done + [v for v in values if math.isfinite(v)]
 
     def _to_device(self, t: Tensor) -> Tensor:
         """CPU batch -> device: through pinned memory without waiting on CUDA (the copy is
@@ -386,19 +450,18 @@ class Trainer:
         return x, self.dataset.labels[idx] if labelled else None
 
     def _should_stop(self, start: float) -> str | None:
-        flags = torch.tensor(
-            [
-                self._signal is not None,
-                time.monotonic() - start > self.max_seconds
-                or time.process_time() - self._cpu_start > self.max_cpu_seconds,
-                self.until_step is not None and self.step >= self.until_step,
-            ],
-            dtype=torch.float32,
-            device=self.acc.device,
-        )
-        if self.world > 1:  # every process must agree, or the next all-reduce would hang
-            flags = self.acc.reduce(flags, reduction="sum")
-        for flag, name in zip(flags.tolist(), ("interrupted", "time", "stopped"), strict=True):
+        flags = [
+            self._signal is not None,
+            time.monotonic() - start > self.max_seconds
+            or time.process_time() - self._cpu_start > self.max_cpu_seconds,
+            self.until_step is not None and self.step >= self.until_step,  # same everywhere
+        ]
+        if self.world > 1 and self.device_side and self.step % 10:
+            flags[:2] = False, False  # agreeing costs a wait for the device: every 10th step
+        elif self.world > 1:  # every process must agree, or the next all-reduce would hang
+            t = torch.tensor(flags, dtype=torch.float32, device=self.acc.device)
+            flags = self.acc.reduce(t, reduction="sum").tolist()
+        for flag, name in zip(flags, ("interrupted", "time", "stopped"), strict=True):
             if flag:
                 return name
         return None
