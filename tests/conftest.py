@@ -17,3 +17,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     generator seeded, as if it ran first (pytest-randomly does the same for `random` and numpy)."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Name the random order's seed at the end, where `pytest -q` (make test) still shows it,
+    so an order-dependent failure can be replayed exactly."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"random test order: replay it with --randomly-seed={seed}")
