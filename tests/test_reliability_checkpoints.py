@@ -178,6 +178,14 @@ def config_huge_model(c: Path) -> None:
     _edit_json(c, "config.json", change)
 
 
+def config_bogus_sampler(c: Path) -> None:  # written before names were checked at load
+    def change(d):
+        d["sample"]["sampler"] = "bogus"
+        return d
+
+    _edit_json(c, "config.json", change)
+
+
 def config_is_a_list(c: Path) -> None:
     (c / "config.json").write_text("[]")
 
@@ -221,6 +229,7 @@ FORGERIES = [
     config_is_a_list,
     config_classes_int,
     config_classes_surrogate,
+    config_bogus_sampler,
 ]
 
 
@@ -261,6 +270,7 @@ WEIGHT_FORGERIES = [
     config_is_a_list,
     config_classes_int,
     config_classes_surrogate,
+    config_bogus_sampler,
 ]
 
 
@@ -282,6 +292,15 @@ def test_info_and_sample_refuse_bad_content_in_one_line(capsys, run, tmp_path, f
     assert code == 2, err
     assert_one_line_error(err)
     assert not (tmp_path / "s.npy").exists()
+
+
+def test_a_bad_config_value_in_a_checkpoint_names_the_file(capsys, run):
+    bad = newest(run)
+    config_bogus_sampler(bad)
+    rewrite_manifest(bad)
+    code, _, err = cli(capsys, "sample", bad, "--n", "2")
+    line = assert_one_line_error(err)
+    assert code == 2 and f"{bad}/config.json: sample.sampler" in line, line
 
 
 def test_a_config_bigger_than_its_weights_is_refused_before_allocating(capsys, run, monkeypatch):

@@ -24,7 +24,8 @@ def split_config(raw: dict, where: str) -> tuple[Config, tuple[int, ...]]:
     try:
         cfg = from_dict(raw, source=f"{where}/config.json")
     except ConfigError as e:
-        raise CheckpointError(str(e)) from None
+        # value checks (config_checks) name the key but not the file; say which file it is
+        raise CheckpointError(str(e) if where in str(e) else f"{where}/config.json: {e}") from None
     classes = header.get("classes", [])
     if not isinstance(classes, list) or not all(_name(c) for c in classes):
         raise CheckpointError(
