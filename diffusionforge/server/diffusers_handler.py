@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diffusionforge import limits
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
 from diffusionforge.pipelines.diffusers_import import PIPELINES, read_json
@@ -26,7 +27,7 @@ from diffusionforge.server.settings import Limits
 
 SamplerName = Literal[tuple(SAMPLERS)]
 ScheduleName = Literal[(*SCHEDULES, "scheduler")]  # "scheduler": the folder's own timesteps
-MAX_SEED = 2**32 - 1
+MAX_SEED = limits.MAX_SEED  # seeds in [0, 2^32 - 1], as the CLI's (diffusionforge/limits.py)
 
 
 class DiffusersParams(BaseModel):

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diffusionforge import limits
 from diffusionforge.core.plan import Plan
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
@@ -38,7 +39,7 @@ from diffusionforge.server.settings import Limits
 
 SamplerName = Literal[tuple(SAMPLERS)]  # the registry is the list of choices
 ScheduleName = Literal[tuple(SCHEDULES)]
-MAX_SEED = 2**32 - 1
+MAX_SEED = limits.MAX_SEED  # seeds in [0, 2^32 - 1], as the CLI's (diffusionforge/limits.py)
 MAX_GUIDANCE = 50.0
 
 

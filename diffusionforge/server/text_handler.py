@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from diffusionforge import limits
 from diffusionforge.data.pairs import response_text
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_text_pipeline
@@ -39,7 +40,7 @@ from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
 from diffusionforge.train.builders_text import PAIR_KINDS
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = limits.MAX_SEED  # seeds in [0, 2^32 - 1], as the CLI's (diffusionforge/limits.py)
 
 
 class TextParams(BaseModel):
