@@ -290,3 +290,28 @@ def test_spoken_digit_clip_is_the_same_on_a_fresh_home(tmp_path, monkeypatch):
         clips.append(speak("seven", "en-us+f2", 160, 50, 8000))
         assert not any(home.iterdir())  # the audio system was never set up
     assert all(torch.equal(clips[0], c) for c in clips[1:])  # unfixed: 3 different clips
+
+
+def test_audio_longer_than_the_values_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    sf.write(_mk(tmp_path / "a" / "short.wav"), np.zeros(400, np.float32), 8000)
+    sf.write(tmp_path / "a" / "long.wav", np.zeros((3000, 2), np.float32), 8000)
+    monkeypatch.setenv("DIFFUSIONFORGE_MAX_VALUES", "5000")  # long.wav: 6,000 values
+    with pytest.raises(DataError, match="above the limit of 5,000 values") as e:
+        load_audio(tmp_path / "a" / "long.wav", 8000)
+    assert "\n" not in str(e.value) and "DIFFUSIONFORGE_MAX_VALUES" in str(e.value)
+    data = AudioFolder(tmp_path / "a", 8000, 0.05)
+    assert [f.name for f in data.files] == ["short.wav"] and data.skipped == 1
+
+
+def test_an_image_replaced_by_a_fifo_after_the_scan_is_skipped_not_opened(tmp_path):
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8), "blue").save(tmp_path / name)
+    lines: list[str] = []
+    ds = ImageFolder(tmp_path, 8, report=lines.append)
+    (tmp_path / "a.png").unlink()
+    os.mkfifo(tmp_path / "a.png")
+    with no_hang():
+        image, _ = ds[0]  # a.png is now a FIFO: reported, and b.png stands in
+    assert image.shape == (3, 8, 8) and any("a.png" in line and "FIFO" in line for line in lines)

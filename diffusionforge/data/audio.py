@@ -14,7 +14,8 @@ Policy (each rule is tested in tests/test_audio_data.py):
 - **Levels** are kept as recorded (no normalisation): the spectrogram route measures loudness
   against a full-scale sine, so quieter data gives darker spectrograms.
 - **Bad files** (not audio, truncated WAVs whose RIFF header declares more bytes than the
-  file holds, no samples, non-finite samples) are rejected with one line
+  file holds, no samples, non-finite samples, more samples than ``limit("values")``, read from
+  the header before decoding) are rejected with one line
   naming the file: ``load_audio`` raises ``DataError``; ``AudioFolder`` skips the file, prints
   the line on stderr and counts it, so one broken file never stops a training run.
 - **Folders**: top-level sub-folders are the classes (sorted names -> 0, 1, ...), as for image
@@ -36,6 +37,7 @@ from torch import Tensor
 from diffusionforge.core.spectral import resample
 from diffusionforge.data.files import class_folders, file_problem, regular_files
 from diffusionforge.errors import DataError
+from diffusionforge.limits import limit
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
 
@@ -60,6 +62,13 @@ def load_audio(path: str | os.PathLike, rate: int, seconds: float | None = None)
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
+        info = sf.info(str(path))  # the header first: an hour of audio is refused, not decoded
+        values, cap = max(info.frames, 0) * max(info.channels, 1), limit("values")
+        if values > cap:
+            raise DataError(
+                f"{path}: {info.frames:,} frames x {info.channels} channels is above the limit "
+                f"of {cap:,} values (raise with DIFFUSIONFORGE_MAX_VALUES)"
+            )
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

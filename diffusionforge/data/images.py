@@ -51,7 +51,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from diffusionforge.data.arrays import check_npy_header
-from diffusionforge.data.files import class_folders, regular_files
+from diffusionforge.data.files import class_folders, file_problem, regular_files
 from diffusionforge.limits import limit
 
 # Long side / short side that resize_center_crop resizes at most (it trims longer images
@@ -181,6 +181,9 @@ class ImageFolder(Dataset):
         # Pillow's bomb warning (between 1x and 2x MAX_IMAGE_PIXELS) is reported in our one line
         # rather than printed. Truncated files raise as long as ImageFile.LOAD_TRUNCATED_IMAGES
         # keeps its default.
+        problem = file_problem(path)  # replaced by a FIFO or device since the scan: never open
+        if problem is not None:
+            raise ValueError(problem)
         with warnings.catch_warnings():
             warnings.simplefilter(self._bomb_warning(), Image.DecompressionBombWarning)
             try:
