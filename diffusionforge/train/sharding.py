@@ -45,6 +45,17 @@ def setup_fsdp(acc: Accelerator) -> bool:
     plugin = state.fsdp_plugin
     if plugin.fsdp_version != 2:
         raise ConfigError("FSDP: launch with --fsdp_version 2 (FSDP version 1 is not supported)")
+    if acc.mixed_precision in ("bf16", "fp16"):
+        # Low-precision weights for the blocks' compute, but gradients averaged in float32 and
+        # the inputs left alone: accelerate's autocast casts them at each matmul, while the
+        # noise level stays float32 up to the network's Fourier embedding (FSDP's default,
+        # cast_forward_inputs, would round sigma to 8 bits before it).
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        low = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float16
+        plugin.mixed_precision_policy = MixedPrecisionPolicy(
+            param_dtype=low, reduce_dtype=torch.float32, cast_forward_inputs=False
+        )
     if plugin.auto_wrap_policy is None and "FSDP_AUTO_WRAP_POLICY" not in os.environ:
         # Unset means per block (the network's _no_split_modules), not one unit for the whole
         # network; --fsdp_auto_wrap_policy NO_WRAP still asks for the latter.

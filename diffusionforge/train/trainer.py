@@ -339,7 +339,11 @@ class Trainer:
             )
             sync = a == cfg.train.grad_accum - 1
             with acc.no_sync(self.model) if not sync else contextlib.nullcontext():
-                loss = self.formulation.loss(self.model, x, cond, generator=g).mean()
+                # accelerate wraps the network's forward in autocast, except under FSDP2
+                # (sharding.py keeps its inputs float32): autocast here. It lowers matmuls and
+                # convolutions only; the formulation's sigma arithmetic stays float32.
+                with acc.autocast() if self.sharded else contextlib.nullcontext():
+                    loss = self.formulation.loss(self.model, x, cond, generator=g).mean()
                 acc.backward(loss / cfg.train.grad_accum)
             total += loss.detach() / cfg.train.grad_accum
         mean_loss = acc.reduce(total, reduction="mean")
