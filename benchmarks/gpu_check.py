@@ -175,7 +175,8 @@ def throughput(device: str, quick: bool) -> list[dict]:
     cuda = device.startswith("cuda")
     bf16 = cuda and torch.cuda.is_bf16_supported()
     nets = [n for n in scaling.NETS if "tiny" in n.name] if quick else scaling.NETS
-    peak = scaling.H100_BF16_TFLOPS * 1e12 if cuda and "H100" in _gpu_name(device) else None
+    hopper = cuda and any(k in _gpu_name(device) for k in ("H100", "H200"))  # same bf16 peak
+    peak = scaling.H100_BF16_TFLOPS * 1e12 if hopper else None
     rows = []
     for net in nets:
         if left() < 30:
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.device.startswith("cuda"):
         torch.cuda.set_device(torch.device(args.device))
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions
     log(f"device {args.device}, quick={args.quick}, report in {out}")
     report = {"environment": environment(args.device), "steps": {}}
     steps = {
