@@ -57,7 +57,7 @@ test: lint test-fast test-slow
 # On a CUDA machine: device tests, bf16 training, CPU-vs-GPU sampling, throughput; writes
 # runs/gpu-check/report.{json,md} within ~10 minutes. Without CUDA: one line, exit 0.
 # (The CPU wheel above has no CUDA: install a CUDA build of $(TORCH) in $(VENV) first.)
-gpu-check: $(STAMP)
+gpu-check: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
