@@ -32,13 +32,15 @@ from diffusionforge.pipelines.generate import load_pipeline
 
 
 class Bound:
-    """The network's denoiser with the labels bound: what run_diffusers calls as gmm.denoise."""
+    """The network's denoiser with the labels bound, on flat (B, D) rows: what run_diffusers
+    calls as gmm.denoise (its eps-model broadcasts sigma[:, None])."""
 
-    def __init__(self, denoise, labels):
-        self.fn, self.labels = denoise, labels
+    def __init__(self, denoise, labels, shape):
+        self.fn, self.labels, self.shape = denoise, labels, tuple(shape)
 
     def denoise(self, x, sigma, cond=None):
-        return self.fn(x.float(), sigma.float(), self.labels).to(x.dtype)
+        img = x.float().reshape(x.shape[0], *self.shape)
+        return self.fn(img, sigma.float(), self.labels).reshape(x.shape[0], -1).to(x.dtype)
 
 
 def reduced_grid():
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--no-diffusers", action="store_true")
+    ap.add_argument("--no-fit", action="store_true", help="default and diffusers only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = load_pipeline(args.checkpoint)
@@ -75,8 +78,9 @@ def main() -> None:
     if pipe.num_classes:
         labels = torch.arange(args.samples) % pipe.num_classes
     denoise = form.precondition(pipe.net.eval())
-    model = Bound(denoise, labels)
+    model = Bound(denoise, labels, pipe.shape)
     noise = torch.randn(args.samples, *pipe.shape, generator=torch.Generator().manual_seed(0))
+    noise = noise.reshape(args.samples, -1)  # flat rows; the fit gets the image shape
     cache: dict = {}
 
     def ref(x_start: torch.Tensor, sigma_start: float) -> torch.Tensor:
@@ -103,12 +107,13 @@ def main() -> None:
             e_def = _rms(SAMPLERS[sampler](model.denoise, x, SCHEDULES[schedule](steps, lo, hi)),
                          ref(x, hi))  # fmt: skip
             c0 = time.process_time()
-            sig = fit_schedule(
+            sig = None if args.no_fit else fit_schedule(
                 denoise, (args.samples, *pipe.shape), nfe, cond=labels, seconds=args.seconds,
                 generator=torch.Generator().manual_seed(123), sigma_min=lo, sigma_max=hi,
             )  # fmt: skip
             cpu = time.process_time() - c0
-            e_fit = _rms(SAMPLERS[sampler](model.denoise, x, sig), ref(x, hi))
+            e_fit = math.nan if sig is None else _rms(SAMPLERS[sampler](model.denoise, x, sig),
+                                                      ref(x, hi))  # fmt: skip
         best, best_cfg = math.inf, ""
         if not args.no_diffusers:
             for label, cls, cfg in reduced_grid():
@@ -126,7 +131,8 @@ def main() -> None:
                     )
         print(f"| {nfe} | {e_def:.4f} | {e_fit:.4f} | {best:.4f} ({best_cfg}) | "
               f"{e_fit / e_def:.2f} | {e_fit / best:.2f} | {cpu:.0f} |", flush=True)  # fmt: skip
-        print(f"    fitted sigmas: {[round(v, 4) for v in sig.tolist()]}", flush=True)
+        if sig is not None:
+            print(f"    fitted sigmas: {[round(v, 4) for v in sig.tolist()]}", flush=True)
 
 
 def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
