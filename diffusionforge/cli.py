@@ -405,7 +405,7 @@ def _cmd_eval(args) -> int:
         raise UserError(f"--alpha: expected a number in (0, 1), got {args.alpha}")
     samplers = [v.strip() for v in args.sweep_samplers.split(",") if v.strip()]
     for name in samplers + ([args.sampler] if args.sampler else []):
-        if name not in SAMPLERS:
+        if name not in SAMPLERS and not (name == "recommended" and name in samplers):
             raise UserError(
                 f"--sampler / --sweep-samplers: unknown sampler {name!r} "
                 f"(expected one of {', '.join(SAMPLERS)})"
@@ -611,8 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (results depend on it)"
     )
-    s.add_argument("--sampler", help="sampler name (default: recommended for the NFE)")
-    s.add_argument("--schedule", help="noise schedule name (default: recommended)")
+    s.add_argument("--sampler", help=sampler_help())
+    s.add_argument("--schedule", help=schedule_help())
     s.add_argument("--nfe", "--steps", type=int, dest="nfe", help="network evaluations")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
@@ -640,7 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--guidance", type=float, help="guidance scale (default: config's)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument(
-        "--sweep-samplers", default="euler,heun,dpmpp_2m", help="comma-separated; empty: none"
+        "--sweep-samplers",
+        default="recommended,euler,heun,dpmpp_2m",
+        help="comma-separated; 'recommended' is the default pair per NFE; each named sampler "
+        "runs its own default schedule; empty: none (default: %(default)s)",
     )
     v.add_argument("--sweep-nfe", default="4,8,16,32", help="comma-separated NFE values")
     v.add_argument("--sweep-n", type=int, default=500, help="samples per sweep point")
@@ -675,6 +678,41 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (cli_generate, cli_prompts, cli_text, cli_audio, cli_serve, cli_schedule):
         module.add_commands(sub)
     return p
+
+
+def _schedule_defaults() -> str:
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.core.samplers import SAMPLER_INFO
+
+    by: dict[str, list[str]] = {}
+    for name, info in SAMPLER_INFO.items():
+        by.setdefault(info.schedule, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {sched}" for sched, names in by.items())
+
+
+def _recommended_text() -> str:
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.core.plan import RECOMMENDED
+
+    keys = sorted(RECOMMENDED)
+    ends = [f"{k}-{n - 1}" if n - 1 > k else str(k) for k, n in zip(keys, keys[1:], strict=False)]
+    ends.append(f"{keys[-1]}+")
+    return ", ".join(f"{RECOMMENDED[k][0]} at NFE {e}" for k, e in zip(keys, ends, strict=True))
+
+
+def sampler_help() -> str:
+    """--sampler's help: the recommended sampler per NFE (core.plan.RECOMMENDED)."""
+    return f"sampler name (default: recommended for the NFE: {_recommended_text()})"
+
+
+def schedule_help() -> str:
+    """--schedule's help: which schedule runs when none is named (core.plan.default_schedule)."""
+    return (
+        "noise schedule name (default: a checkpoint's fitted schedule for the sampler if it has "
+        "one, else the recommended pair's, or with another --sampler that sampler's own: "
+        + _schedule_defaults().replace("%", "%%")
+        + ")"
+    )
 
 
 def _flag_spellings(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:

@@ -9,7 +9,10 @@ schedule tensor (decreasing, ending in 0) that core.sample / core.editing run.
 A schedule is a name from core.schedules.SCHEDULES, an explicit sigma tensor, or "fitted": a
 schedule table the model supplies (`fitted`, keyed by the number of sampler steps), e.g. one
 fitted per checkpoint. With no schedule named, a fitted entry for the step count is used when
-the model has one, else the recommended schedule.
+the model has one, else the default schedule for the sampler actually run
+(`default_schedule`): the recommended pair's schedule only when the sampler is the recommended
+one (a schedule fitted for one sampler is no default for another: `--sampler heun` with UniPC's
+`optimized` steps scatters samples), else the sampler's own `SAMPLER_INFO[name].schedule`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def recommended(nfe: int) -> tuple[str, str]:
     return RECOMMENDED[max(k for k in RECOMMENDED if k <= max(nfe, 1))]
 
 
+def default_schedule(nfe: int, sampler: str, *, inpainting: bool = False) -> str:
+    """The schedule `sampler` runs at `nfe` when none is named: the recommended pair's when
+    `sampler` is the recommended sampler for the budget, else the sampler's own default."""
+    rec_sampler, rec_schedule = recommended(nfe)
+    if inpainting and rec_sampler == "unipc_gaussian":
+        rec_sampler = "unipc"
+    return rec_schedule if sampler == rec_sampler else SAMPLER_INFO[sampler].schedule
+
+
 @dataclass(frozen=True)
 class Plan:
     """nfe network evaluations with `sampler` over `schedule` (names as metadata records them)."""
@@ -63,7 +75,7 @@ class Plan:
         `fitted` is the model's own schedule table {steps: sigmas}; `inpainting` avoids the
         recommendation unipc_gaussian, whose end step fits one local scale per sample while
         known pixels (a point mass) and generated ones have two. ValueError names a bad name."""
-        rec_sampler, rec_schedule = recommended(nfe)
+        rec_sampler = recommended(nfe)[0]
         if inpainting and rec_sampler == "unipc_gaussian":
             rec_sampler = "unipc"
         sampler = sampler or rec_sampler
@@ -77,7 +89,7 @@ class Plan:
                 have = ", ".join(map(str, sorted(fitted or {}))) or "none"
                 raise ValueError(f"no fitted schedule for {steps} steps (the model has: {have})")
             return cls(nfe, sampler, FITTED, _checked(fitted[steps], "fitted schedule"))
-        schedule = schedule or rec_schedule
+        schedule = schedule or default_schedule(nfe, sampler, inpainting=inpainting)
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
         return cls(nfe, sampler, schedule)

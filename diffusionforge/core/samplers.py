@@ -167,6 +167,12 @@ class SamplerInfo:
     evals_per_step: int  # network evaluations per step (the step to sigma = 0 may take fewer)
     stochastic: bool
     last_step_saves: int = 0  # evaluations the final step to sigma = 0 skips
+    # The schedule this sampler runs when none is named and the recommended pair for the NFE is
+    # another sampler's (core.plan.default_schedule), chosen per sampler by measurement
+    # (BENCHMARKS.md, "Each sampler's default schedule"): `optimized`, although fitted for UniPC,
+    # was the best or within noise of the best for every sampler but Heun, both on Gaussian
+    # mixtures and on the moons network at NFE 16; Heun's best there was `vp_trailing`.
+    schedule: str = "optimized"
 
     def nfe(self, steps: int) -> int:
         return steps * self.evals_per_step - self.last_step_saves
@@ -192,7 +198,7 @@ SAMPLERS = {
 SAMPLER_INFO = {
     "euler": SamplerInfo(1, 1, False),
     "euler_ancestral": SamplerInfo(1, 1, True),
-    "heun": SamplerInfo(2, 2, False, last_step_saves=1),
+    "heun": SamplerInfo(2, 2, False, last_step_saves=1, schedule="vp_trailing"),
     "ddim": SamplerInfo(1, 1, False),
     "ddpm": SamplerInfo(1, 1, True),
     "dpmpp_2m": SamplerInfo(2, 1, False),

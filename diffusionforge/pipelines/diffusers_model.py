@@ -25,7 +25,7 @@ from torch import Tensor
 from diffusionforge.core.denoiser import Denoiser
 from diffusionforge.core.editing import inpaint, strength_sigmas
 from diffusionforge.core.guidance import cfg
-from diffusionforge.core.sample import recommended
+from diffusionforge.core.plan import default_schedule, recommended
 from diffusionforge.core.sampler_utils import randn_like
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
@@ -202,12 +202,14 @@ class DiffusersModel:
         `init` (B, C, H, W) in [-1, 1] edits an image (img2img at `strength`), `mask` (B or 1,
         1, H, W), 1 = generate, inpaints it.
         """
-        rec_sampler, rec_schedule = recommended(nfe)
+        rec_sampler = recommended(nfe)[0]
         if mask is not None and rec_sampler == "unipc_gaussian":
             rec_sampler = "unipc"  # as core.editing.edit: one local scale per sample
-        sampler, schedule = sampler or rec_sampler, schedule or rec_schedule
+        sampler = sampler or rec_sampler
         if sampler not in SAMPLERS:
             raise UserError(f"sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        # the schedule of the sampler actually run (a fitted one only for its own sampler)
+        schedule = schedule or default_schedule(nfe, sampler, inpainting=mask is not None)
         steps = SAMPLER_INFO[sampler].steps_for(nfe)
         if sigmas is None and schedule == "scheduler":
             sigmas = self.scheduler_sigmas(steps)

@@ -45,7 +45,11 @@ class EvalSettings:
     sampler: str | None = None
     guidance: float = 1.0
     seed: int = 0
-    sweep_samplers: list[str] = field(default_factory=lambda: ["euler", "heun", "dpmpp_2m"])
+    # "recommended": the recommended pair for each NFE (what sample/generate run by default);
+    # a named sampler runs its own default schedule (core.plan.default_schedule).
+    sweep_samplers: list[str] = field(
+        default_factory=lambda: ["recommended", "euler", "heun", "dpmpp_2m"]
+    )
     sweep_nfe: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
     sweep_n: int = 500
     alpha: float = 1 / 3
@@ -123,7 +127,7 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
     for sampler in s.sweep_samplers:
         for nfe in s.sweep_nfe:
             t0 = time.monotonic()
-            y = draw_batched(pipe, s.sweep_n, s, nfe, sampler)
+            y = draw_batched(pipe, s.sweep_n, s, nfe, None if sampler == "recommended" else sampler)
             secs = time.monotonic() - t0
             f = extract_features(extractor, y).double().numpy()
             rows.append(
