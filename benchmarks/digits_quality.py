@@ -21,7 +21,7 @@ import torch
 from diffusionforge.assets import bundled_path
 from diffusionforge.data.builtin import load_digits
 from diffusionforge.eval import extract_features, fid, kid, train_classifier
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 
 
 def main() -> None:

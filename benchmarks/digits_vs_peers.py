@@ -73,7 +73,7 @@ import torch.nn.functional as F
 from diffusionforge.assets import bundled_path
 from diffusionforge.data.builtin import load_digits
 from diffusionforge.eval import extract_features, fid, kid, train_classifier
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders import build_formulation, build_model
 from diffusionforge.train.config import apply_overrides, load_preset
 from diffusionforge.train.trainer import Trainer

@@ -28,7 +28,7 @@ from diffusionforge.core.fit_schedule import fit_schedule
 from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 
 
 class Bound:

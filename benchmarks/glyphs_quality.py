@@ -24,7 +24,7 @@ import torch
 
 from diffusionforge.data.builtin import GLYPH_CHARS, cache_dir, load_glyphs
 from diffusionforge.eval import cached_classifier, extract_features, fid, kid
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 
 CLASSIFIER = {"width": 16, "epochs": 12, "seed": 0}
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from diffusionforge.errors import CheckpointError
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train import checkpoint as io
 
 SETTINGS = [

@@ -16,7 +16,7 @@ from diffusionforge.core.plan import Plan
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.data.toy import make_toy
 from diffusionforge.eval.swd import sliced_wasserstein
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 
 SCHEDULES = ("karras", "optimized", "vp_trailing", "log_uniform")
 

@@ -19,7 +19,7 @@ import torch
 
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 
 
 def main() -> None:

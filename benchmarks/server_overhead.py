@@ -24,8 +24,8 @@ import torch
 import uvicorn
 
 from diffusionforge.core.plan import Plan
-from diffusionforge.pipelines.generate import load_pipeline
 from diffusionforge.pipelines.images import ImageRequest, draw
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.server.app import create_app
 from diffusionforge.server.protocol import uvicorn_config
 from diffusionforge.server.settings import ServerSettings

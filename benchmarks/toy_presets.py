@@ -26,7 +26,7 @@ import torch
 
 from diffusionforge.data.toy import make_toy
 from diffusionforge.eval.swd import sliced_wasserstein
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.config import apply_overrides, load_preset
 from diffusionforge.train.trainer import Trainer
 

@@ -20,7 +20,7 @@ def load(path, *, dtype: str = "float32", device: str = "cpu"):
 
         return load_diffusers(path, dtype=dtype, device=device)
     # deferred: as above
-    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.pipeline import load_pipeline
 
     return load_pipeline(path)
 

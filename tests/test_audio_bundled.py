@@ -4,7 +4,7 @@ import soundfile as sf
 
 from diffusionforge.assets import BUNDLED, bundled_path
 from diffusionforge.cli import main
-from diffusionforge.demo_audio import spoken_digits
+from diffusionforge.demo.audio import spoken_digits
 
 
 def test_bundled_audio_model_is_listed_and_small():

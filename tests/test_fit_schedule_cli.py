@@ -15,7 +15,7 @@ import torch
 
 from diffusionforge.cli import main
 from diffusionforge.pipelines import fitted_schedules
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.checkpoint import load_checkpoint
 
 FAKE = [80.0, 9.0, 2.0, 0.7, 0.3, 0.12, 0.05, 0.02, 0.0]  # 8 steps: unipc at NFE 8

@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from diffusionforge.assets import BUNDLED, BUNDLED_FILES, bundled_path
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 
 from trainkit import run_cli
 

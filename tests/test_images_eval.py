@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, sweep_plot
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.trainer import Trainer
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from diffusionforge.core.plan import Plan
-from diffusionforge.pipelines.generate import load_pipeline
 from diffusionforge.pipelines.images import ImageRequest, draw, read_metadata
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import assert_one_line_error, digits_cfg, run_cli

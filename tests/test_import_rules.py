@@ -54,8 +54,7 @@ def floor(module: str) -> int:
 
 
 def _part(module: str) -> str:
-    name = module.split(".")[1]
-    return name.split("_")[0] if name.startswith(("cli_", "demo_")) else name
+    return module.split(".")[1]
 
 
 def _target(name: str) -> str | None:

@@ -17,7 +17,7 @@ from diffusionforge.core.vae import VAEObjective, gaussian_kl, latent_stats
 from diffusionforge.errors import ConfigError
 from diffusionforge.eval.psnr import psnr
 from diffusionforge.nets.autoencoder import KLAutoencoder
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides, load_preset
 from diffusionforge.train.datasets import build_dataset
@@ -231,7 +231,7 @@ def test_bundled_scenes_autoencoder_is_small_and_reconstructs_held_out_scenes():
 
 
 def test_demo_editing_section_writes_its_pictures_and_keeps_pixels(tmp_path):
-    from diffusionforge.demo_editing import editing
+    from diffusionforge.demo.editing import editing
 
     section = editing(tmp_path, quick=True)
     assert all(Path(f).is_file() for f in section.files)

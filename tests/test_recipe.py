@@ -16,7 +16,7 @@ from diffusionforge.core.plan import CUSTOM, FITTED, Plan, recommended
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras
 from diffusionforge.pipelines.audio import load_audio_pipeline
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.pipelines.text2image import load_text2image
 from diffusionforge.train.builders_audio import decode
 

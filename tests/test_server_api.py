@@ -18,8 +18,8 @@ from PIL import Image
 from serverkit import models_folder, running_server, settings
 
 from diffusionforge.core.plan import Plan
-from diffusionforge.pipelines.generate import load_pipeline
 from diffusionforge.pipelines.images import ImageRequest, draw, read_metadata
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.plot import to_pil
 from diffusionforge.server.settings import Limits, ServerSettings
 

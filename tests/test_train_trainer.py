@@ -41,7 +41,7 @@ def test_loss_goes_down(tmp_path):
     trainer._setup()
     before = _fixed_loss(cfg, trainer.net)
     result = Trainer(cfg, tmp_path / "b", log=lambda m: None).fit()
-    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.pipeline import load_pipeline
 
     after = _fixed_loss(cfg, load_pipeline(result.checkpoint, use_ema=False).net)
     assert result.status == "done" and result.step == 300
@@ -122,7 +122,7 @@ def test_moons_preset_learns_the_distribution(tmp_path):
     """A short run of the real preset lands far closer to the data than a Gaussian does."""
     from diffusionforge.data.toy import make_toy
     from diffusionforge.eval.swd import sliced_wasserstein
-    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.pipeline import load_pipeline
     from diffusionforge.train.config import apply_overrides, load_preset
 
     cfg = apply_overrides(
@@ -156,7 +156,7 @@ def test_bf16_mixed_precision_trains(tmp_path):
     ids=["vp-v-cosine", "vp-eps-minsnr", "flow"],
 )
 def test_every_formulation_trains_and_samples(tmp_path, form):
-    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.pipeline import load_pipeline
 
     result = Trainer(tiny_cfg(*form), tmp_path, log=lambda m: None).fit()
     assert result.status == "done" and math.isfinite(result.loss)

@@ -20,7 +20,7 @@ from torch import Tensor
 from diffusionforge.core.plan import Plan
 from diffusionforge.core.spectral import MelSpec
 from diffusionforge.errors import CheckpointError
-from diffusionforge.pipelines.generate import Pipeline, load_pipeline
+from diffusionforge.pipelines.pipeline import Pipeline, load_pipeline
 from diffusionforge.train.builders_audio import AUDIO_KINDS, decode, route_of
 
 

@@ -34,7 +34,7 @@ from diffusionforge.eval import (
     precision_recall,
     save_worst_pairs,
 )
-from diffusionforge.pipelines.generate import Pipeline
+from diffusionforge.pipelines.pipeline import Pipeline
 from diffusionforge.plot import COLOURS, image_grid, label_font, save_png
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from diffusionforge.core.draw import Edit
 from diffusionforge.core.plan import Plan
-from diffusionforge.pipelines.generate import Pipeline
+from diffusionforge.pipelines.pipeline import Pipeline
 from diffusionforge.plot import image_grid, to_pil
 
 META_KEY = "diffusionforge"  # PNG text chunk holding the JSON record; plain keys mirror it

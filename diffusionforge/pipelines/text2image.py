@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from diffusionforge.core.draw import Edit, draw
 from diffusionforge.core.plan import Plan
 from diffusionforge.errors import CheckpointError, UserError
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders_t2i import prompt_encoder
 from diffusionforge.train.checkpoint import Checkpoint
 from diffusionforge.train.config import Config

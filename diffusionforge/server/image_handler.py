@@ -17,7 +17,6 @@ from diffusionforge import limits
 from diffusionforge.core.plan import Plan
 from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
-from diffusionforge.pipelines.generate import Pipeline, load_pipeline
 from diffusionforge.pipelines.images import (
     ImageRequest,
     draw,
@@ -25,6 +24,7 @@ from diffusionforge.pipelines.images import (
     image_record,
     save_with_metadata,
 )
+from diffusionforge.pipelines.pipeline import Pipeline, load_pipeline
 from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import (
     ID_PATTERN,

@@ -1,4 +1,5 @@
-"""Load a checkpoint folder and draw samples from it: the one path from files to samples."""
+"""A checkpoint folder of vectors, images or audio -> a `Pipeline` (network, formulation,
+shape, classes, autoencoder) that draws samples through core.draw."""
 
 from __future__ import annotations
 

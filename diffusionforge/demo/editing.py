@@ -10,17 +10,15 @@ from diffusionforge.assets import bundled_path
 from diffusionforge.core.draw import Edit
 from diffusionforge.data.arrays import to_tensor_images
 from diffusionforge.data.scenes import make_scenes
+from diffusionforge.demo.section import Section
 from diffusionforge.eval.psnr import psnr
-from diffusionforge.pipelines.generate import load_pipeline
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.plot import image_panels, save_png
 from diffusionforge.train.latent import load_autoencoder
 
 
 def editing(out: Path, quick: bool):
-    # deferred: demo.py imports this module for SECTIONS (until the demo/ package)
     import torch
-
-    from diffusionforge.demo import Section
 
     torch.set_num_threads(1)
     ae = load_autoencoder("vae-scenes")

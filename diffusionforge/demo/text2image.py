@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from diffusionforge.demo.section import Section
 from diffusionforge.eval.judge import load_judge
 from diffusionforge.eval.prompts import cases_from_prompts, run_prompts, verdict_picture
 from diffusionforge.pipelines.text2image import load_text2image
@@ -24,10 +25,7 @@ DEMO_PROMPTS = (
 
 
 def t2i(out: Path, quick: bool):
-    # deferred: demo.py imports this module for SECTIONS (until the demo/ package)
     import torch
-
-    from diffusionforge.demo import Section
 
     torch.set_num_threads(1)
     pipe = load_text2image("t2i-scenes")

@@ -15,27 +15,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from diffusionforge.cli.common import _load_png
 from diffusionforge.errors import UserError
 
 DEFAULT_MODEL = "t2i-scenes"  # bundled in diffusionforge/assets/
-
-
-def _load_png(path: str, what: str, mode: str):
-    # deferred: loaded only when this command runs, so `--help` stays fast
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"{what}: {p}: no such file")
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert(mode), dtype=np.float32)
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"{what}: {p}: not a readable image ({type(e).__name__})") from None
-    t = torch.from_numpy(arr)
-    return t.permute(2, 0, 1) / 127.5 - 1 if mode == "RGB" else t / 255.0  # (3,H,W) | (H,W)
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -44,7 +27,7 @@ def _slug(text: str, limit: int = 40) -> str:
 
 def _cmd_generate(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge import cli_diffusers
+    from diffusionforge.cli import diffusers as cli_diffusers
 
     if cli_diffusers.handles(args.checkpoint):  # a Stable-Diffusion-layout diffusers folder
         return cli_diffusers.cmd_generate(args)
@@ -185,7 +168,7 @@ def add_commands(sub) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     g.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge import cli_diffusers
+    from diffusionforge.cli import diffusers as cli_diffusers
 
     cli_diffusers.add_dtype_flag(g)
     g.set_defaults(func=_cmd_generate)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from diffusionforge.assets import bundled_path
 from diffusionforge.data.grammar import parses
+from diffusionforge.demo.section import Section
 from diffusionforge.eval.text_metrics import grammar_lines
 from diffusionforge.pipelines.text import load_text_pipeline
 
@@ -16,10 +17,7 @@ INFILL_PROMPT = "the old cat [____:3] sleeps."  # three words (BPE tokens) in th
 def text(out: Path, quick: bool):
     """Sample the bundled grammar model (diffusionforge/assets/grammar): free text longer than
     its context (semi-autoregressive blocks) and one infilling example, each parse-checked."""
-    # deferred: demo.py imports this module for SECTIONS (until the demo/ package)
     import torch
-
-    from diffusionforge.demo import Section
 
     torch.set_num_threads(1)
     pipe = load_text_pipeline(bundled_path("grammar"))

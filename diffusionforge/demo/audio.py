@@ -7,6 +7,7 @@ from pathlib import Path
 
 from diffusionforge.assets import bundled_path
 from diffusionforge.data.audio import save_wav
+from diffusionforge.demo.section import Section
 from diffusionforge.pipelines.audio import load_audio_pipeline
 from diffusionforge.plot import spectrogram_image
 
@@ -16,10 +17,7 @@ AUDIO_GUIDANCE = 2.0
 
 def spoken_digits(out: Path, quick: bool):
     """One clip per digit from the bundled spectrogram model: WAVs and a spectrogram PNG."""
-    # deferred: demo.py imports this module for SECTIONS (until the demo/ package)
     import torch
-
-    from diffusionforge.demo import Section
 
     torch.set_num_threads(1)  # a 0.4M-parameter network: one thread is fastest
     pipe = load_audio_pipeline(bundled_path("audio-digits"))

@@ -1,7 +1,7 @@
 """`info`, `sample`, `generate` and `eval` on a diffusers folder (pipelines/diffusers_model.py).
 
-cli.py and cli_generate.py hand a command here when its checkpoint argument is a diffusers
-folder (`handles`); flags mean what they mean for our own checkpoints, plus `--dtype` and
+The `sample`, `eval`, `info` and `generate` commands come here when the checkpoint is a
+diffusers folder (`handles`); flags mean what they mean for our own checkpoints, plus `--dtype` and
 `--schedule scheduler` (the timesteps of the folder's own scheduler). No math here.
 """
 
@@ -125,7 +125,7 @@ def cmd_info(args) -> int:
 def _edit_inputs(args, model):
     """--init-image / --mask / --strength for img2img and inpainting, as the other commands."""
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.cli_generate import _load_png
+    from diffusionforge.cli.common import _load_png
 
     init = mask = None
     if getattr(args, "init_image", None):
@@ -323,7 +323,7 @@ def cmd_eval(args) -> int:
     import torch
 
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.cli import _check_writable_dir, _int_list, _log
+    from diffusionforge.cli.common import _check_writable_dir, _int_list, _log
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
 

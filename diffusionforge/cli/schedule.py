@@ -15,9 +15,9 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     import torch
 
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.cli import _check_writable_dir, _int_list, _parse_classes
+    from diffusionforge.cli.common import _check_writable_dir, _int_list, _parse_classes
     from diffusionforge.pipelines.fitted_schedules import fit_entries, write_entries
-    from diffusionforge.pipelines.generate import load_pipeline
+    from diffusionforge.pipelines.pipeline import load_pipeline
     from diffusionforge.pipelines.text import is_text_checkpoint
 
     nfes = _int_list(args.nfe, "--nfe")
@@ -57,6 +57,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     denoise = f.precondition(pipe.net.eval())
     guidance = pipe.cfg.sample.guidance if args.guidance is None else args.guidance
     if labels is not None and guidance != 1.0:  # fit what sampling runs: the guided denoiser
+        # deferred: loaded only when this command runs, so `--help` stays fast
         from diffusionforge.core.guidance import cfg
 
         denoise = cfg(denoise, guidance, torch.full_like(labels, pipe.num_classes))

@@ -1,5 +1,6 @@
 """CLI pieces for autoencoders, latent models and image editing (`sample --init-image/--strength/
---mask`); cli.py calls these, so the argument checks live next to what they check."""
+--mask`); cli/sample.py and cli/evaluate.py call these, so the argument checks live next to
+what they check."""
 
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ def cmd_eval_autoencoder(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.eval.psnr import psnr
     from diffusionforge.plot import image_panels, save_png
     from diffusionforge.train.datasets import build_dataset
