@@ -133,3 +133,26 @@ def test_eval_needs_data_and_runs(tmp_path, capsys):
     assert main([*argv, "--sweep-samplers", "", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["samples"] == 20 and metrics["fid"] > 0
+
+
+def test_sd3_transformer_alone_says_what_is_missing(tmp_path, capsys):
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+
+    net = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        pos_embed_max_size=8,
+    )
+    net.save_pretrained(tmp_path / "sd3")
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(tmp_path / "sd3")
+    assert main(["info", str(tmp_path / "sd3")]) == 0
+    assert "flow matching, shift 3" in capsys.readouterr().out
+    _fails(capsys, ["sample", str(tmp_path / "sd3"), "--nfe", "2"], "text encoders", ".denoiser")

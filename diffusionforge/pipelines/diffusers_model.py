@@ -254,6 +254,12 @@ class DiffusersModel:
         return self.decode(out / (1 + end**2) ** 0.5)
 
     def _conds(self, batch, prompts, negative, labels) -> tuple[Any, Any]:
+        if type(self.net).__name__ == "SD3Transformer2DModel":
+            raise UserError(
+                f"{self.path}: an SD3 transformer alone has no text encoders here (SD3's two "
+                "CLIPs and T5 are not imported); call .denoiser with a cond dict of "
+                "encoder_hidden_states and pooled_projections from Python"
+            )
         if self.is_text_to_image:
             if prompts is None or len(prompts) != batch:
                 raise UserError(f"{self.path}: a text-to-image model needs one prompt per seed")
