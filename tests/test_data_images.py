@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from diffusionforge.data.images import ArrayImages, ImageFolder, flip_decision
+from diffusionforge.errors import DataError
 
 
 def _save(path, im: Image.Image, **kw) -> None:
@@ -164,7 +165,7 @@ def test_array_images_from_npy(tmp_path):
     with pytest.raises(ValueError, match="expected uint8"):
         ArrayImages.from_npy(tmp_path / "bad.npy")
     (tmp_path / "junk.npy").write_text("junk")
-    with pytest.raises(ValueError, match="junk.npy"):
+    with pytest.raises(DataError, match="junk.npy"):
         ArrayImages.from_npy(tmp_path / "junk.npy")
 
 

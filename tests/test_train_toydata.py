@@ -61,7 +61,7 @@ def test_load_npy_accepts_any_numeric_shape(tmp_path):
         ("empty", "empty array"),
         ("strings", "numeric"),
         ("nan", "NaN"),
-        ("truncated", "not a valid .npy"),
+        ("truncated", "header claims shape"),
     ],
 )
 def test_load_npy_rejects_bad_files_with_one_line(tmp_path, content, needle):
