@@ -17,6 +17,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
 
 
+RUN_OUTPUTS = ("checkpoints", "tensorboard", "samples", "phema", "config.json")
+
+
+def _one_run_per_folder(run_dir: Path, args) -> None:
+    """A run folder holds one run: training again in it needs --resume (continue that run) or
+    --overwrite (delete its checkpoints, logs, samples and config, then start over)."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    import shutil
+
+    from diffusionforge.train.checkpoint import list_checkpoints
+
+    held = [n for n in RUN_OUTPUTS if (run_dir / n).exists()]
+    if not held or args.resume:
+        return
+    if not args.overwrite:
+        ckpts = list_checkpoints(run_dir)
+        what = f"{len(ckpts)} checkpoint(s), newest {ckpts[-1].name}" if ckpts else "no checkpoint"
+        raise UserError(
+            f"{run_dir} already holds a run ({what}); pass --resume auto to continue it, "
+            "--overwrite to delete it and start over, or another --run-dir"
+        )
+    for n in held:  # only what a run writes: other files in the folder are the user's
+        p = run_dir / n
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    _log(f"--overwrite: deleted the earlier run's {', '.join(held)} in {run_dir}")
+
+
 def _log(message: str) -> None:
     # deferred: loaded only when this command runs, so `--help` stays fast
     from tqdm import tqdm

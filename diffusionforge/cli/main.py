@@ -85,8 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=2e-4"
     )
-    t.add_argument("--run-dir", help="run folder (default: runs/<preset>)")
-    t.add_argument("--resume", help="'auto' (newest complete checkpoint of the run) or a path")
+    t.add_argument(
+        "--run-dir", help="run folder (default: runs/<preset>, or runs/<preset>-<data> with --data)"
+    )
+    t.add_argument(
+        "--resume",
+        help="'auto' (newest complete checkpoint of the run) or a checkpoint path; with no "
+        "--preset/--config the run's own config.json is used",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --run-dir (checkpoints, logs, samples) and start over",
+    )
     t.add_argument("--max-time", help="wall-clock budget of this invocation, e.g. 10m or 1h30m")
     t.add_argument(
         "--max-cpu-time",

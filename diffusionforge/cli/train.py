@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusionforge.cli.common import _log
+from diffusionforge.cli.common import _log, _one_run_per_folder
 from diffusionforge.errors import ConfigError, UserError
 
 
@@ -26,6 +26,19 @@ def _cmd_train(args) -> int:
         return 0
     if args.preset and args.config:
         raise ConfigError("give --preset or --config, not both")
+    if args.resume and args.overwrite:
+        raise UserError("give --resume or --overwrite, not both")
+    if not args.preset and not args.config and args.resume:
+        # resuming needs nothing but the run: its own config.json (written when it started)
+        run_cfg = Path(args.run_dir or "") / "config.json"
+        if args.resume != "auto":  # a checkpoint folder: its run is two levels up
+            run_cfg = Path(args.resume).parent.parent / "config.json"
+            args.run_dir = args.run_dir or str(run_cfg.parent)
+        if not args.run_dir and args.resume == "auto":
+            raise ConfigError("--resume auto: give --run-dir DIR (the run to continue)")
+        if not run_cfg.is_file():
+            raise ConfigError(f"--resume: {run_cfg} not found (is this a run folder?)")
+        args.config = str(run_cfg)
     if not args.preset and not args.config:
         raise ConfigError(
             f"give --preset NAME or --config FILE (presets: {', '.join(preset_names())})"
@@ -60,9 +73,12 @@ def _cmd_train(args) -> int:
     if args.no_progress:
         cfg.train.progress = False
     name = cfg.preset or Path(args.config).stem
+    if args.data and not args.run_dir:  # runs/<preset>-<data>: other data, another run
+        name = f"{name}-{Path(str(args.data).rstrip('/')).stem or 'data'}"
     run_dir = Path(args.run_dir or Path("runs") / name)
     if args.resume and args.resume != "auto" and not Path(args.resume).exists():
         raise UserError(f"--resume {args.resume}: no such checkpoint (use a path or 'auto')")
+    _one_run_per_folder(run_dir, args)
     trainer = Trainer(
         cfg,
         run_dir,

@@ -316,6 +316,8 @@ def load_config_file(path: str | Path) -> Config:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(data, dict):  # a run's or checkpoint's config.json: its header is facts
+            data.pop("diffusionforge", None)  # about the run (shapes, counts), not settings
     else:
         data = _parse_toml(path.read_text(errors="replace"), str(path))
     return from_dict(data, source=str(path))

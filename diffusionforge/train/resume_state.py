@@ -10,6 +10,7 @@ this run (weights of other shapes, an optimizer state of another model, a forged
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,14 +34,36 @@ class Restored:
     skipped: int
 
 
+def _differing(saved: dict, now: dict, prefix: str, limit: int = 3) -> str:
+    """'data.kind: toy -> images, ...': the first keys whose values differ, saved -> now."""
+    out: list[str] = []
+
+    def walk(a, b, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                walk(a.get(k), b.get(k), f"{key}.{k}")
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+
+    walk(saved, now, prefix)
+    more = f", and {len(out) - limit} more" if len(out) > limit else ""
+    return "; ".join(out[:limit]) + more
+
+
 def read(ckpt: ckpt_io.Checkpoint, trainer) -> Restored:
     """Everything `trainer` (set up, not yet resumed) restores from `ckpt`, checked."""
     saved, _ = split_config(ckpt.config, str(ckpt.path))
     for section in ("model", "formulation", "data"):
         if getattr(saved, section) != getattr(trainer.cfg, section):
+            keys = _differing(
+                dataclasses.asdict(getattr(saved, section)),
+                dataclasses.asdict(getattr(trainer.cfg, section)),
+                section,
+            )
             raise ConfigError(
-                f"{ckpt.path}: its {section} config differs from this run's; "
-                f"resume with the same {section} settings or start a new run folder"
+                f"{ckpt.path}: its {section} config differs from this run's ({keys}); "
+                f"resume with the same {section} settings (e.g. without --preset/--config/"
+                "--data: the run's own config) or start a new run folder"
             )
     model = ckpt.tensors("model.safetensors")
     _check_like(model, trainer.net.state_dict(), f"{ckpt.path}/model.safetensors", exact=True)
