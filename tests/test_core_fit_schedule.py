@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from diffusionforge.core.fit_schedule import _teacher, fit_schedule
+from diffusionforge.core.plan import default_schedule
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
 
@@ -61,7 +62,7 @@ def test_fit_is_no_worse_than_its_start_and_well_formed(sampler, nfe):
     assert sig.dtype == F64 and sig.shape == (steps + 1,)
     assert float(sig[0]) == 80.0 and float(sig[-1]) == 0.0
     assert bool((sig[:-1] > sig[1:]).all()) and float(sig[-2]) >= 0.002
-    start = SCHEDULES["optimized"](steps, 0.002, 80.0)
+    start = SCHEDULES[default_schedule(nfe, sampler)](steps, 0.002, 80.0)  # what sample() runs
     assert error(sampler, sig) <= error(sampler, start)
 
 

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.denoiser import Cond, Denoiser
-from diffusionforge.core.sample import recommended
+from diffusionforge.core.plan import default_schedule, recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform
 
@@ -86,7 +86,7 @@ def fit_schedule(
         if callback is not None:
             callback({"phase": phase, "cpu_seconds": elapsed(), **kw})
 
-    default = _default_sigmas(nfe, steps, sigma_min, sigma_max)
+    default = _default_sigmas(nfe, sampler, steps, sigma_min, sigma_max)
     if steps < 2:
         return default
     batch = int(shape[0])
@@ -265,9 +265,11 @@ def _teacher(denoise, x: Tensor, cond, sigma_max: float, sigma_min: float, steps
     return denoise(state, state.new_full((state.shape[0],), sigma_end), cond).to(state.dtype)
 
 
-def _default_sigmas(nfe: int, steps: int, sigma_min: float, sigma_max: float) -> Tensor:
-    """What `sample()` uses for this NFE when no schedule is given."""
-    return SCHEDULES[recommended(nfe)[1]](steps, sigma_min, sigma_max)
+def _default_sigmas(
+    nfe: int, sampler: str, steps: int, sigma_min: float, sigma_max: float
+) -> Tensor:
+    """What `sample()` runs `sampler` on at this NFE when no schedule is given."""
+    return SCHEDULES[default_schedule(nfe, sampler)](steps, sigma_min, sigma_max)
 
 
 def _starts(default: Tensor, steps: int, sigma_min: float, sigma_max: float) -> list[Tensor]:
