@@ -118,8 +118,10 @@ def test_a_bundled_name_resolves_unless_a_local_path_has_it(tmp_path, monkeypatc
     ckpt = io.resolve_checkpoint("digits")
     assert ckpt.path.name == "digits" and ckpt.path.parent.name == "assets"
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "digits").mkdir()  # a local folder of that name wins, and is checked as such
-    with pytest.raises(CheckpointError, match="no manifest.json"):
+    (tmp_path / "digits").mkdir()  # a local folder that is no checkpoint or run: not a shadow
+    assert io.resolve_checkpoint("digits").path.parent.name == "assets"
+    (tmp_path / "digits" / "checkpoints").mkdir()  # a local run of that name wins
+    with pytest.raises(CheckpointError, match="run folder has no complete checkpoint"):
         io.resolve_checkpoint("digits")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         io.resolve_checkpoint("no-such-model")

@@ -235,6 +235,17 @@ def load_checkpoint(path: str | Path, *, need_training_state: bool = False) -> C
     if not path.is_dir():
         raise CheckpointError(f"{path}: expected a checkpoint folder, got a file")
     if not (path / "manifest.json").exists() and not (path / "manifest.json").is_symlink():
+        if (path / "model_index.json").is_file() or (path / "unet").is_dir():
+            raise CheckpointError(
+                f"{path}: a diffusers pipeline folder, not a diffusionforge checkpoint: info, "
+                "sample and generate read it directly (needs the diffusers extra: pip install "
+                "'diffusionforge[diffusers]')"
+            )
+        if not any(path.iterdir()) or not (path / "config.json").exists():
+            raise CheckpointError(
+                f"{path}: not a checkpoint or run folder (no manifest.json, no checkpoints/); "
+                "give a run folder, a checkpoint folder or a bundled model name"
+            )
         raise CheckpointError(f"{path}: incomplete checkpoint (no manifest.json)")
     raw = read_inside(path, "manifest.json", None)
     try:
@@ -298,12 +309,19 @@ def resolve_checkpoint(path: str | Path, *, need_training_state: bool = False) -
     """A checkpoint folder, a run folder meaning its newest good checkpoint, or the name of a
     model bundled with the package (``digits``, ``grammar``...) when no such path exists here."""
     path = Path(path)
-    if not path.exists() and len(path.parts) == 1:
-        from importlib import resources
-
-        bundled = Path(str(resources.files("diffusionforge.assets") / path.name))
+    if len(path.parts) == 1 and not _is_ours(path):
+        # a bundled name wins over a local path that is no checkpoint or run, e.g. the
+        # ./digits/ of single PNGs that `sample digits --out digits.png` writes
+        bundled = _assets() / path.name
         if (bundled / "manifest.json").is_file():
             path = bundled
+    if not path.exists():
+        raise CheckpointError(
+            f"{path}: no such checkpoint, run folder or bundled model "
+            f"(bundled: {', '.join(bundled_names())})"
+        )
+    if path.is_file():
+        raise CheckpointError(f"{path}: {_what_file(path)}")
     if path.is_dir() and not (path / "manifest.json").exists() and (path / "checkpoints").is_dir():
         ckpt, skipped = latest_checkpoint(path, need_training_state=need_training_state)
         if ckpt is None:
@@ -311,6 +329,39 @@ def resolve_checkpoint(path: str | Path, *, need_training_state: bool = False) -
             raise CheckpointError(f"{path}: run folder has no complete checkpoint{reason}")
         return ckpt
     return load_checkpoint(path, need_training_state=need_training_state)
+
+
+def _assets() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("diffusionforge.assets")))
+
+
+def bundled_names() -> list[str]:
+    """Names of the models shipped with the package (folders of assets/ with a manifest)."""
+    return sorted(p.name for p in _assets().iterdir() if (p / "manifest.json").is_file())
+
+
+def _is_ours(path: Path) -> bool:
+    """A checkpoint folder (manifest.json) or a run folder (checkpoints/)."""
+    return (path / "manifest.json").exists() or (path / "checkpoints").is_dir()
+
+
+def _what_file(path: Path) -> str:
+    """What a file given where a checkpoint folder is expected is, and what to give instead."""
+    if path.suffix == ".safetensors":
+        return (
+            "a weights file, not a checkpoint: give the folder that holds it (with its "
+            "config.json and manifest.json), or the run folder"
+        )
+    if path.name in ("config.json", "manifest.json"):
+        return f"a checkpoint's {path.name}: give the folder that holds it"
+    if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        return (
+            "a pickled weights file, which is never loaded (it can run code): convert it to "
+            "safetensors in a diffusers or diffusionforge folder"
+        )
+    return "expected a checkpoint folder, got a file"
 
 
 def rng_state() -> dict[str, Tensor]:
