@@ -72,3 +72,10 @@ def test_empty_and_diffusers_folders_say_what_they_are(tmp_path):
     (d / "model_index.json").write_text("{}")
     with pytest.raises(CheckpointError, match="a diffusers pipeline folder"):
         load_checkpoint(d)
+
+
+def test_version_flag(capsys):
+    from diffusionforge import __version__
+
+    code, out, _ = cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"diffusionforge {__version__}"

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=overview(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from diffusionforge import __version__
+
+    p.add_argument("--version", action="version", version=f"diffusionforge {__version__}")
     sub = p.add_subparsers(
         dest="command", required=True, parser_class=_Parser, metavar="COMMAND", title="commands"
     )
