@@ -76,3 +76,10 @@ def test_default_run_folder_names_the_data(tmp_path, capsys, monkeypatch):
     assert cli(capsys, "train", *tiny_args(), "--data", "ring")[0] == 0
     assert (tmp_path / "runs" / "moons-ring" / "checkpoints").is_dir()
     assert not (tmp_path / "runs" / "moons").exists()
+
+
+def test_no_progress_still_logs_loss_lines(tmp_path, capsys):
+    # a log file of a run without a progress bar has loss lines, not only start and end
+    code, out, err = cli(capsys, "train", *tiny_args(), "--run-dir", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "step 5/20  loss " in err and "steps/s" in err

@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from diffusionforge.train.config import Config, parse_duration, to_dict
 from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.ema import ClassicEMA, PowerEMA
 from diffusionforge.train.previews import PREVIEWS
+
+PLAIN_EVERY = 30.0  # seconds between plain progress lines when there is no progress bar
 
 
 @dataclass
@@ -274,6 +277,7 @@ class Trainer:
                 if self.step % cfg.train.log_every == 0 and losses:
                     mean = sum(losses[-cfg.train.log_every :]) / len(losses[-cfg.train.log_every :])
                     bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
+                    self._plain_line(start, mean, lr)
                     if writer:
                         writer.add_scalar("train/loss", mean, self.step)
                         writer.add_scalar("train/lr", lr, self.step)
@@ -583,6 +587,24 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _plain_line(self, start: float, loss: float, lr: float) -> None:
+        """Without a progress bar (--no-progress, or stderr not a terminal: a log file), one
+        plain line at the first logged step and then at most every PLAIN_EVERY seconds."""
+        if not self.acc.is_main_process:
+            return
+        if self.cfg.train.progress and sys.stderr.isatty():
+            return
+        now = time.monotonic()
+        if now - getattr(self, "_plain_at", -math.inf) < PLAIN_EVERY:
+            return
+        if not hasattr(self, "_plain_from"):
+            self._plain_from = (self.step, start)
+        self._plain_at = now
+        done, total = self.step - self._plain_from[0], self.cfg.train.steps
+        rate = done / max(now - self._plain_from[1], 1e-9)
+        eta = f", ETA {(total - self.step) / rate:.0f}s" if rate > 0 else ""
+        self.log(f"step {self.step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {rate:.2f} steps/s{eta}")
 
     def _progress_bar(self):
         from tqdm import tqdm
