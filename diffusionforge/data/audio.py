@@ -110,11 +110,26 @@ def fit_length(wave: Tensor, length: int) -> Tensor:
     return wave
 
 
-def save_wav(path: str | os.PathLike, wave: Tensor, rate: int) -> Path:
-    """Write (L,) float samples as 16-bit PCM WAV, clipped to [-1, 1]."""
+PEAK = 10 ** (-1 / 20)  # -1 dBFS: the highest peak a written clip keeps (headroom)
+
+
+def with_headroom(wave: Tensor, peak: float = PEAK) -> Tensor:
+    """`wave` scaled down so that its largest |sample| is `peak` when it is above it (a clip
+    that reaches full scale can click on playback and in resampling); quieter clips unchanged."""
+    top = float(wave.detach().abs().max()) if wave.numel() else 0.0
+    return wave * (peak / top) if top > peak else wave
+
+
+def save_wav(
+    path: str | os.PathLike, wave: Tensor, rate: int, *, peak: float | None = PEAK
+) -> Path:
+    """Write (L,) float samples as 16-bit PCM WAV: scaled down to `peak` (-1 dBFS) when louder,
+    or with peak=None (data exported as it is) clipped to [-1, 1]."""
     sf = _soundfile()
     path = Path(path)
-    sf.write(str(path), wave.detach().float().clamp(-1, 1).numpy(), rate, subtype="PCM_16")
+    wave = wave.detach().float()
+    wave = with_headroom(wave, peak) if peak is not None else wave
+    sf.write(str(path), wave.clamp(-1, 1).numpy(), rate, subtype="PCM_16")
     return path
 
 

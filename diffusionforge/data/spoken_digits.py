@@ -152,5 +152,5 @@ def export_folder(out: str | Path, waves: Tensor, labels: Tensor, rate: int) -> 
     for k, word in enumerate(DIGIT_WORDS):
         (out / f"{k}-{word}").mkdir(parents=True, exist_ok=True)
     for i, (wave, k) in enumerate(zip(waves, labels.tolist(), strict=True)):
-        save_wav(out / f"{k}-{DIGIT_WORDS[k]}" / f"{i:05d}.wav", wave, rate)
+        save_wav(out / f"{k}-{DIGIT_WORDS[k]}" / f"{i:05d}.wav", wave, rate, peak=None)
     return out
