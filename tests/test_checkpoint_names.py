@@ -79,3 +79,19 @@ def test_version_flag(capsys):
 
     code, out, _ = cli(capsys, "--version")
     assert code == 0 and out.strip() == f"diffusionforge {__version__}"
+
+
+def test_sample_device_defaults_to_auto(tmp_path, monkeypatch, capsys):
+    # the GPU when there is one (here: none, so the CPU), not always the CPU
+    import torch
+
+    from diffusionforge.cli.main import build_parser
+
+    assert build_parser().parse_args(["sample", "digits"]).device == "auto"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "sample", "digits", "--class", "3", "--n", "1", "--nfe", "2",
+                         "--out", "one.npy")  # fmt: skip
+    assert code == 0, err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = cli(capsys, "sample", "digits", "--device", "cuda", "--out", "x.npy")
+    assert code == 2 and "no CUDA device" in err

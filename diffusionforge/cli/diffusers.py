@@ -38,6 +38,8 @@ def _device(text: str):
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    if text == "auto":  # sample's default: the GPU when there is one
+        text = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(text)
     except RuntimeError:

@@ -142,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         "named like it); default samples.npy, or samples.png for image models",
     )
     s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
-    s.add_argument("--device", default="cpu")
+    s.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda or cuda:N (default: %(default)s: cuda when available, else cpu)",
+    )
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli import latent as cli_latent
 

@@ -50,6 +50,8 @@ def _cmd_sample(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    if args.device == "auto":  # the GPU when there is one, as diffusers/ComfyUI users expect
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(args.device)
     except RuntimeError:
