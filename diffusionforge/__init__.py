@@ -1,9 +1,29 @@
-"""diffusionforge: train and sample diffusion models for images, text and audio."""
+"""diffusionforge: train and sample diffusion models for images, text and audio.
+
+The Python API in five names:
+
+    import diffusionforge as df
+    pipe = df.load("digits")  # a bundled name, a run/checkpoint folder or a diffusers folder
+    images = pipe(4, seed=0, labels=[3, 7, 3, 7], nfe=16)   # PIL images (image models)
+    x = pipe.generate_images([0, 1], labels=[3, 7])        # the same as tensors in [-1, 1]
+    df.sample(denoise, (16, 2), nfe=16)  # any denoiser D(x, sigma, cond) -> x0, any sampler
+    df.SAMPLERS, df.SCHEDULES, df.SAMPLER_INFO  # sampler / schedule functions and facts
+
+- load(path): our checkpoints, run folders (their newest checkpoint) and bundled names give a
+  pipelines.pipeline.Pipeline; diffusers folders a DiffusersModel. Text models are sampled by
+  pipelines.text, audio by pipelines.audio (CLI: generate-text, generate-audio).
+- sample(denoise, shape, nfe=, sampler=, schedule=): the recommended sampler and schedule for
+  the NFE unless named (core.plan.Plan.resolve); a named sampler runs its own default schedule.
+- fit_schedule(denoise, shape, nfe): step positions fitted to one model and sampler.
+- The command line is the same thing: `diffusionforge --help`.
+"""
 
 from diffusionforge.core.fit_schedule import fit_schedule
 from diffusionforge.core.sample import sample
+from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
+from diffusionforge.core.schedules import SCHEDULES
 
-__all__ = ["fit_schedule", "load", "sample"]
+__all__ = ["SAMPLERS", "SAMPLER_INFO", "SCHEDULES", "fit_schedule", "load", "sample"]
 
 
 def load(path, *, dtype: str = "float32", device: str = "cpu"):

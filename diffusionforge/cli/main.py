@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=overview(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # deferred: the package itself, loaded when the parser is built (no torch)
     from diffusionforge import __version__
 
     p.add_argument("--version", action="version", version=f"diffusionforge {__version__}")

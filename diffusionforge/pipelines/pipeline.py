@@ -101,12 +101,50 @@ class Pipeline:
         `edit`: img2img / inpainting (core.draw.Edit). Latent models return decoded images."""
         inpainting = edit is not None and edit.mask is not None
         plan = plan or self.plan(nfe, sampler, schedule, inpainting=inpainting)
+        labels = self._labels(labels, len(seeds))
         uncond = None if labels is None else torch.full_like(labels, self.num_classes)
         return draw(
             self.net, self.formulation, self.shape, seeds, plan, cond=labels,
             guidance=guidance, uncond=uncond, edit=edit, decoder=self.autoencoder,
             device=device, callback=callback,
         )  # fmt: skip
+
+    def _labels(self, labels, n: int) -> Tensor | None:
+        """Labels as a (n,) long tensor: a tensor, a list of indices or class names, or one
+        label for every seed. ValueError names a label the model does not have."""
+        if labels is None:
+            return None
+        if not self.num_classes:
+            raise ValueError("labels: this model is not class-conditional")
+        if isinstance(labels, (int, str)):
+            labels = [labels] * n
+        if not isinstance(labels, Tensor):
+            names = {name: k for k, name in enumerate(self.classes)}
+            idx = [names.get(v, v) if isinstance(v, str) else v for v in labels]
+            bad = [v for v in idx if not isinstance(v, int) or not 0 <= v < self.num_classes]
+            if bad:
+                raise ValueError(
+                    f"labels: {bad[0]!r} is not a class of this model (0-"
+                    f"{self.num_classes - 1} or {', '.join(self.classes[:12])})"
+                )
+            labels = torch.tensor(idx, dtype=torch.long)
+        if len(labels) != n:
+            raise ValueError(f"labels: expected one per seed ({n}), got {len(labels)}")
+        return labels.long()
+
+    def __call__(self, n: int = 1, *, seed: int = 0, labels=None, **kwargs) -> list:
+        """n outputs drawn from seeds seed..seed+n-1: PIL images for image models (in [0, 255],
+        the [-1, 1] network range clipped), else one numpy array per sample. `labels`: one
+        class (index or name) for all, or one per sample; other keywords as generate_images
+        (guidance, nfe, sampler, schedule, device)."""
+        if len(self.image_shape) != 3:
+            x = self.generate(n, seed=seed, **kwargs)
+            return [row.cpu().numpy() for row in x]
+        # deferred: pipelines stay free of Pillow until a picture is asked for
+        from diffusionforge.plot import to_pil
+
+        x = self.generate_images(list(range(seed, seed + n)), labels=labels, **kwargs)
+        return [to_pil(img) for img in x.clamp(-1, 1)]
 
 
 def load_pipeline(path: str | Path, *, use_ema: bool = True) -> Pipeline:

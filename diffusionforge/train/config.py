@@ -316,8 +316,6 @@ def load_config_file(path: str | Path) -> Config:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        if isinstance(data, dict):  # a run's or checkpoint's config.json: its header is facts
-            data.pop("diffusionforge", None)  # about the run (shapes, counts), not settings
     else:
         data = _parse_toml(path.read_text(errors="replace"), str(path))
     return from_dict(data, source=str(path))
@@ -347,8 +345,8 @@ def from_dict(data: dict, *, source: str = "config") -> Config:
 def _merge(obj: Any, data: dict, *, prefix: str, source: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a table")
-    hints = typing.get_type_hints(type(obj))
-    for key, value in data.items():
+    hints = typing.get_type_hints(type(obj))  # a run's config.json header is facts: skipped
+    for key, value in ((k, v) for k, v in data.items() if prefix or k != "diffusionforge"):
         name = prefix + key
         if key not in hints:
             known = ", ".join(f.name for f in dataclasses.fields(obj))
