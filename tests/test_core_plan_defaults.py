@@ -76,3 +76,10 @@ def test_eval_sweep_includes_the_recommended_pair():
     from diffusionforge.pipelines.evaluate import EvalSettings
 
     assert EvalSettings().sweep_samplers[0] == "recommended"
+
+
+def test_classifier_fid_is_labelled_as_such():
+    from diffusionforge.pipelines.evaluate import fid_label
+
+    assert fid_label("inception-v3") == "FID"
+    assert "classifier features" in fid_label("features") and "not Inception" in fid_label("x")

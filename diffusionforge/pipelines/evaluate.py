@@ -69,6 +69,12 @@ def extractor_for(train_images: Tensor, labels: Tensor | None, inception: str | 
     return clf
 
 
+def fid_label(features: str) -> str:
+    """The FID's name in logs: plain FID only on Inception-v3 features; on the data's own
+    classifier features the number is not comparable with published FIDs, and says so."""
+    return "FID" if features == "inception-v3" else "FID[classifier features, not Inception]"
+
+
 def draw_batched(pipe: Pipeline, n: int, s: EvalSettings, nfe: int, sampler: str | None) -> Tensor:
     """n samples, classes in turn when conditional; per-image seeds, batches of 250."""
     labels = torch.arange(n) % pipe.num_classes if pipe.num_classes else None
@@ -120,7 +126,8 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
         "seconds_per_sample": sample_s / s.n,
     }
     log(
-        f"FID {metrics['fid']:.3f}  KID {k_mean:.5f} +- {k_std:.5f}  precision {prec:.3f}  "
+        f"{fid_label(metrics['features'])} {metrics['fid']:.3f}  KID {k_mean:.5f} +- {k_std:.5f}  "
+        f"precision {prec:.3f}  "
         f"recall {rec:.3f}  memorized {mem.fraction:.3%} (d1 < {s.alpha:.2f} d2)"
     )
     rows = []
@@ -139,7 +146,8 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
                     "seconds_per_sample": secs / s.sweep_n,
                 }
             )
-            log(f"sweep {sampler:>10} NFE {nfe:>3}: FID {rows[-1]['fid']:.3f}")
+            log(f"sweep {sampler:>10} NFE {nfe:>3}: {fid_label(metrics['features'])} "
+                f"{rows[-1]['fid']:.3f}")  # fmt: skip
     if rows:
         with open(out / "sweep.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
