@@ -41,6 +41,7 @@ fresh copy of the dataset each epoch unless ``persistent_workers=True``).
 import math
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,6 +137,7 @@ class ImageFolder(Dataset):
         self.classes = [p.name for p in class_dirs]
         self.skipped: list[tuple[Path, str]] = []
         self.samples: list[tuple[Path, int]] = []
+        self.sizes: Counter[tuple[int, int]] = Counter()  # (w, h) of the usable images
         for path in regular_files(self.root, self._skip):
             rel = path.relative_to(self.root)
             if self.classes and len(rel.parts) == 1:
@@ -147,8 +149,17 @@ class ImageFolder(Dataset):
                 self._skip(path, problem)
             else:
                 self.samples.append((path, label))
+                self.sizes[self._last_size] += 1
         if not self.samples:
             raise ValueError(f"{self.root}: no readable images found (skipped {len(self.skipped)})")
+        other = [(n, wh) for wh, n in self.sizes.most_common() if wh != (size, size)]
+        if other:  # never resize without a word: say what happens and how to change it
+            (n, (w, h)), more = other[0], len(other) - 1
+            also = f" and {more} other size(s)" if more else ""
+            report(
+                f"{self.root}: {n} image(s) of {w}x{h}{also} resized and centre-cropped to "
+                f"{size}x{size} (data.image_size)"
+            )
         if self.skipped:
             report(f"{self.root}: skipped {len(self.skipped)} of {len(self.skipped) + len(self)}")
 
@@ -224,6 +235,7 @@ class ImageFolder(Dataset):
             return f"unreadable image ({type(e).__name__}: {e})"
         if min(im.size) < self.min_side:
             return f"too small ({im.size[0]}x{im.size[1]} < min_side {self.min_side})"
+        self._last_size = im.size
         return None
 
     def load(self, index: int) -> Tensor:
