@@ -405,3 +405,46 @@ def test_a_manifest_that_is_a_device_is_not_read(capsys, run):
     os.symlink("/dev/zero", bad / "manifest.json")
     code, _, err = cli(capsys, "info", bad)
     assert code == 2 and "manifest.json" in assert_one_line_error(err)
+
+
+# --- schedules.json (fit-schedule's per-checkpoint schedules) --------------------------------
+
+
+def _with_schedules(good: Path, out: Path, text: str) -> Path:
+    """A copy of `good` holding `text` as schedules.json, its manifest listing it."""
+    files = dict(io.load_checkpoint(good).files, **{"schedules.json": text.encode()})
+    return io.write_folder(out, files, step=1)
+
+
+_ENTRY = '{"nfe": 5, "sampler": "unipc_gaussian", "steps": 5, "sigmas": %s}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _ENTRY % "[80, NaN, 1, 0.5, 0.1, 0]",
+        _ENTRY % "[80, 10, 20, 0.5, 0.1, 0]",  # not decreasing
+        _ENTRY % ("[1" + "0" * 400 + ", 10, 1, 0.5, 0.1, 0]"),  # an int beyond float
+        _ENTRY % "[1e300, 10, 1, 0.5, 0.1, 0]",  # beyond float32
+        _ENTRY % "[true, false]",
+        _ENTRY.replace('"nfe": 5', '"nfe": true') % "[80, 1, 0]",
+        _ENTRY % json.dumps([80 - i * 1e-6 for i in range(5000)] + [0]),  # more steps than NFE
+        "[" * 100_000 + "]" * 100_000,
+        "[]",
+    ],
+    ids=["nan", "increasing", "bigint", "huge", "bools", "bool-nfe", "long", "deep", "list"],
+)
+def test_a_forged_schedules_file_is_one_line(capsys, run, tmp_path, text):
+    if text.startswith('{"nfe"'):
+        text = '{"format": 1, "entries": [' + text + "]}"
+    bad = _with_schedules(newest(run), tmp_path / "bad", text)
+    code, _, err = cli(capsys, "sample", bad, "--n", 2, "--nfe", 5, "--out", tmp_path / "s.npy")
+    assert code == 2 and "schedules.json" in assert_one_line_error(err)
+
+
+def test_a_schedules_file_symlinked_to_dev_zero_is_never_read(capsys, run, tmp_path):
+    bad = _with_schedules(newest(run), tmp_path / "bad", '{"format": 1, "entries": []}')
+    (bad / "schedules.json").unlink()
+    os.symlink("/dev/zero", bad / "schedules.json")
+    code, _, err = cli(capsys, "sample", bad, "--n", 2, "--out", tmp_path / "s.npy")
+    assert code == 2 and "schedules.json" in assert_one_line_error(err)

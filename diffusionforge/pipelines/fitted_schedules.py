@@ -25,6 +25,7 @@ from diffusionforge.core.fit_schedule import fit_schedule
 from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.errors import CheckpointError
+from diffusionforge.limits import limit
 from diffusionforge.train.checkpoint import Checkpoint, write_folder
 
 SCHEDULES_FILE = "schedules.json"
@@ -42,10 +43,12 @@ def read_entries(ckpt: Checkpoint) -> list[dict]:
     if not isinstance(entries, list) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{where}: expected {{'format': 1, 'entries': [...]}}")
     for e in entries:
-        ok = isinstance(e, dict) and e.get("sampler") in SAMPLERS and isinstance(e.get("nfe"), int)
+        ok = isinstance(e, dict) and e.get("sampler") in SAMPLERS and type(e.get("nfe")) is int
         sig = e.get("sigmas") if ok else None
-        ok = ok and isinstance(sig, list) and len(sig) >= 2
-        ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in sig)
+        ok = ok and isinstance(sig, list) and 2 <= len(sig) <= limit("nfe") + 1
+        # no bools, no ints beyond float (OverflowError), no sigma torch cannot hold in float32
+        ok = ok and all(type(v) in (int, float) and abs(v) <= 1e30 for v in sig)
+        ok = ok and all(math.isfinite(v) for v in sig)
         ok = ok and sig[-1] == 0 and all(a > b for a, b in zip(sig, sig[1:], strict=False))
         if not ok:
             raise CheckpointError(f"{where}: an entry is not {{nfe, sampler, decreasing sigmas}}")

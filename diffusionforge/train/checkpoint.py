@@ -216,6 +216,8 @@ class Checkpoint:
     def json(self, rel: str) -> dict:
         try:
             return json.loads(self.files[rel])
+        except RecursionError:  # [[[[...: nested deeper than the parser recurses
+            raise CheckpointError(f"{self.path / rel}: not valid JSON (nested too deep)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{self.path / rel}: not valid JSON ({e})") from None
 
