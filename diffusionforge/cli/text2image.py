@@ -9,6 +9,7 @@ core/editing.py. Arguments are validated here; the work is in pipelines/text2ima
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -87,6 +88,12 @@ def _cmd_generate(args) -> int:
         if line not in seen:
             seen.add(line)
             print(f"warning: {line}", file=sys.stderr)
+    # the resolved names and the weights' hash, as `sample` records them (never "auto")
+    ran = pipe.cfg.sample.plan(args.nfe, args.sampler, args.schedule, inpainting=mask is not None)
+    ck = pipe.checkpoint
+    ema = not args.no_ema and ck.has("ema.safetensors")
+    wfile = "ema.safetensors" if ema else "model.safetensors"
+    sha = hashlib.sha256(ck.files[wfile]).hexdigest() if ck.has(wfile) else None
     out = Path(args.out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -103,10 +110,11 @@ def _cmd_generate(args) -> int:
             "negative_prompt": args.negative,
             "seed": seed,
             "guidance": args.guidance,
-            "nfe": args.nfe,
-            "sampler": args.sampler or "auto",
-            "schedule": args.schedule or "auto",
+            "nfe": ran.nfe,
+            "sampler": ran.sampler,
+            "schedule": ran.schedule,
             "model": str(args.checkpoint or DEFAULT_MODEL),
+            "checkpoint_sha256": sha,
             "strength": args.strength if init is not None else None,
         }
         if planned[k] is not None:  # the scene the planner read and the boxes it placed
