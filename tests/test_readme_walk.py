@@ -102,3 +102,5 @@ def test_readme_command_line_block_in_order(tmp_path, monkeypatch, capsys):
     assert code == 0 and re.search(r"assets[/\\]digits", text), text
     code, text = run(["eval", "digits", "--n", "20", "--sweep-samplers", ""], capsys)
     assert code == 0, text
+    assert "drawing 20 samples" in text  # long work is never silent
+    assert "FID[classifier features, not Inception]" in text

@@ -77,9 +77,13 @@ def fid_label(features: str) -> str:
 
 def draw_batched(pipe: Pipeline, n: int, s: EvalSettings, nfe: int, sampler: str | None) -> Tensor:
     """n samples, classes in turn when conditional; per-image seeds, batches of 250."""
+    # deferred: only evaluation shows a bar (a terminal only: disable=None is off in a log file)
+    from tqdm import tqdm
+
     labels = torch.arange(n) % pipe.num_classes if pipe.num_classes else None
     out = []
-    for i in range(0, n, 250):
+    what = f"{sampler or 'recommended'} NFE {nfe}"
+    for i in tqdm(range(0, n, 250), desc=what, unit="batch", leave=False, disable=None):
         lab = None if labels is None else labels[i : i + 250]
         seeds = list(range(s.seed + i, s.seed + min(n, i + 250)))
         out.append(
@@ -99,6 +103,7 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     real = extract_features(extractor, train).double().numpy()
     t0 = time.monotonic()
+    log(f"drawing {s.n} samples ({s.sampler or 'recommended'} sampler, NFE {s.nfe})")
     x = draw_batched(pipe, s.n, s, s.nfe, s.sampler)
     sample_s = time.monotonic() - t0
     fake = extract_features(extractor, x).double().numpy()
