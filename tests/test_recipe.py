@@ -199,3 +199,16 @@ def test_text_to_image_pipeline_is_the_recipe():
     x = _recipe(pipe.net, pipe.formulation, pipe.shape, [1, 2], cond, 3.0, neg, 2, "euler",
                 "karras")  # fmt: skip
     assert torch.equal(got, pipe.decode(x).clamp(-1, 1))
+
+
+def test_an_explicit_sigma_table_starts_the_noise_at_its_own_first_level():
+    """Data N(0, 1): D(x, s) = x / (1 + s^2). One Euler step from a table [20, 0] must map the
+    noise drawn at scale 20 (not the formulation's sigma_max 80) to x / 401."""
+    from diffusionforge.core.sample import sample
+
+    sigmas = torch.tensor([20.0, 0.0], dtype=torch.float64)
+    denoise = lambda x, s, c=None: x / (1 + s.view(-1, 1) ** 2)
+    out = sample(denoise, (4, 3), nfe=1, sampler="euler", schedule=sigmas, sigma_max=80.0,
+                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    noise = torch.randn((4, 3), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, noise * 20.0 / 401.0)

@@ -96,7 +96,10 @@ def draw(
         batch = len(seeds)
     shape = (batch, *shape)
     sigmas = plan.sigmas(formulation.sigma_min, formulation.sigma_max)
-    run = dict(sigma_max=formulation.sigma_max, cond=cond, generator=generator, callback=callback)
+    # An explicit or fitted sigma table starts the noise at its own first level; a named schedule
+    # at the formulation's sigma_max (the value it was built from, to the bit).
+    start = float(sigmas[0]) if plan.table is not None else formulation.sigma_max
+    run = dict(sigma_max=start, cond=cond, generator=generator, callback=callback)
     if edit is None:
         out = sample_sigmas(plan.sample_fn, denoise, shape, sigmas, device=device, **run)
         out = out.cpu()

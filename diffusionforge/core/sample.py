@@ -36,8 +36,9 @@ def sample(
     """Draw shape[0] samples with at most `nfe` denoiser evaluations (names: Plan.resolve)."""
     plan = Plan.resolve(nfe, sampler, schedule)
     sigmas = plan.sigmas(sigma_min, sigma_max)
+    start = float(sigmas[0]) if plan.table is not None else sigma_max  # a table's own first level
     return sample_sigmas(
-        plan.sample_fn, denoise, shape, sigmas, sigma_max=sigma_max, cond=cond,
+        plan.sample_fn, denoise, shape, sigmas, sigma_max=start, cond=cond,
         generator=generator, device=device, dtype=dtype, callback=callback,
     )  # fmt: skip
 
