@@ -448,3 +448,65 @@ def test_a_schedules_file_symlinked_to_dev_zero_is_never_read(capsys, run, tmp_p
     os.symlink("/dev/zero", bad / "schedules.json")
     code, _, err = cli(capsys, "sample", bad, "--n", 2, "--out", tmp_path / "s.npy")
     assert code == 2 and "schedules.json" in assert_one_line_error(err)
+
+
+# --- diffusers folders: a forged scheduler_config.json ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ddpm_folder(tmp_path_factory):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from diffusers_kit import save_ddpm, scheduler
+
+    folder = tmp_path_factory.mktemp("ddpm") / "pipe"
+    save_ddpm(folder, scheduler("DDPMScheduler"))
+    return folder
+
+
+_FLOW = {"_class_name": "FlowMatchEulerDiscreteScheduler"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"num_train_timesteps": 0},
+        {"num_train_timesteps": -5},
+        {"num_train_timesteps": 10**12},  # would allocate 8 TB of betas
+        {"num_train_timesteps": "abc"},
+        {"num_train_timesteps": 1.5},
+        {"num_train_timesteps": True},
+        {"beta_start": "x"},
+        {"beta_end": 5.0},
+        {"beta_start": -1.0},
+        {"beta_end": float("nan")},
+        {"beta_schedule": "zigzag"},
+        {"prediction_type": ["x"]},
+        {"prediction_type": "mystery"},
+        {"trained_betas": "abc"},
+        {"trained_betas": [0.5, 2.0, "x"]},
+        {**_FLOW, "shift": "x"},
+        {**_FLOW, "shift": -1.0},
+        {**_FLOW, "num_train_timesteps": 0},
+        None,  # nested deeper than the JSON parser recurses
+    ],
+    ids=lambda c: "deep" if c is None else ",".join(f"{k}={v}" for k, v in c.items())[:40],
+)
+def test_a_forged_diffusers_scheduler_config_is_one_line(capsys, ddpm_folder, tmp_path, change):
+    folder = Path(shutil.copytree(ddpm_folder, tmp_path / "pipe"))
+    path = folder / "scheduler" / "scheduler_config.json"
+    if change is None:
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    code, _, err = cli(capsys, "info", folder)
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_a_diffusers_config_symlinked_to_dev_zero_is_never_read(capsys, ddpm_folder, tmp_path):
+    folder = Path(shutil.copytree(ddpm_folder, tmp_path / "pipe"))
+    (folder / "unet" / "config.json").unlink()
+    os.symlink("/dev/zero", folder / "unet" / "config.json")
+    code, _, err = cli(capsys, "info", folder)
+    assert code == 2 and "config.json" in assert_one_line_error(err)

@@ -35,6 +35,7 @@ from diffusionforge.core.denoiser import (
     scaled_linear_betas,
 )
 from diffusionforge.errors import CheckpointError, UserError
+from diffusionforge.limits import limit
 
 EXTRA = "pip install 'diffusionforge[diffusers]'"
 # network classes we build (diffusers' names) -> how they are called (see _net)
@@ -72,12 +73,17 @@ def require_extra() -> None:
             ) from None
 
 
+_MAX_JSON_BYTES = 64 * 2**20  # a config, index or scheduler file; never a device or a giant
+
+
 def read_json(path: Path) -> dict:
     try:
+        if path.exists() and (not path.is_file() or path.stat().st_size > _MAX_JSON_BYTES):
+            raise CheckpointError(f"{path}: not a regular JSON file under 64 MiB")
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__})") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
@@ -93,8 +99,10 @@ def is_diffusers_folder(path: str | Path) -> bool:
     if not (p / "config.json").is_file():
         return False
     try:
+        if (p / "config.json").stat().st_size > _MAX_JSON_BYTES:
+            return False
         raw = json.loads((p / "config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return False
     return isinstance(raw, dict) and "_class_name" in raw and "diffusionforge" not in raw
 
@@ -350,27 +358,45 @@ class NoiseProcess:
 def noise_process(sched: dict, where: str) -> NoiseProcess:
     """Map a diffusers scheduler config (any of DDPM/DDIM/Euler/DPMSolver/...) onto ours."""
     name = sched.get("_class_name", "")
-    n = int(sched.get("num_train_timesteps", 1000))
+    n = sched.get("num_train_timesteps", 1000)
+    if type(n) is not int or not 1 <= n <= limit("width"):  # no bools, floats, strings
+        raise CheckpointError(
+            f"{where}: num_train_timesteps {n!r}; expected a whole number in [1, {limit('width')}]"
+        )
+
+    def number(key: str, default: float, lo: float, hi: float) -> float:
+        v = sched.get(key, default)
+        if type(v) not in (int, float) or not lo < v < hi:  # NaN fails too
+            raise CheckpointError(f"{where}: {key} {v!r}; expected a number in ({lo:g}, {hi:g})")
+        return float(v)
+
     if name in FLOW_SCHEDULERS or sched.get("prediction_type") == "flow_prediction":
         if sched.get("use_dynamic_shifting"):
             raise CheckpointError(
                 f"{where}: use_dynamic_shifting (resolution-dependent shift) is "
                 "not supported; set a fixed shift"
             )
-        return NoiseProcess("flow", None, n, float(sched.get("shift", 1.0)), sched)
+        return NoiseProcess("flow", None, n, number("shift", 1.0, 0.0, 1e6), sched)
     if sched.get("rescale_betas_zero_snr"):
         raise CheckpointError(
             f"{where}: rescale_betas_zero_snr (infinite last noise level) is not supported"
         )
     pred = sched.get("prediction_type", "epsilon")
-    if pred not in PREDICTIONS:
+    if not isinstance(pred, str) or pred not in PREDICTIONS:
         raise CheckpointError(
             f"{where}: prediction_type {pred!r}; expected one of {', '.join(PREDICTIONS)}"
         )
-    start, end = float(sched.get("beta_start", 0.0001)), float(sched.get("beta_end", 0.02))
+    start, end = number("beta_start", 0.0001, 0.0, 1.0), number("beta_end", 0.02, 0.0, 1.0)
     kind = sched.get("beta_schedule", "linear")
     if sched.get("trained_betas"):
-        betas = torch.tensor(sched["trained_betas"], dtype=torch.float64)
+        tb = sched["trained_betas"]
+        if not isinstance(tb, list) or not 1 <= len(tb) <= limit("width"):
+            raise CheckpointError(f"{where}: trained_betas: expected a list of numbers in (0, 1)")
+        for i, v in enumerate(tb):
+            number_ok = type(v) in (int, float) and 0.0 < v < 1.0
+            if not number_ok:
+                raise CheckpointError(f"{where}: trained_betas[{i}] {v!r}; expected (0, 1)")
+        betas = torch.tensor(tb, dtype=torch.float64)
         n = len(betas)
     elif kind == "linear":
         betas = linear_betas(n, start, end)
