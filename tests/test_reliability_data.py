@@ -315,3 +315,41 @@ def test_an_image_replaced_by_a_fifo_after_the_scan_is_skipped_not_opened(tmp_pa
     with no_hang():
         image, _ = ds[0]  # a.png is now a FIFO: reported, and b.png stands in
     assert image.shape == (3, 8, 8) and any("a.png" in line and "FIFO" in line for line in lines)
+
+
+# --- JSONL pairs files (data/pairs.py) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b'{"prompt": "\\ud800 x", "response": "y"}', "lone surrogate"),
+        (b'{"prompt": "x", "response": "\\udcff"}', "lone surrogate"),
+        (b'{"prompt": "\xff", "response": "y"}', "not UTF-8"),
+        (b'{"prompt": 5, "response": "y"}', "must be a string"),
+    ],
+    ids=["deep", "surrogate-prompt", "surrogate-response", "not-utf8", "number"],
+)
+def test_a_bad_pairs_line_is_one_line_naming_it(tmp_path, line, needle):
+    from diffusionforge.data.pairs import read_pairs
+    from diffusionforge.errors import DataError
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n' + line + b"\n")
+    with pytest.raises(DataError) as e:
+        read_pairs(path)
+    assert f"{path}:2" in str(e.value) and needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_pairs_file_above_the_size_bound_is_not_read(tmp_path, monkeypatch):
+    from diffusionforge.data import pairs
+    from diffusionforge.errors import DataError
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n' * 100)
+    monkeypatch.setattr(pairs, "_MAX_PAIRS_BYTES", 1000)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read"))
+    with pytest.raises(DataError, match="above the 1,000"):
+        pairs.read_pairs(path)

@@ -33,6 +33,9 @@ SEP = "\x1e"
 EOS_ID = 0  # the tokenizers' padding id
 
 
+_MAX_PAIRS_BYTES = 1 << 30  # read whole: bounded like any one file of a data folder
+
+
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """The (prompt, response) pairs of a JSONL file; DataError "FILE:LINE: why" on a bad line."""
     path = Path(path).expanduser()
@@ -43,6 +46,11 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     if path.is_dir():
         raise DataError(f"{path}: a folder; pairs come from one .jsonl file")
     try:
+        size = path.stat().st_size
+        if size > _MAX_PAIRS_BYTES:
+            raise DataError(
+                f"{path}: {size:,} bytes, above the {_MAX_PAIRS_BYTES:,} a pairs file may hold"
+            )
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -57,12 +65,19 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
             raise DataError(f"{where}: not UTF-8 (byte 0x{line[e.start]:02x})") from None
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: not JSON (nested too deep)") from None
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected an object with prompt and response")
         for key in ("prompt", "response"):
             if not isinstance(obj.get(key), str):
                 got = "missing" if key not in obj else type(obj[key]).__name__
                 raise DataError(f"{where}: field {key!r} must be a string ({got})")
+        for key in ("prompt", "response"):
+            try:  # a \ud800 escape decodes to a lone surrogate, which no tokenizer encodes
+                obj[key].encode("utf-8")
+            except UnicodeEncodeError:
+                raise DataError(f"{where}: field {key!r} holds a lone surrogate escape") from None
         if SEP in obj["prompt"] or SEP in obj["response"]:
             raise DataError(f"{where}: U+001E (the prompt/response separator) in the text")
         pairs.append((obj["prompt"], obj["response"]))
