@@ -251,3 +251,19 @@ def test_a_job_that_breaks_while_running_fails_with_one_line(tmp_path, monkeypat
     expected = "generation failed (RuntimeError: shape mismatch reading model.safetensors)"
     assert job["error"] == expected
     assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.INFO]
+
+
+@pytest.mark.parametrize("classes", [10**12, "abc", 2.5, -3])
+def test_a_diffusers_folder_with_a_forged_class_count_is_skipped(tmp_path, classes):
+    """num_class_embeds would list one name per class: a huge or non-integer count is refused
+    at the scan (one line), never listed."""
+    models = models_folder(tmp_path)
+    bad = models / "dif"
+    bad.mkdir()
+    (bad / "config.json").write_text(
+        json.dumps({"_class_name": "UNet2DModel", "num_class_embeds": classes})
+    )
+    registry, skipped = scan(models)
+    assert [m["id"] for m in registry.public()] == ["tiny"]
+    assert len(skipped) == 1 and "num_class_embeds" in skipped[0], skipped
+    assert "\n" not in skipped[0]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from diffusionforge import limits
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
+from diffusionforge.errors import CheckpointError
 from diffusionforge.pipelines.diffusers_import import PIPELINES, read_json
 from diffusionforge.pipelines.diffusers_model import load
 from diffusionforge.pipelines.images import save_with_metadata
@@ -60,7 +61,12 @@ def entry_config(path: Path) -> dict:
     else:
         name, net_dir, text = None, path, False
     net = read_json(net_dir / "config.json")
-    classes = int(net.get("num_class_embeds") or net.get("num_embeds_ada_norm") or 0)
+    classes = net.get("num_class_embeds") or net.get("num_embeds_ada_norm") or 0
+    if type(classes) is not int or not 0 <= classes <= limits.limit("width"):  # listed each
+        raise CheckpointError(
+            f"{net_dir / 'config.json'}: num_class_embeds {classes!r}; expected a whole number "
+            f"in [0, {limits.limit('width')}]"
+        )
     facts = {"class_name": name or net.get("_class_name"), "text": text, "classes": classes}
     return {"data": {"kind": "diffusers"}, "diffusers": facts}
 
