@@ -334,3 +334,40 @@ def test_any_os_error_of_a_command_is_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer.Trainer, "fit", boom)
     code, _, err = cli(capsys, "train", *tiny_args(), "--run-dir", tmp_path / "r")
     assert code == 2 and "Input/output error" in assert_one_line_error(err)
+
+
+# --- fit-schedule -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--nfe", "0"], "--nfe"),
+        (["--nfe", HUGE], "--nfe"),
+        (["--seconds", "nan"], "--seconds"),
+        (["--seconds", "-1"], "--seconds"),
+        (["--seed", HUGE], "--seed"),
+        (["--batch", "0"], "--batch"),
+        (["--guidance", "inf"], "--guidance"),
+        (["--class", "3"], "--class"),
+        (["--out", "/dev/null/x"], "--out"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_bad_fit_schedule_flags_are_one_line(capsys, run, flags, needle):
+    code, _, err = cli(capsys, "fit-schedule", run, "--seconds", "0.2", *flags)
+    assert code == 2 and needle in assert_one_line_error(err)
+
+
+def test_fit_schedule_fits_a_repeated_nfe_once(capsys, run, tmp_path, monkeypatch):
+    from diffusionforge.pipelines import fitted_schedules
+
+    seen = []
+
+    def fake(denoise, shape, nfes, **kw):  # the flags' NFE list, not a timed fit
+        seen.extend(nfes)
+        return []
+
+    monkeypatch.setattr(fitted_schedules, "fit_entries", fake)
+    cli(capsys, "fit-schedule", run, "--nfe", "5,5,8", "--out", tmp_path / "fitted")
+    assert seen == [5, 8]

@@ -20,7 +20,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     from diffusionforge.pipelines.pipeline import load_pipeline
     from diffusionforge.pipelines.text import is_text_checkpoint
 
-    nfes = _int_list(args.nfe, "--nfe")
+    nfes = list(dict.fromkeys(_int_list(args.nfe, "--nfe")))  # 5,5: one entry per NFE
     if max(nfes) > 1000:
         raise UserError(f"--nfe: expected at most 1000 evaluations, got {max(nfes)}")
     if not args.seconds > 0 or args.seconds > 86400:
