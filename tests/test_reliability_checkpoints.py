@@ -510,3 +510,27 @@ def test_a_diffusers_config_symlinked_to_dev_zero_is_never_read(capsys, ddpm_fol
     os.symlink("/dev/zero", folder / "unet" / "config.json")
     code, _, err = cli(capsys, "info", folder)
     assert code == 2 and "config.json" in assert_one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [[1, 2], {"a": "x"}, {"a": {"shape": "ab", "dtype": "F32"}}, {"a": {"shape": [1]}}],
+    ids=["list", "info-str", "shape-str", "no-dtype"],
+)
+def test_a_forged_diffusers_safetensors_header_is_one_line(capsys, ddpm_folder, tmp_path, header):
+    import struct
+
+    folder = Path(shutil.copytree(ddpm_folder, tmp_path / "pipe"))
+    raw = json.dumps(header).encode()
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    code, _, err = cli(capsys, "info", folder)
+    assert code == 2 and "safetensors" in assert_one_line_error(err)
+
+
+def test_a_diffusers_config_that_cannot_build_is_one_line(capsys, ddpm_folder, tmp_path):
+    folder = Path(shutil.copytree(ddpm_folder, tmp_path / "pipe"))
+    _edit_json(folder / "unet", "config.json", lambda c: {**c, "in_channels": -1})
+    code, _, err = cli(capsys, "info", folder)
+    assert code == 2
+    assert_one_line_error(err)

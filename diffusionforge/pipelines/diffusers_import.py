@@ -148,11 +148,18 @@ def header_shapes(files: list[Path]) -> dict[str, tuple[tuple[int, ...], str]]:
                 if n > 100_000_000 or n > f.stat().st_size:
                     raise ValueError("header length")
                 header = json.loads(fh.read(n))
-        except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        except (OSError, ValueError, struct.error, UnicodeDecodeError, RecursionError):
             raise CheckpointError(f"{f}: not a safetensors file (unreadable header)") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{f}: not a safetensors file (header is not an object)")
         for name, info in header.items():
-            if name != "__metadata__":
-                out[name] = (tuple(info["shape"]), info["dtype"])
+            if name == "__metadata__":
+                continue
+            shape = info.get("shape") if isinstance(info, dict) else None
+            ok = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+            if not ok or not isinstance(info.get("dtype"), str):
+                raise CheckpointError(f"{f}: not a safetensors file (tensor {name!r} malformed)")
+            out[name] = (tuple(info["shape"]), info.get("dtype"))
     return out
 
 
@@ -257,7 +264,7 @@ def _build_meta(comp: Component) -> torch.nn.Module:
                 config = transformers.CLIPTextConfig.from_pretrained(comp.folder)
                 return cls(config)
             return cls.from_config(cls.load_config(comp.folder))
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise CheckpointError(
                 f"{comp.folder / 'config.json'}: cannot build it ({msg})"
