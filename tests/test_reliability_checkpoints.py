@@ -534,3 +534,13 @@ def test_a_diffusers_config_that_cannot_build_is_one_line(capsys, ddpm_folder, t
     code, _, err = cli(capsys, "info", folder)
     assert code == 2
     assert_one_line_error(err)
+
+
+@pytest.mark.parametrize("change", [{"sample_size": 10**9}, {"sample_size": [8, 0]}])
+def test_a_diffusers_sample_size_beyond_the_image_side_is_one_line(
+    capsys, ddpm_folder, tmp_path, change
+):
+    folder = Path(shutil.copytree(ddpm_folder, tmp_path / "pipe"))
+    _edit_json(folder / "unet", "config.json", lambda c: {**c, **change})
+    code, _, err = cli(capsys, "sample", folder, "--n", 1, "--nfe", 2, "--out", tmp_path / "s.npy")
+    assert code == 2 and "sample_size" in assert_one_line_error(err)

@@ -30,6 +30,7 @@ from diffusionforge.core.sampler_utils import randn_like
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
 from diffusionforge.errors import CheckpointError, UserError
+from diffusionforge.limits import limit
 from diffusionforge.pipelines import diffusers_import as di
 
 MULTISTEP = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler")
@@ -299,7 +300,13 @@ def _sample_shape(cfg: dict, what: Path) -> tuple[int, int, int]:
         h, w = size
     else:
         raise CheckpointError(f"{what / 'config.json'}: sample_size missing (needed for the shape)")
-    return int(cfg.get("in_channels", 4)), int(h), int(w)
+    c = cfg.get("in_channels", 4)
+    side = limit("image_side")
+    checks = (("sample_size", h, side), ("sample_size", w, side), ("in_channels", c, 4096))
+    for key, v, hi in checks:
+        if type(v) is not int or not 1 <= v <= hi:  # 10**9: a 10**18-pixel draw
+            raise CheckpointError(f"{what / 'config.json'}: {key} {v!r}; expected 1 to {hi}")
+    return c, h, w
 
 
 def load(
