@@ -544,3 +544,10 @@ def test_a_diffusers_sample_size_beyond_the_image_side_is_one_line(
     _edit_json(folder / "unet", "config.json", lambda c: {**c, **change})
     code, _, err = cli(capsys, "sample", folder, "--n", 1, "--nfe", 2, "--out", tmp_path / "s.npy")
     assert code == 2 and "sample_size" in assert_one_line_error(err)
+
+
+def test_a_diffusers_layer_count_above_the_depth_limit_is_one_line(capsys, ddpm_folder, tmp_path):
+    folder = Path(shutil.copytree(ddpm_folder, tmp_path / "pipe"))
+    _edit_json(folder / "unet", "config.json", lambda c: {**c, "layers_per_block": 10**6})
+    code, _, err = cli(capsys, "info", folder)  # building 10**6 layers even on meta: hours
+    assert code == 2 and "layers_per_block" in assert_one_line_error(err)

@@ -249,6 +249,13 @@ def inspect_component(folder: Path, allowed: tuple[str, ...], what: str) -> Comp
             f"{folder / 'config.json'}: unknown _class_name {name!r} for the {what} "
             f"(expected one of {', '.join(allowed)})"
         )
+    for key, v in cfg.items():  # layer counts: 10**6 layers would take hours to build on meta
+        counts = v if isinstance(v, list) else [v]
+        if "layers" in key and any(type(c) is int and c > limit("depth") for c in counts):
+            raise CheckpointError(
+                f"{folder / 'config.json'}: {key} {v!r} is above the limit of {limit('depth')} "
+                "(raise with DIFFUSIONFORGE_MAX_DEPTH)"
+            )
     lib = f"transformers.{name}" if name.startswith("CLIP") else f"diffusers.{name}"
     files = weight_files(folder, lib)
     return Component(folder, name, cfg, files, header_shapes(files))
