@@ -32,6 +32,7 @@ from diffusionforge.core.schedules import SCHEDULES
 from diffusionforge.errors import CheckpointError, UserError
 from diffusionforge.limits import limit
 from diffusionforge.pipelines import diffusers_import as di
+from diffusionforge.pipelines.diffusers_noise import NoiseProcess, noise_process
 
 MULTISTEP = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler")
 
@@ -41,7 +42,7 @@ class DiffusersModel:
     path: Path
     class_name: str  # the pipeline's or the lone network's _class_name
     net: torch.nn.Module
-    process: di.NoiseProcess
+    process: NoiseProcess
     shape: tuple[int, ...]  # (C, H, W) of the sampled state (latents for latent models)
     dtype: torch.dtype
     device: torch.device
@@ -351,7 +352,7 @@ def load(
         text_c = di.inspect_component(root / "text_encoder", ("CLIPTextModel",), "text encoder")
         comps.append(text_c)
     sched, note = _scheduler_config(net_dir)
-    process = di.noise_process(sched, str(net_dir))
+    process = noise_process(sched, str(net_dir))
     shape = _sample_shape(net_c.config, net_dir)
     if net_c.class_name == "UNet2DConditionModel" and shape[0] != 4 and vae_c is not None:
         if shape[0] != vae_c.config.get("latent_channels", 4):
