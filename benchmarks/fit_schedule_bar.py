@@ -26,11 +26,12 @@ import os
 import sys
 import time
 
+import samplers  # same folder: the diffusers grid, the exact reference
 import torch
-from samplers import best_diffusers  # same folder: the diffusers grid
+from samplers import best_diffusers, rms
 
 from diffusionforge.core.fit_schedule import fit_schedule
-from diffusionforge.core.gmm import GaussianMixture, exact_flow_map
+from diffusionforge.core.gmm import GaussianMixture
 from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES
@@ -77,21 +78,11 @@ PROBLEMS = {
 }
 
 
-def rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).pow(2).mean().sqrt())
-
-
-class Reference:
-    """Exact flow maps, cached by starting point (as benchmarks/samplers.py's)."""
+class Reference(samplers.Reference):
+    """Exact flow maps, cached by starting point: benchmarks/samplers.py's, at 200 RK4 steps."""
 
     def __init__(self, gmm: GaussianMixture):
-        self.gmm, self.cache = gmm, {}
-
-    def __call__(self, x_start: torch.Tensor, sigma_start: float) -> torch.Tensor:
-        key = (round(sigma_start, 9), round(float(x_start[0, 0]), 9))
-        if key not in self.cache:
-            self.cache[key] = exact_flow_map(self.gmm.denoise, x_start, sigma_start, steps=200)
-        return self.cache[key]
+        super().__init__(gmm, steps=200)
 
 
 def ours(gmm, x, ref, nfe: int, sigmas: torch.Tensor | None = None) -> float:

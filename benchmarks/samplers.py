@@ -53,13 +53,15 @@ def rms(a: torch.Tensor, b: torch.Tensor) -> float:
 class Reference:
     """Exact flow maps, cached by starting point."""
 
-    def __init__(self, gmm: GaussianMixture):
-        self.gmm, self.cache = gmm, {}
+    def __init__(self, gmm: GaussianMixture, steps: int = 500):
+        self.gmm, self.steps, self.cache = gmm, steps, {}
 
     def __call__(self, x_start: torch.Tensor, sigma_start: float) -> torch.Tensor:
         key = (round(sigma_start, 9), round(float(x_start[0, 0]), 9))
         if key not in self.cache:
-            self.cache[key] = exact_flow_map(self.gmm.denoise, x_start, sigma_start, steps=500)
+            self.cache[key] = exact_flow_map(
+                self.gmm.denoise, x_start, sigma_start, steps=self.steps
+            )
         return self.cache[key]
 
 
