@@ -11,25 +11,14 @@ a run with different noise, for contrast, differs by more than 1e-3.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from diffusionforge.train import checkpoint as io
 
-from trainkit import REPO, run_cli, tiny_args
+from trainkit import launch_two_processes, run_cli, tiny_args
 
 TOLERANCE = 1e-5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(run) -> dict[str, torch.Tensor]:
@@ -46,33 +35,7 @@ def _max_diff(a, b) -> float:
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     args = tiny_args("train.steps=30", "train.batch_size=64", "data.augment=jitter")
     two, one, other = tmp_path / "two", tmp_path / "one", tmp_path / "other"
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "diffusionforge",
-        "train",
-        *args,
-        "--run-dir",
-        str(two),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run(launch, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
+    p = launch_two_processes(["--multi_gpu"], [*args, "--run-dir", str(two)])
     assert "on 2 process(es)" in p.stderr
     p = run_cli(["train", *args, "--set", "train.grad_accum=2", "--run-dir", str(one)])
     assert p.returncode == 0, p.stderr

@@ -14,11 +14,8 @@ one-process run (reached: 1e-6 on pixels in [-1, 1]; bound 1e-4).
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,7 +23,7 @@ import torch
 
 from diffusionforge.train import checkpoint as io
 
-from trainkit import REPO, TINY_IMAGES, run_cli
+from trainkit import TINY_IMAGES, launch_two_processes, run_cli
 
 TOLERANCE = 1e-5
 SETTINGS = [
@@ -38,12 +35,6 @@ SETTINGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _args(*extra: str) -> list[str]:
     out = ["--preset", "digits", "--no-progress"]
     for item in [*SETTINGS, *extra]:
@@ -52,37 +43,9 @@ def _args(*extra: str) -> list[str]:
 
 
 def _fsdp(run, *more: str, settings: list[str] | None = None) -> subprocess.CompletedProcess:
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--use_fsdp",
-        "--fsdp_version",
-        "2",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "diffusionforge",
-        "train",
-        *(_args() if settings is None else settings),
-        "--run-dir",
-        str(run),
-        *more,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run(launch, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p
+    mode = ["--use_fsdp", "--fsdp_version", "2"]
+    settings = _args() if settings is None else settings
+    return launch_two_processes(mode, [*settings, "--run-dir", str(run), *more])
 
 
 def _max_diff(a: dict, b: dict, relative: bool = False) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,22 @@ def assert_one_line_error(proc_or_text, code: int = 2) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("error: "), err
     return lines[0]
+
+
+def launch_two_processes(mode: list[str], train_args: list[str]) -> subprocess.CompletedProcess:
+    """`accelerate launch` of `diffusionforge train` on 2 CPU processes (gloo, float32, no
+    dynamo) with accelerate flags `mode` (e.g. ["--multi_gpu"] or FSDP's); asserts exit 0."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", *mode,
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no",
+        "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+        "-m", "diffusionforge", "train", *train_args,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run(launch, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
