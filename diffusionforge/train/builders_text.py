@@ -112,14 +112,7 @@ def text_dataset(cfg: Config) -> TextDataset:
             f"data: the training text makes {data.shape[0]} window(s) of {t.length} tokens; "
             "training needs at least 2 (more text, or a smaller data.text.length)"
         )
-    tr = cfg.model.transformer
-    if tr.vocab_size == 0:
-        tr.vocab_size = tok.vocab_size
-    elif tr.vocab_size < tok.vocab_size:
-        raise ConfigError(
-            f"model.transformer.vocab_size: {tr.vocab_size} is fewer than the tokenizer's "
-            f"{tok.vocab_size} tokens"
-        )
+    _set_vocab(cfg, tok)
     return TextDataset(data, tok, cfg.train.seed)
 
 
