@@ -145,3 +145,73 @@ def test_sample_runs_a_fitted_schedule_with_the_recommended_sampler():
     x = torch.randn(8, 4, generator=torch.Generator().manual_seed(3), dtype=F64) * 80.0
     rec = SAMPLERS["unipc_gaussian"](Gaussian(), x, sig)  # NFE 5's recommended sampler
     assert torch.allclose(out, rec)
+
+
+class TwoModes:
+    """The exact denoiser of the 1-D mixture (N(-1, W^2) + N(1, W^2)) / 2, W = 0.05: a sampler's
+    error there is draws near the basin boundary changing mode, so a fit on a handful of draws
+    can overfit them. Counts its calls as the fit's clock, like Gaussian."""
+
+    W = 0.05
+
+    def __init__(self, cost: float = 0.01):
+        self.calls, self.cost = 0, cost
+
+    def clock(self) -> float:
+        return self.calls * self.cost
+
+    def __call__(self, x, sigma, cond=None):
+        self.calls += 1
+        v = self.W**2 + sigma.to(x.dtype).view(-1, *([1] * (x.dim() - 1))) ** 2
+        p = torch.sigmoid(2 * x / v)  # posterior weight of the mode at +1
+        k = self.W**2 / v
+        return p * (1 + k * (x - 1)) + (1 - p) * (-1 + k * (x + 1))
+
+
+def two_mode_error(sigmas: torch.Tensor) -> float:
+    """unipc's RMS error on 1024 fresh draws against a 400-step teacher."""
+    x = torch.randn(1024, 1, generator=torch.Generator().manual_seed(999), dtype=F64) * 80.0
+    ref = _teacher(TwoModes(), x, None, 80.0, 0.002, 400)
+    return float((SAMPLERS["unipc"](TwoModes(), x, sigmas) - ref).pow(2).mean().sqrt())
+
+
+def fit_two_modes(seed: int, holdout: float) -> tuple[torch.Tensor, list[dict]]:
+    model, reports = TwoModes(), []
+    sig = fit_schedule(
+        model, (2, 1), 8, sampler="unipc", seconds=40.0, clock=model.clock, holdout=holdout,
+        generator=torch.Generator().manual_seed(seed), callback=reports.append,
+    )  # fmt: skip
+    return sig, reports
+
+
+def test_without_the_check_a_fit_on_few_draws_can_overfit():
+    """The danger the held-out check is for: 4 teacher draws, 8 levels; the unchecked fit is
+    15x worse than the default on fresh draws (0.38 vs 0.026)."""
+    default = SCHEDULES["optimized"](8, 0.002, 80.0)
+    sig, reports = fit_two_modes(seed=1, holdout=0.0)
+    assert not [r for r in reports if r["phase"] == "check"]
+    assert two_mode_error(sig) > 5 * two_mode_error(default)
+
+
+def test_a_fit_worse_than_the_default_on_held_out_draws_is_not_kept():
+    default = SCHEDULES["optimized"](8, 0.002, 80.0)
+    sig, reports = fit_two_modes(seed=2, holdout=0.2)
+    (check,) = [r for r in reports if r["phase"] == "check"]
+    assert check["kept"] is False and check["rms_fitted"] > check["rms_default"]
+    assert torch.equal(sig, default)  # the default comes back
+    # and rejecting it was right: the fitted candidate is worse on 1024 other draws too
+    candidate = [r for r in reports if r["phase"] == "search"][-1]["sigmas"]
+    assert two_mode_error(candidate) > 1.1 * two_mode_error(default)  # 0.032 vs 0.027
+    assert check["cpu_seconds"] <= 40.0 + 8 * 2 * 0.01 + 1e-9  # the check is inside the budget
+
+
+def test_a_fit_better_on_held_out_draws_is_kept_and_reported():
+    model, reports = Gaussian(), []
+    sig = fit_schedule(
+        model, (32, 4), 5, sampler="unipc", seconds=10.0, clock=model.clock,
+        callback=reports.append,
+    )  # fmt: skip
+    (check,) = [r for r in reports if r["phase"] == "check"]
+    assert check["kept"] is True and check["rms_fitted"] < check["rms_default"]
+    assert check["trajectories"] >= 32
+    assert not torch.equal(sig, SCHEDULES["optimized"](5, 0.002, 80.0))

@@ -25,6 +25,12 @@ work on sigma lists, and deterministic: the only randomness is the draws, from `
 The budget is CPU seconds (time.process_time), so a fit costs the same on a busy machine; it
 is split between the teacher (at most 40%) and the search, and the search stops once the next
 evaluation would overrun it.
+
+Acceptance on held-out draws: a fit on few draws can overfit them (glyphs32 at NFE 10 was worse
+than the default on other noise, BENCHMARKS.md). So a share of the budget (`holdout`, 20%) is
+kept back for draws the search never sees: after the search, their teacher solutions are
+computed and the fitted sigmas are returned only if their error there is below the default
+schedule's; otherwise the default is returned. Both numbers go to the callback (phase "check").
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform
 
 _F64 = torch.float64
 MAX_TRAJECTORIES = 16384
+MAX_HOLDOUT = 4096  # held-out draws of the acceptance check
 MIN_GAP = 2e-3  # smallest distance between two positions (a factor 1.02 in sigma)
 
 
@@ -63,6 +70,7 @@ def fit_schedule(
     device: torch.device | str | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     clock: Callable[[], float] = time.process_time,
+    holdout: float = 0.2,
 ) -> Tensor:
     """Sigmas (float64, decreasing from sigma_max, ending in 0) for `sampler` (default: the
     recommended one for `nfe`) at `nfe` evaluations of `denoise`, fitted within `seconds` of
@@ -72,7 +80,9 @@ def fit_schedule(
     called with, shape[1:] one sample's; with `cond` every call has exactly shape[0] rows (cond
     is per batch). The number of teacher trajectories is set by the budget. `callback` gets a
     dict per stage (phase "teacher" or "search", cpu_seconds, trajectories, evaluations,
-    rms, sigmas).
+    rms, sigmas) and, at the end, phase "check": rms_fitted and rms_default on held-out draws
+    (trajectories of them) and kept (whether the fitted sigmas are returned). `holdout` is the
+    share of the budget kept back for that check (0: no check, the fit is returned as found).
     """
     sampler = sampler or recommended(nfe)[0]
     steps = SAMPLER_INFO[sampler].steps_for(nfe)
@@ -114,7 +124,13 @@ def fit_schedule(
     t_steps = teacher_steps
     while t_steps > 32 and elapsed() + teacher_cost(t_steps) > 0.25 * seconds:
         t_steps = max(32, t_steps * 3 // 4)
-    if elapsed() + teacher_cost(t_steps) > 0.4 * seconds:
+    # The acceptance check's held-out chunks (teacher plus two scorings each), as many as
+    # `holdout` of the budget pays for, at least one; the search gets the rest (`budget`).
+    hold_cost = teacher_cost(t_steps) + 2 * steps * t_call
+    n_hold = max(1, min(MAX_HOLDOUT // chunk, int(holdout * seconds / hold_cost)))
+    n_hold = n_hold if holdout > 0 else 0
+    budget = seconds - n_hold * hold_cost
+    if elapsed() + teacher_cost(t_steps) > 0.4 * budget:
         return default
     xs: list[Tensor] = []
     refs: list[Tensor] = []
@@ -134,7 +150,7 @@ def fit_schedule(
     # First as many chunks as leave the search room for ~50 evaluations per free level
     # (the teacher taking at most 40%); more are added when the search has converged.
     per_chunk = 4 * t_steps + 1 + 50 * (steps - 1) * steps
-    add_chunks(max(1, int((seconds - elapsed()) / (per_chunk * t_call))), 0.4 * seconds)
+    add_chunks(max(1, int((budget - elapsed()) / (per_chunk * t_call))), 0.4 * budget)
 
     def loss(sigmas: Tensor) -> float:
         sq = 0.0
@@ -164,7 +180,7 @@ def fit_schedule(
         return v if math.isfinite(v) else math.inf
 
     def out_of_time() -> bool:
-        return elapsed() + t_eval > seconds
+        return elapsed() + t_eval > budget
 
     scored: list[tuple[float, int, Tensor]] = []  # (objective, order, positions) per start
     for k, cand in enumerate(_starts(default, steps, sigma_min, sigma_max)):
@@ -185,9 +201,9 @@ def fit_schedule(
         p, best = pattern_search(f, p, best, out_of_time, sweep_done, step0)
         # Converged with time left: double the draws (their teacher taking at most half of
         # what is left) and refine from here with small moves.
-        left = seconds - elapsed()
+        left = budget - elapsed()
         before = len(xs)
-        add_chunks(min(before, int(0.5 * left / teacher_cost(t_steps))), seconds - 20 * t_eval)
+        add_chunks(min(before, int(0.5 * left / teacher_cost(t_steps))), budget - 20 * t_eval)
         if len(xs) == before or out_of_time():
             break
         t_eval *= len(xs) / before
@@ -204,7 +220,21 @@ def fit_schedule(
             sweep_done(p, best)
     sig = to_sigmas(p)
     sig[0] = sigma_max
-    return sig
+    if n_hold == 0:
+        return sig
+    # Acceptance: fitted vs default on draws the search never saw (drawn after all of its own).
+    xs.clear()
+    refs.clear()
+    for _ in range(n_hold):
+        x = noise(chunk)
+        with torch.no_grad():
+            refs.append(_teacher(denoise, x, cond, sigma_max, sigma_min, t_steps))
+        xs.append(x)
+    fitted_sq, default_sq = loss(sig), loss(default)
+    kept = fitted_sq < default_sq
+    tell("check", trajectories=n_hold * chunk, rms_fitted=math.sqrt(fitted_sq),
+         rms_default=math.sqrt(default_sq), kept=kept)  # fmt: skip
+    return sig if kept else default
 
 
 def pattern_search(
