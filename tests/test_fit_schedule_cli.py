@@ -109,3 +109,52 @@ def test_a_malformed_schedules_file_is_a_checkpoint_error(digits):
     write_folder(digits, {**ckpt.files, "schedules.json": json.dumps(bad).encode()}, step=1)
     with pytest.raises(CheckpointError, match="schedules.json"):
         fitted_schedules.read_entries(load_checkpoint(digits))
+
+
+def test_a_fit_the_held_out_check_rejects_is_recorded_but_not_used(digits, monkeypatch, capsys):
+    """core.fit_schedule returns the default when its fit loses on held-out draws; the entry
+    keeps the rejected sigmas for the record with kept false, and sampling does not use it."""
+
+    def fake(denoise, shape, nfe, **kw):
+        kw["callback"]({"phase": "search", "trajectories": 64, "rms": 0.01, "sigmas": FAKE})
+        kw["callback"](
+            {"phase": "check", "trajectories": 64, "rms_fitted": 0.05, "rms_default": 0.03,
+             "kept": False}
+        )  # fmt: skip
+        return torch.tensor([80.0, 5.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.01, 0.0], dtype=torch.float64)
+
+    monkeypatch.setattr(fitted_schedules, "fit_schedule", fake)
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "NFE 8: fitted 0.0500 vs default 0.0300 on 64 held-out draws, not kept" in out
+    (entry,) = json.loads(load_checkpoint(digits).files["schedules.json"])["entries"]
+    assert entry["kept"] is False and entry["sigmas"] == FAKE
+    assert entry["heldout"] == {"rms_fitted": 0.05, "rms_default": 0.03, "trajectories": 64}
+    assert load_pipeline(digits).plan(8).schedule != "fitted"
+
+
+def test_a_kept_entry_says_so(digits, monkeypatch, capsys):
+    def fake(denoise, shape, nfe, **kw):
+        kw["callback"]({"phase": "search", "trajectories": 64, "rms": 0.01, "sigmas": FAKE})
+        kw["callback"](
+            {"phase": "check", "trajectories": 64, "rms_fitted": 0.0171, "rms_default": 0.0498,
+             "kept": True}
+        )  # fmt: skip
+        return torch.tensor(FAKE, dtype=torch.float64)
+
+    monkeypatch.setattr(fitted_schedules, "fit_schedule", fake)
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    assert "fitted 0.0171 vs default 0.0498 on 64 held-out draws, kept" in capsys.readouterr().out
+    assert load_pipeline(digits).plan(8).schedule == "fitted"
+
+
+def test_kept_must_be_a_bool(digits):
+    ckpt = load_checkpoint(digits)
+    entry = {"nfe": 8, "sampler": "unipc", "sigmas": FAKE, "kept": "yes"}
+    from diffusionforge.errors import CheckpointError
+    from diffusionforge.train.checkpoint import write_folder
+
+    raw = json.dumps({"format": 1, "entries": [entry]}).encode()
+    write_folder(digits, {**ckpt.files, "schedules.json": raw}, step=1)
+    with pytest.raises(CheckpointError, match="kept true/false"):
+        fitted_schedules.read_entries(load_checkpoint(digits))

@@ -85,11 +85,22 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
             f"({e['cpu_seconds']:.0f} CPU-s, {e['trajectories']} teacher draws, "
             f"rms to the teacher {e['rms_to_teacher']:.4f})"
         )
+        h = e["heldout"]
+        if h is not None:
+            verdict = "kept" if e["kept"] else "not kept: the default is better"
+            print(
+                f"NFE {e['nfe']}: fitted {h['rms_fitted']:.4f} vs default "
+                f"{h['rms_default']:.4f} on {h['trajectories']} held-out draws, {verdict}"
+            )
         fitted.append(e)
     if not fitted:
         raise UserError(f"--seconds {args.seconds:g}: too short to fit any schedule; allow more")
     path = write_entries(pipe.checkpoint, fitted, Path(args.out) if args.out else None)
-    print(f"wrote {len(fitted)} fitted schedule(s) to {path / 'schedules.json'}")
+    kept = sum(e["kept"] for e in fitted)
+    print(
+        f"wrote {len(fitted)} fitted schedule(s) to {path / 'schedules.json'} ({kept} kept; "
+        "sampling uses the kept ones)"
+    )
     return 0
 
 

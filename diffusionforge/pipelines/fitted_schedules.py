@@ -5,10 +5,13 @@ recommended sampler to the checkpoint's own network (core.fit_schedule) and writ
 checkpoint as one more manifest-listed file, atomically (train.checkpoint.write_folder). Every
 sampling path then uses a fitted entry for its NFE when the sampler matches and no schedule is
 named (core.plan.Plan.resolve's `fitted` table, keyed by sampler steps); `--schedule` overrides.
+A fit that did not beat the default schedule on held-out draws (core.fit_schedule's acceptance
+check) is recorded with "kept": false and never used.
 
 File format (JSON): {"format": 1, "entries": [{"nfe", "sampler", "steps", "sigmas" (steps + 1
 numbers, decreasing, ending in 0), "classes" (labels the fit drew, or null), "cpu_seconds",
-"trajectories"}]}.
+"trajectories", "rms_to_teacher", "heldout": {"rms_fitted", "rms_default", "trajectories"}
+or null, "kept" (absent in files written before the check: kept)}]}.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ def read_entries(ckpt: Checkpoint) -> list[dict]:
         ok = ok and all(type(v) in (int, float) and abs(v) <= 1e30 for v in sig)
         ok = ok and all(math.isfinite(v) for v in sig)
         ok = ok and sig[-1] == 0 and all(a > b for a, b in zip(sig, sig[1:], strict=False))
+        ok = ok and type(e.get("kept", True)) is bool
         if not ok:
-            raise CheckpointError(f"{where}: an entry is not {{nfe, sampler, decreasing sigmas}}")
+            raise CheckpointError(
+                f"{where}: an entry is not {{nfe, sampler, decreasing sigmas, kept true/false}}"
+            )
     return entries
 
 
@@ -60,7 +66,7 @@ def fitted_table(ckpt: Checkpoint, sampler: str) -> dict[int, Tensor]:
     return {
         len(e["sigmas"]) - 1: torch.tensor(e["sigmas"], dtype=torch.float64)
         for e in read_entries(ckpt)
-        if e["sampler"] == sampler
+        if e["sampler"] == sampler and e.get("kept", True)
     }
 
 
@@ -89,7 +95,9 @@ def fit_entries(
     progress=None,
 ) -> list[dict]:
     """One entry per NFE: the recommended sampler's sigmas fitted to `denoise` within `seconds`
-    CPU seconds each. `shape` is one fit batch's (B, ...); `cond` per batch (e.g. labels)."""
+    CPU seconds each. `shape` is one fit batch's (B, ...); `cond` per batch (e.g. labels).
+    An entry whose fit lost to the default on held-out draws has "kept": False and the fitted
+    (rejected) sigmas, for the record."""
     entries = []
     for nfe in nfes:
         sampler = recommended(nfe)[0]
@@ -97,7 +105,7 @@ def fit_entries(
         seen: dict = {}
 
         def tell(d: dict, nfe: int = nfe, seen: dict = seen) -> None:
-            seen.update(d)
+            seen.update({"check": d} if d["phase"] == "check" else d)
             if progress is not None:
                 progress(nfe, d)
 
@@ -106,6 +114,12 @@ def fit_entries(
             generator=torch.Generator().manual_seed(seed), sigma_min=sigma_min,
             sigma_max=sigma_max, callback=tell,
         )  # fmt: skip
+        check = seen.get("check")
+        if check is not None and not check["kept"]:
+            sig = seen["sigmas"]  # the rejected fit, recorded but never used
+        heldout = None
+        if check is not None:
+            heldout = {k: check[k] for k in ("rms_fitted", "rms_default", "trajectories")}
         entries.append(
             {
                 "nfe": nfe,
@@ -115,6 +129,8 @@ def fit_entries(
                 "cpu_seconds": round(time.process_time() - c0, 1),
                 "trajectories": seen.get("trajectories", 0),
                 "rms_to_teacher": seen.get("rms"),
+                "heldout": heldout,
+                "kept": check is None or bool(check["kept"]),
             }
         )
     return entries
