@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import torch
 
-from diffusionforge.data.scenes import sample_spec
+from diffusionforge.data.scene_specs import sample_spec
 from diffusionforge.eval.judge import (
     ATTRIBUTES,
     IGNORE,

@@ -6,27 +6,20 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from diffusionforge.data.scenes import (
+from diffusionforge.data.scene_captions import VOCABULARY, describe, parse_prompt
+from diffusionforge.data.scene_drawing import GAP, MARGIN, RADIUS, draw_objects, layout, render
+from diffusionforge.data.scene_specs import (
     COLOURS,
-    GAP,
     HELDOUT,
-    MARGIN,
-    RADIUS,
     RELATIONS,
     SHAPES,
     SIZES,
-    VOCABULARY,
     Group,
     SceneSpec,
-    describe,
-    draw_objects,
     is_heldout,
-    layout,
-    make_scenes,
-    parse_prompt,
-    render,
     sample_spec,
 )
+from diffusionforge.data.scenes import make_scenes
 
 
 def _components(image: np.ndarray) -> list[tuple[str, float, float, int]]:
@@ -186,7 +179,7 @@ def test_make_scenes_is_deterministic_and_prefix_stable():
 
 def test_draw_objects_is_antialiased_not_blurred():
     # A square aligned to the pixel grid stays exactly filled; a circle edge has partial pixels.
-    from diffusionforge.data.scenes import Placed
+    from diffusionforge.data.scene_drawing import Placed
 
     sq = Placed(0.5, 0.5, 0.25 / 0.88, "square", "white", 0)
     image = draw_objects([sq], 32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusionforge.data.scenes import Group, SceneSpec, sample_spec
+from diffusionforge.data.scene_specs import Group, SceneSpec, sample_spec
 from diffusionforge.eval.judge import (
     HEADS,
     IGNORE,

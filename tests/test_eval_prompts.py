@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from diffusionforge.cli import main
-from diffusionforge.data.scenes import COLOURS, Group, SceneSpec, parse_prompt, render
+from diffusionforge.data.scene_captions import parse_prompt
+from diffusionforge.data.scene_drawing import render
+from diffusionforge.data.scene_specs import COLOURS, Group, SceneSpec
 from diffusionforge.eval.judge import load_judge
 from diffusionforge.eval.prompts import (
     RenderPipeline,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusionforge.data import layouts, scenes
+from diffusionforge.data import layouts, scene_captions, scene_drawing, scene_specs
 from diffusionforge.data.word_tokenizer import WordTokenizer
 from diffusionforge.nets.layout import SLOT, LayoutEncoder, box_coverage, paint
 from diffusionforge.nets.unet import UNet
@@ -19,7 +19,7 @@ from diffusionforge.train.trainer import Trainer
 
 from trainkit import TWO_STEPS
 
-TOKENIZER = WordTokenizer(list(scenes.VOCABULARY), 24)
+TOKENIZER = WordTokenizer(list(scene_captions.VOCABULARY), 24)
 
 
 def test_box_coverage_is_the_exact_area_of_each_box():
@@ -40,7 +40,7 @@ def test_paint_puts_each_phrase_in_its_box_and_the_null_layout_paints_nothing():
     assert m[0, 0, :2, :2].eq(1).all() and m[0, 1, 2:, 2:].eq(2).all()
     assert m[0, :2, :2, 2:].eq(0).all() and m[0, 2].sum() == 8  # occupancy
     enc = LayoutEncoder(len(TOKENIZER.words) + 3, dim=16, spatial_channels=4)
-    f = enc(torch.zeros(2, scenes.MAX_OBJECTS, SLOT))
+    f = enc(torch.zeros(2, scene_specs.MAX_OBJECTS, SLOT))
     assert f.mask.tolist() == [[True] + [False] * 4] * 2  # the always-present token only
     assert paint(f.spatial, 8, 8).abs().sum() == 0
     assert torch.isfinite(f.tokens).all() and f.pooled.shape == (2, 16)
@@ -57,8 +57,8 @@ def test_layout_unet_reads_the_boxes():
         cross_attn_resolutions=(8,),
     )
     torch.nn.init.normal_(net.conv_out.weight, std=0.1)  # zero-initialised: make output move
-    spec = scenes.parse_prompt("two red circles left of a blue square")
-    objs = scenes.layout(spec, np.random.default_rng(0))
+    spec = scene_captions.parse_prompt("two red circles left of a blue square")
+    objs = scene_drawing.layout(spec, np.random.default_rng(0))
     cond = layouts.pack_objects(objs, TOKENIZER)[None]
     x = torch.randn(1, 3, 16, 16)
     a = net(x, torch.zeros(1), cond)
@@ -73,8 +73,10 @@ def test_layout_dit_reads_the_boxes():
     net = DiT(8, in_channels=4, patch_size=2, dim=32, depth=1, heads=2, text=enc)
     torch.nn.init.normal_(net.out.weight, std=0.1)  # zero-initialised: make output move
     torch.nn.init.normal_(net.ada_out.weight, std=0.1)
-    spec = scenes.parse_prompt("a red circle above a blue square")
-    cond = layouts.pack_objects(scenes.layout(spec, np.random.default_rng(1)), TOKENIZER)[None]
+    spec = scene_captions.parse_prompt("a red circle above a blue square")
+    cond = layouts.pack_objects(scene_drawing.layout(spec, np.random.default_rng(1)), TOKENIZER)[
+        None
+    ]
     x = torch.randn(1, 4, 8, 8)
     a, b = net(x, torch.zeros(1), cond), net(x, torch.zeros(1), torch.zeros_like(cond))
     assert a.shape == x.shape and (a - b).abs().max() > 1e-4
@@ -83,23 +85,26 @@ def test_layout_dit_reads_the_boxes():
 def test_tags_follow_the_caption_and_captions_are_unchanged():
     rng = np.random.default_rng(3)
     for _ in range(200):
-        spec = scenes.sample_spec(rng)
+        spec = scene_specs.sample_spec(rng)
         state = rng.bit_generator.state
-        caption, tags = scenes.describe_tagged(spec, rng)
+        caption, tags = scene_captions.describe_tagged(spec, rng)
         rng.bit_generator.state = state
-        assert caption == scenes.describe(spec, rng)
+        assert caption == scene_captions.describe(spec, rng)
         words = caption.split()
         assert len(tags) == len(words)
         for g, grp in enumerate(spec.groups):  # a group's colour word is tagged with it
             assert tags[words.index(grp.colour, words.index(grp.colour))] in (g, 1 - g)
             tagged = [w for w, t in zip(words, tags, strict=True) if t == g]
-            assert grp.colour in tagged and tagged[-1] in (grp.shape, scenes.PLURALS[grp.shape])
+            assert grp.colour in tagged and tagged[-1] in (
+                grp.shape,
+                scene_specs.PLURALS[grp.shape],
+            )
 
 
 def test_pack_objects_stores_phrase_ids_and_boxes():
-    objs = [scenes.Placed(0.3, 0.5, 0.1, "triangle", "red", 0)]
+    objs = [scene_drawing.Placed(0.3, 0.5, 0.1, "triangle", "red", 0)]
     rows = layouts.pack_objects(objs, TOKENIZER)
-    assert rows.shape == (scenes.MAX_OBJECTS, SLOT) and rows[1:].eq(0).all()
+    assert rows.shape == (scene_specs.MAX_OBJECTS, SLOT) and rows[1:].eq(0).all()
     assert TOKENIZER.decode(rows[0, 1:3].long().tolist()) == "red triangle"
     assert torch.allclose(rows[0, 3:], torch.tensor([0.2, 0.4, 0.4, 0.6]))
 
@@ -129,7 +134,7 @@ TINY = [
 def test_layout_model_trains_saves_its_planner_and_places_objects_by_seed(tmp_path):
     cfg = apply_overrides(load_preset("t2i-layout"), TINY)
     data = build_dataset(cfg)
-    assert data.cond.shape == (64, scenes.MAX_OBJECTS, SLOT) and data.null_cond.eq(0).all()
+    assert data.cond.shape == (64, scene_specs.MAX_OBJECTS, SLOT) and data.null_cond.eq(0).all()
     assert data.cond[:, :, 0].sum(1).ge(1).all()  # every scene has an object
     assert "planner/planner.safetensors" in data.extra_files
     Trainer(cfg, run_dir=tmp_path, dataset=data, log=lambda *_: None).fit()

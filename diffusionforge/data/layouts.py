@@ -9,7 +9,7 @@ place:
    Every attribute is its own head, so combinations the training split holds out ("red
    triangle", "three ... to the left of") are predicted from parts it has seen. Decoding keeps
    the scene valid (at most four objects; two groups never alike).
-2. The scene's own placement rule (`data.scenes.layout`: groups on either side of a line, the
+2. The scene's own placement rule (`data.scene_drawing.layout`: groups on either side of a line, the
    relation's axis) turns the structure into boxes, one per object, from a seeded generator:
    each seed gives another arrangement of the same prompt.
 
@@ -28,43 +28,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffusionforge.data import scenes
+from diffusionforge.data import scene_captions, scene_drawing, scene_specs
 from diffusionforge.data.word_tokenizer import Encoded, WordTokenizer
 from diffusionforge.nets.layout import PHRASE_WORDS, SLOT, LayoutPlanner
 
-SIZE_CHOICES = (None, *scenes.SIZES)
+SIZE_CHOICES = (None, *scene_specs.SIZES)
 HEADS = {
-    "relation": len(scenes.RELATIONS),
+    "relation": len(scene_specs.RELATIONS),
     **{
         f"{field}{g}": n
         for g in (0, 1)
         for field, n in (
-            ("count", scenes.MAX_OBJECTS),
-            ("shape", len(scenes.SHAPES)),
-            ("colour", len(scenes.COLOURS)),
+            ("count", scene_specs.MAX_OBJECTS),
+            ("shape", len(scene_specs.SHAPES)),
+            ("colour", len(scene_specs.COLOURS)),
             ("size", len(SIZE_CHOICES)),
         )
     },
 }
 IGNORE = -100  # target of a head that does not apply (group 1 of a one-group scene)
 PLANNER_DIR = "planner"
-_COLOURS = tuple(scenes.COLOURS)
+_COLOURS = tuple(scene_specs.COLOURS)
 
 
-def spec_targets(spec: scenes.SceneSpec) -> dict[str, int]:
+def spec_targets(spec: scene_specs.SceneSpec) -> dict[str, int]:
     """The class index of every head for ``spec`` (IGNORE where a head does not apply)."""
     t = dict.fromkeys(HEADS, IGNORE)
     if spec.relation is not None:
-        t["relation"] = scenes.RELATIONS.index(spec.relation)
+        t["relation"] = scene_specs.RELATIONS.index(spec.relation)
     for g, grp in enumerate(spec.groups):
         t[f"count{g}"] = grp.count - 1
-        t[f"shape{g}"] = scenes.SHAPES.index(grp.shape)
+        t[f"shape{g}"] = scene_specs.SHAPES.index(grp.shape)
         t[f"colour{g}"] = _COLOURS.index(grp.colour)
         t[f"size{g}"] = SIZE_CHOICES.index(grp.size)
     return t
 
 
-def decode_spec(logits: dict[str, Tensor], two: bool) -> scenes.SceneSpec:
+def decode_spec(logits: dict[str, Tensor], two: bool) -> scene_specs.SceneSpec:
     """One example's head logits (each (n,)) -> the most likely *valid* scene of one group, or
     two (``two``: a word was tagged with group 1).
 
@@ -74,28 +74,28 @@ def decode_spec(logits: dict[str, Tensor], two: bool) -> scenes.SceneSpec:
     """
     lp = {k: torch.log_softmax(v.float(), -1) for k, v in logits.items()}
     if two:
-        pairs = [(a, b) for a in range(4) for b in range(4) if a + b + 2 <= scenes.MAX_OBJECTS]
+        pairs = [(a, b) for a in range(4) for b in range(4) if a + b + 2 <= scene_specs.MAX_OBJECTS]
         counts = max(pairs, key=lambda p: float(lp["count0"][p[0]] + lp["count1"][p[1]]))
     else:
         counts = (int(lp["count0"].argmax()),)
     groups = []
     for g, c in enumerate(counts):
-        shape = scenes.SHAPES[int(lp[f"shape{g}"].argmax())]
+        shape = scene_specs.SHAPES[int(lp[f"shape{g}"].argmax())]
         order = lp[f"colour{g}"].argsort(descending=True).tolist()
         colour = _COLOURS[order[0]]
         if g == 1 and (shape, colour) == (groups[0].shape, groups[0].colour):
             colour = _COLOURS[order[1]]
         size = SIZE_CHOICES[int(lp[f"size{g}"].argmax())]
-        groups.append(scenes.Group(c + 1, shape, colour, size))
-    relation = scenes.RELATIONS[int(lp["relation"].argmax())] if two else None
-    return scenes.SceneSpec(tuple(groups), relation)
+        groups.append(scene_specs.Group(c + 1, shape, colour, size))
+    relation = scene_specs.RELATIONS[int(lp["relation"].argmax())] if two else None
+    return scene_specs.SceneSpec(tuple(groups), relation)
 
 
-def pack_objects(objects: list[scenes.Placed], tokenizer: WordTokenizer) -> Tensor:
+def pack_objects(objects: list[scene_drawing.Placed], tokenizer: WordTokenizer) -> Tensor:
     """Placed objects -> the (MAX_OBJECTS, SLOT) rows LayoutEncoder reads: present, the ids of
     "colour shape", and the object's box (x0, y0, x1, y1) in canvas units."""
-    rows = torch.zeros(scenes.MAX_OBJECTS, SLOT)
-    for k, p in enumerate(objects[: scenes.MAX_OBJECTS]):
+    rows = torch.zeros(scene_specs.MAX_OBJECTS, SLOT)
+    for k, p in enumerate(objects[: scene_specs.MAX_OBJECTS]):
         ids = tokenizer.encode(f"{p.colour} {p.shape}")[1 : 1 + PHRASE_WORDS]
         rows[k, 0] = 1.0
         rows[k, 1 : 1 + PHRASE_WORDS] = torch.tensor(ids, dtype=torch.float32)
@@ -107,9 +107,9 @@ def caption_set(n: int, split: str, seed: int) -> tuple[list[str], list, list[li
     """``n`` captions of ``split``, the scenes they state and each word's group (no rendering)."""
     caps, specs, tags = [], [], []
     for i in range(n):
-        rng = np.random.default_rng([seed, scenes.SPLITS[split], i, 11])
-        spec = scenes.sample_spec(rng, split)
-        caption, word_tags = scenes.describe_tagged(spec, rng)
+        rng = np.random.default_rng([seed, scene_specs.SPLITS[split], i, 11])
+        spec = scene_specs.sample_spec(rng, split)
+        caption, word_tags = scene_captions.describe_tagged(spec, rng)
         caps.append(caption)
         specs.append(spec)
         tags.append(word_tags)
@@ -217,13 +217,13 @@ class LayoutPrompts:
     def _place(specs: list, seeds: list[int] | None) -> list:
         seeds = [0] * len(specs) if seeds is None else seeds
         return [
-            (spec, scenes.layout(spec, np.random.default_rng([int(seed), 23])))
+            (spec, scene_drawing.layout(spec, np.random.default_rng([int(seed), 23])))
             for spec, seed in zip(specs, seeds, strict=True)
         ]
 
     def encode_batch(self, texts: list[str], seeds: list[int] | None = None) -> Encoded:
         words = self.tokenizer.encode_batch(texts)  # the planner's input and the warnings
-        rows = torch.zeros(len(texts), scenes.MAX_OBJECTS, SLOT)
+        rows = torch.zeros(len(texts), scene_specs.MAX_OBJECTS, SLOT)
         real = [i for i, t in enumerate(texts) if t.strip()]  # "" is the null (empty) layout
         if real:
             specs = plan_ids(self.planner, words.cond[real])
@@ -234,4 +234,4 @@ class LayoutPrompts:
 
     @property
     def null_cond(self) -> Tensor:
-        return torch.zeros(scenes.MAX_OBJECTS, SLOT)
+        return torch.zeros(scene_specs.MAX_OBJECTS, SLOT)

@@ -34,14 +34,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from diffusionforge.data.builtin import cache_dir
-from diffusionforge.data.scenes import (
+from diffusionforge.data.scene_drawing import render
+from diffusionforge.data.scene_specs import (
     COLOURS,
     MAX_OBJECTS,
     SHAPES,
     SIZES,
     Group,
     SceneSpec,
-    render,
     sample_spec,
 )
 

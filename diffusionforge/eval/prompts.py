@@ -34,15 +34,9 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from diffusionforge.data.scenes import (
-    Group,
-    SceneSpec,
-    describe,
-    is_heldout,
-    parse_prompt,
-    render,
-    sample_spec,
-)
+from diffusionforge.data.scene_captions import describe, parse_prompt
+from diffusionforge.data.scene_drawing import render
+from diffusionforge.data.scene_specs import Group, SceneSpec, is_heldout, sample_spec
 from diffusionforge.plot import label_font
 
 ATTRIBUTES = ("kind", "colour", "count", "size", "relation", "overall")

@@ -12,7 +12,7 @@ import json
 
 import torch
 
-from diffusionforge.data import scenes
+from diffusionforge.data import scene_captions, scenes
 from diffusionforge.data.arrays import ArrayDataset, to_tensor_images
 from diffusionforge.data.layouts import PLANNER_DIR, fit_planner, pack_objects
 from diffusionforge.data.word_tokenizer import WordTokenizer
@@ -28,7 +28,7 @@ def layout_scenes_dataset(cfg: Config) -> ArrayDataset:
     the same split's captions and travels in every checkpoint under planner/."""
     d, t = cfg.data, cfg.model.text_encoder
     if not t.vocab:
-        t.vocab = list(scenes.VOCABULARY)
+        t.vocab = list(scene_captions.VOCABULARY)
     tok = WordTokenizer(t.vocab, t.max_tokens)
     images, _, _, placed = scenes.make_scenes_with_layouts(d.size, d.image_size, "train", d.seed)
     cond = torch.stack([pack_objects(objs, tok) for objs in placed])

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from diffusionforge.data import captions as cap
-from diffusionforge.data import scenes
+from diffusionforge.data import scene_captions, scenes
 from diffusionforge.data.arrays import ArrayDataset, to_tensor_images
 from diffusionforge.data.layouts import LayoutPrompts
 from diffusionforge.data.word_tokenizer import WordTokenizer, words_of
@@ -112,7 +112,7 @@ def scenes_dataset(cfg: Config) -> ArrayDataset:
     if cfg.model.text_encoder.kind == "layout":
         return layout_scenes_dataset(cfg)
     images, captions, _ = scenes.make_scenes(d.size, d.image_size, "train", d.seed)
-    return captioned_dataset(cfg, to_tensor_images(images), captions, scenes.VOCABULARY)
+    return captioned_dataset(cfg, to_tensor_images(images), captions, scene_captions.VOCABULARY)
 
 
 def captions_dataset(cfg: Config) -> ArrayDataset:
