@@ -30,12 +30,15 @@ LIMITS: dict[str, tuple[int, str]] = {
     # the pixel default is Pillow's own Image.MAX_IMAGE_PIXELS
     "image_pixels": (89_478_485, "pixels of one image file in a data folder"),
     "image_aspect": (16, "long side / short side of one image file in a data folder"),
+    # an init image or mask sent to `serve`, counted before decoding (serve --max-upload)
+    "upload_bytes": (64 << 20, "bytes of one image file a server request may carry"),
 }
 MAX_SEED = 2**32 - 1  # seeds are whole numbers in [0, MAX_SEED]; sample i uses seed + i
 
 # The server's default caps on one request (serve --max-n / --max-nfe change them).
 SERVER_MAX_N = 16
 SERVER_MAX_NFE = 200
+SERVER_MAX_UPLOAD = 4 << 20  # bytes of one uploaded image file (init image, mask)
 
 
 def limit(name: str) -> int:
@@ -131,6 +134,7 @@ _INT_FLAGS = {
     "max_n": "n",
     "max_nfe": "nfe",
     "max_body": "values",
+    "max_upload": "upload_bytes",
 }
 _SEED_FLAGS = ("seed",)
 # Text flags: must be valid Unicode (bytes that are not UTF-8 arrive as lone surrogates).

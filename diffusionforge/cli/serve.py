@@ -45,6 +45,12 @@ def add_commands(sub) -> None:
     s.add_argument(
         "--max-body", type=int, default=d.max_body_bytes, help="request body cap in bytes"
     )
+    s.add_argument(
+        "--max-upload",
+        type=int,
+        default=d.max_upload_bytes,
+        help="bytes of one image file a request may carry (init_image, mask)",
+    )
     s.add_argument("--outputs", help="keep outputs in this folder (default: a temporary one)")
     s.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (results depend on it)"
@@ -62,6 +68,7 @@ def _settings(args: argparse.Namespace):
         ("--max-nfe", args.max_nfe),
         ("--max-n", args.max_n),
         ("--max-body", args.max_body),
+        ("--max-upload", args.max_upload),
         ("--threads", args.threads),
     ):
         if value <= 0:
@@ -92,6 +99,7 @@ def _settings(args: argparse.Namespace):
         max_nfe=args.max_nfe,
         max_n=args.max_n,
         max_body_bytes=args.max_body,
+        max_upload_bytes=args.max_upload,
         workers=args.workers,
         queue_size=args.queue_size,
         job_timeout_s=args.job_timeout,

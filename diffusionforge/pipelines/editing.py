@@ -29,17 +29,27 @@ def load_image(path: str | Path, channels: int, what: str = "--init-image") -> T
         raise UserError(f"{what} {path}: no such file")
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(im, dtype=np.float32)
+            return image_tensor(im, channels)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserError(f"{what} {path}: not a readable image ({e})") from None
+
+
+def image_tensor(im, channels: int) -> Tensor:
+    """An opened PIL image -> (1, channels, H, W) in [-1, 1]: the one conversion the CLI's
+    files and the server's uploads both go through (so both give the same bytes)."""
+    array = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
     x = torch.from_numpy(array / 127.5 - 1.0)
     return (x[None] if channels == 1 else x.permute(2, 0, 1))[None].contiguous()
 
 
 def load_mask(path: str | Path, what: str = "--mask") -> Tensor:
     """A mask image -> (1, 1, H, W) of 0 (keep) and 1 (generate): grey level >= 128 is white."""
-    return (load_image(path, 1, what) >= 0).float()
+    return mask_tensor(load_image(path, 1, what))
+
+
+def mask_tensor(grey: Tensor) -> Tensor:
+    """(1, 1, H, W) grey levels in [-1, 1] -> 0 (keep) / 1 (generate): level >= 128 is white."""
+    return (grey >= 0).float()
 
 
 def check_edit(

@@ -43,6 +43,7 @@ from diffusionforge.server.handlers import HANDLERS
 from diffusionforge.server.jobs import FINAL, Job, JobError, JobQueue, QueueFull, safe_reason
 from diffusionforge.server.registry import ModelRegistry, scan
 from diffusionforge.server.settings import ServerSettings, is_loopback
+from diffusionforge.server.uploads import base64_length
 
 log = logging.getLogger("diffusionforge.server")
 STATIC = Path(__file__).parent / "static"
@@ -93,6 +94,14 @@ def create_app(settings: ServerSettings, registry: ModelRegistry | None = None) 
         loopback=is_loopback(settings.host),
         max_body=settings.limits.max_body_bytes,
         bound_host=settings.host,
+        # routes that take an init image and a mask may carry two image files in base64
+        upload_body=settings.limits.max_body_bytes
+        + 2 * base64_length(settings.limits.max_upload_bytes),
+        upload_paths=frozenset(
+            f"/api/generate/{h.name}"
+            for h in HANDLERS.values()
+            if "init_image" in h.Params.model_fields
+        ),
     )
     return app
 

@@ -7,6 +7,7 @@
 - Token: with one set, every /api/ request needs `Authorization: Bearer <token>`.
 - Body: more than `max_body` bytes is 413 before the body is read (by Content-Length) or as
   soon as the count passes it (chunked); POSTs to /api/ must be application/json (else 415).
+  Routes that take images (`upload_paths`) allow `upload_body` bytes instead.
 - Every response gets nosniff / frame / CSP headers; errors are one-line JSON.
 """
 
@@ -62,9 +63,15 @@ class Guard:
         loopback: bool,
         max_body: int,
         bound_host: str = "127.0.0.1",
+        upload_body: int = 0,
+        upload_paths: frozenset[str] = frozenset(),
     ):
         self.app, self.token, self.loopback, self.max_body = app, token, loopback, max_body
         self.names = host_names(bound_host)
+        self.upload_body, self.upload_paths = max(upload_body, max_body), upload_paths
+
+    def _cap(self, scope: Scope) -> int:
+        return self.upload_body if scope["path"] in self.upload_paths else self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,8 +111,8 @@ class Guard:
         if length is not None:
             if not length.isdigit():
                 return error(400, "Content-Length: expected a whole number of bytes")
-            if int(length) > self.max_body:
-                return error(413, f"body: at most {self.max_body} bytes")
+            if int(length) > self._cap(scope):
+                return error(413, f"body: at most {self._cap(scope)} bytes")
         if method == "POST" and path.startswith("/api/generate/"):
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json":
@@ -126,8 +133,8 @@ class Guard:
                 return receive, error(400, "body: the client went away")
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_body:
-                return receive, error(413, f"body: at most {self.max_body} bytes")
+            if size > self._cap(scope):
+                return receive, error(413, f"body: at most {self._cap(scope)} bytes")
             chunks.append(body)
             if not message.get("more_body", False):
                 break

@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffusionforge.limits import SERVER_MAX_N, SERVER_MAX_NFE
+from diffusionforge.limits import SERVER_MAX_N, SERVER_MAX_NFE, SERVER_MAX_UPLOAD
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class Limits:
     max_prompt_chars: int = 1000
     max_text_length: int = 1024  # tokens of one generated text
     max_body_bytes: int = 64 * 1024  # request bodies; larger ones get 413 before being read
+    # one uploaded image file (init_image, mask; base64 in the JSON): image routes' bodies may
+    # be larger by two such files; pixels are bounded by limits.limit("image_pixels")
+    max_upload_bytes: int = SERVER_MAX_UPLOAD
     workers: int = 1  # jobs running at once (each one torch call stack; re-entrant samplers)
     queue_size: int = 8  # jobs waiting beyond the running ones; more get 429
     job_timeout_s: float = 300.0  # running time of one job; then it is stopped

@@ -3,8 +3,9 @@
 Runs `load_text2image(path).generate` as `diffusionforge generate` does: image i from its own
 generator seeded `seed + i`, classifier-free guidance with the negative prompt as the
 unconditional branch, the sampler's callback as the progress. Unknown words and cut prompts
-come back as warnings in the job status, found before the job is queued. (img2img and
-inpainting need an uploaded image; the API does not take uploads, so they stay CLI-only.)
+come back as warnings in the job status, found before the job is queued. img2img and
+inpainting take the image and mask as base64 files in the JSON (server/uploads.py checks them),
+read into the tensors `generate --init-image --mask` reads, so they give the CLI's bytes too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,9 +30,18 @@ from diffusionforge.server.base import (
     Run,
     model_kinds,
 )
-from diffusionforge.server.image_handler import MAX_GUIDANCE, MAX_SEED, SamplerName, ScheduleName
+from diffusionforge.server.image_handler import (
+    INIT_HELP,
+    MASK_HELP,
+    MAX_GUIDANCE,
+    MAX_SEED,
+    STRENGTH_HELP,
+    SamplerName,
+    ScheduleName,
+)
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
+from diffusionforge.server.uploads import decode_image
 
 DEFAULT_NFE, DEFAULT_GUIDANCE = 20, 1.0  # `diffusionforge generate`'s defaults
 
@@ -49,6 +60,9 @@ class Text2ImageParams(BaseModel):
     schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")
     n: int = Field(4, ge=1, description="number of images")
+    init_image: str | None = Field(None, description=INIT_HELP)
+    mask: str | None = Field(None, description=MASK_HELP)
+    strength: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description=STRENGTH_HELP)
 
 
 class Text2ImageHandler(Handler):
@@ -94,20 +108,56 @@ class Text2ImageHandler(Handler):
             for which, words in zip(("prompt", "negative_prompt"), enc.unknown, strict=False)
             if words
         ] + [f"prompt cut to {pipe.max_prompt_tokens} tokens" for i in enc.truncated if i == 0]
-        plan = Plan.resolve(params.nfe, params.sampler, params.schedule)
+        edit = _edit(params, pipe.resolution, limits)
+        # as `generate` plans it: the config's recipe, inpainting-aware
+        inpainting = edit is not None and edit[1] is not None
+        plan = pipe.cfg.sample.plan(
+            params.nfe, params.sampler, params.schedule, inpainting=inpainting
+        )
         sampler, schedule = plan.sampler, plan.schedule
-        echo = params.model_dump(exclude={"model"}) | {"sampler": sampler, "schedule": schedule}
+        uploads = {"init_image", "mask", "strength"}
+        echo = params.model_dump(exclude={"model"} | uploads)
+        echo |= {"sampler": sampler, "schedule": schedule}
+        if edit is not None:  # the hashes of the pixels, never the pixels
+            echo |= {"strength": edit[2]} | {
+                f"{k}_sha256": None
+                if t is None
+                else hashlib.sha256(t.numpy().tobytes()).hexdigest()
+                for k, t in (("init", edit[0]), ("mask", edit[1]))
+            }
         echo["warnings"] = warnings
 
         def run(ctx: JobContext) -> None:
-            _draw(pipe, entry.id, params, plan, echo, ctx)
+            _draw(pipe, entry.id, params, plan, echo, ctx, edit)
 
         return echo, run
 
 
-def _draw(pipe: Text2ImagePipeline, model_id: str, p, plan: Plan, echo, ctx) -> None:
+def _edit(p: Text2ImageParams, side: int, limits: Limits) -> tuple | None:
+    """(init (3, H, W) in [-1, 1], mask (H, W) in [0, 1] or None, strength), converted as
+    `generate`'s _load_png converts files (a soft mask: grey / 255), or None."""
+    if p.init_image is None:
+        for name in ("mask", "strength"):
+            if getattr(p, name) is not None:
+                raise RequestError(name, "send the image to edit as init_image too")
+        return None
+    cap = limits.max_upload_bytes
+    rgb = np.asarray(decode_image("init_image", p.init_image, (side, side), cap, "RGB"), np.float32)
+    init = torch.from_numpy(rgb).permute(2, 0, 1) / 127.5 - 1
+    mask = None
+    if p.mask is not None:
+        grey = np.asarray(decode_image("mask", p.mask, (side, side), cap, "L"), np.float32)
+        mask = torch.from_numpy(grey) / 255.0
+        if not bool((mask > 0.5).any()):
+            raise RequestError("mask", "all black: nothing to generate (white = generate)")
+    strength = p.strength if p.strength is not None else (1.0 if mask is not None else 0.6)
+    return init, mask, strength
+
+
+def _draw(pipe: Text2ImagePipeline, model_id: str, p, plan: Plan, echo, ctx, edit) -> None:
     ctx.plan(plan.steps)  # one batch: a step moves every image
     seeds = [p.seed + i for i in range(p.n)]
+    init, mask, strength = edit if edit is not None else (None, None, 0.6)
     images = pipe.generate(
         [p.prompt] * p.n,
         nfe=p.nfe,
@@ -115,6 +165,9 @@ def _draw(pipe: Text2ImagePipeline, model_id: str, p, plan: Plan, echo, ctx) -> 
         seeds=seeds,
         plan=plan,
         negative_prompt=p.negative_prompt,
+        init_image=init,
+        strength=strength,
+        mask=mask,
         callback=ctx.step,
     )
     weights = "ema.safetensors" if pipe.checkpoint.has("ema.safetensors") else "model.safetensors"
