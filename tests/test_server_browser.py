@@ -221,3 +221,42 @@ def test_page_asks_for_the_token_and_sends_it(browser, tmp_path):
         _run_job(browser)
         assert _wait(browser, GRID, 10, "the grid image")
         assert len(browser.find_elements(By.CSS_SELECTOR, "#items img")) == 2
+
+
+def test_page_sends_an_init_image_and_a_mask_from_file_inputs(browser, tmp_path):
+    """Inpainting from the page: two file inputs, read by the page as data: URLs; the kept
+    half of the result is the uploaded picture's."""
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    models = tmp_path / "models"
+    write_tiny_image_model(models / "tiny")
+    picture = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:, 4:] = 255
+    Image.fromarray(picture).save(tmp_path / "init.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    with running_server(settings(models)) as (url, _app):
+        browser.get(url + "/")
+        _wait(browser, "return document.body.dataset.state === 'ready'", 20, "the model list")
+        Select(browser.find_element(By.ID, "model")).select_by_value("tiny")
+        assert browser.find_element(By.ID, "init_image").is_displayed()
+        browser.find_element(By.ID, "init_image").send_keys(str(tmp_path / "init.png"))
+        browser.find_element(By.ID, "mask").send_keys(str(tmp_path / "mask.png"))
+        Select(browser.find_element(By.ID, "class")).select_by_value("3")
+        _fill(browser, nfe="4", n="2", seed="1")
+        _run_job(browser)
+        singles = browser.find_elements(By.CSS_SELECTOR, "#items img")
+        assert len(singles) == 2
+        rgba = browser.execute_script(  # the picture as the page shows it
+            "const im = arguments[0], c = document.createElement('canvas');"
+            "c.width = im.naturalWidth; c.height = im.naturalHeight;"
+            "const g = c.getContext('2d'); g.drawImage(im, 0, 0);"
+            "return Array.from(g.getImageData(0, 0, c.width, c.height).data);",
+            singles[0],
+        )
+        got = np.asarray(rgba, dtype=np.uint8).reshape(8, 8, 4)[..., 0]
+        assert np.abs(got[:, :4].astype(int) - picture[:, :4]).max() <= 1  # kept: the upload's
+        _screenshot(browser, tmp_path, "server-page-inpaint.png")

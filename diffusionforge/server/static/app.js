@@ -4,8 +4,10 @@
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["prompt", "negative_prompt", "class", "nfe", "guidance", "length", "seed", "n",
-  "sampler"];
-const NUMBERS = new Set(["nfe", "length", "seed", "n"]);
+  "sampler", "init_image", "mask", "strength", "resample"];
+const NUMBERS = new Set(["nfe", "length", "seed", "n", "resample"]);
+const FLOATS = new Set(["guidance", "strength"]);
+const FILES = new Set(["init_image", "mask"]); // sent as data: URLs (base64) in the JSON
 let models = [];
 let current = null; // {id, controller}
 const objectUrls = [];
@@ -70,17 +72,30 @@ function showModel() {
   $("model-info").textContent = `${m.kind} model` + shape;
 }
 
-function requestBody(m) {
+function dataUrl(file) {
+  return new Promise((ok, bad) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(reader.result);
+    reader.onerror = () => bad(new Error("could not read " + file.name));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function requestBody(m) {
   const body = { model: m.id };
   for (const name of m.fields) {
     if (name === "model" || !FIELDS.includes(name)) continue;
     const el = $(name);
     if (el.closest("label").hidden) continue;
+    if (FILES.has(name)) {
+      if (el.files.length) body[name] = await dataUrl(el.files[0]);
+      continue;
+    }
     const raw = el.value.trim();
     if (raw === "") continue;
     if (name === "class") body.class = Number(raw);
     else if (NUMBERS.has(name)) body[name] = parseInt(raw, 10);
-    else if (name === "guidance") body[name] = parseFloat(raw);
+    else if (FLOATS.has(name)) body[name] = parseFloat(raw);
     else body[name] = el.value;
   }
   return body;
@@ -97,7 +112,7 @@ async function submit(event) {
   let job;
   try {
     job = await api(`/api/generate/${m.kind}`, {
-      method: "POST", body: JSON.stringify(requestBody(m)),
+      method: "POST", body: JSON.stringify(await requestBody(m)),
     });
   } catch (e) {
     setState("failed", "Refused: " + e.message);
