@@ -24,6 +24,13 @@ samplers are listed, but their distance to the ODE solution is not an accuracy.
 Sample quality (`--quality`): FID/KID in the features of the digits classifier that
 `diffusionforge eval` uses, and the fraction the classifier reads as the requested digit, for
 our recommended pair and diffusers' best configuration at NFE 5, 10, 16, n samples each.
+
+Per-model schedules (`--fit SECONDS`, issue 16): core.fit_schedule fits the recommended
+sampler's levels to this model's own (unclipped) ODE per NFE within SECONDS of CPU time (its
+own noise, seed 123, labels cycling 0-9, batch 64), with its held-out acceptance check; the
+table gains a row "ours: recommended + fitted" scored on the same test draws as every other
+row, and `--quality` scores it too. `--only-recommended` skips the rows of every other
+sampler/schedule pair (CPU time on a shared machine).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from samplers import diffusers_grid, rms  # noqa: E402
 
+from diffusionforge.core.fit_schedule import fit_schedule  # noqa: E402
 from diffusionforge.core.gmm import flow_between  # noqa: E402
 from diffusionforge.core.plan import recommended  # noqa: E402
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS  # noqa: E402
@@ -78,10 +86,14 @@ class Bench:
             self.refs[key] = self.d(y, torch.full((len(y),), s_min, dtype=y.dtype))
         return self.refs[key]
 
-    def ours(self, sampler: str, schedule: str, nfe: int) -> float:
+    def ours(self, sampler: str, schedule, nfe: int) -> float:
+        """RMS to the reference of `sampler` on a named schedule or a sigma tensor."""
         steps = SAMPLER_INFO[sampler].steps_for(nfe)
         p = self.model.process
-        sigmas = SCHEDULES[schedule](steps, p.sigma_min, p.sigma_max)
+        if isinstance(schedule, str):
+            sigmas = SCHEDULES[schedule](steps, p.sigma_min, p.sigma_max)
+        else:
+            sigmas = schedule
         s0 = float(sigmas[0])
         x = self.noise * p.init_scale(s0)
         g = [torch.Generator().manual_seed(i) for i in range(len(x))]
@@ -132,7 +144,26 @@ def best_diffusers(b: Bench, nfes: list[int]) -> dict[int, tuple[float, str, obj
     return best
 
 
-def quality(b: Bench, best, n: int, nfes=(5, 10, 16)) -> None:
+def fit(b: Bench, nfe: int, seconds: float) -> tuple[torch.Tensor, dict]:
+    """The recommended sampler's levels fitted to the model's unclipped ODE (the one the
+    table measures), and the fit's held-out check report."""
+    p = b.model.process
+    labels = torch.arange(64) % 10 if b.model.num_classes else None
+    reports: list[dict] = []
+    c0 = time.process_time()
+    with torch.no_grad():
+        sig = fit_schedule(
+            b.denoise, (64, *b.model.shape), nfe, cond=labels, seconds=seconds,
+            generator=torch.Generator().manual_seed(123), sigma_min=p.sigma_min,
+            sigma_max=p.sigma_max, callback=reports.append,
+        )  # fmt: skip
+    check = next((r for r in reports if r["phase"] == "check"), {})
+    teacher = max((r.get("trajectories", 0) for r in reports if r["phase"] == "teacher"), default=0)
+    check = dict(check, cpu=time.process_time() - c0, teacher_draws=teacher)
+    return sig, check
+
+
+def quality(b: Bench, best, n: int, nfes=(5, 10, 16), fitted=None) -> None:
     from diffusionforge.data.builtin import load_digits
     from diffusionforge.eval import extract_features, fid, kid
     from diffusionforge.pipelines.evaluate import extractor_for
@@ -161,6 +192,10 @@ def quality(b: Bench, best, n: int, nfes=(5, 10, 16)) -> None:
         x = big.noise * p.init_scale(float(sig[0]))
         out = SAMPLERS[sampler](big.d, x, sig)
         print(f"| ours: {sampler} + {schedule} | {nfe} | {score(out)} |")
+        if fitted and nfe in fitted:
+            sig = fitted[nfe]
+            out = SAMPLERS[sampler](big.d, big.noise * p.init_scale(float(sig[0])), sig)
+            print(f"| ours: {sampler} + fitted | {nfe} | {score(out)} |")
         _, label, cls, cfg, steps = best[nfe]
         big.refs = {}  # no reference needed: only its samples
         big.reference = lambda scale, s: big.noise * scale  # type: ignore[method-assign]
@@ -175,6 +210,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quality", type=int, default=0, help="also score N samples (e.g. 1000)")
     p.add_argument("--nfes", default=",".join(map(str, NFES)), help="a quick subset, e.g. 5,10")
+    p.add_argument("--fit", type=float, default=0, help="fit per NFE in this many CPU-s")
+    p.add_argument("--only-recommended", action="store_true", help="skip the other pairs")
     args = p.parse_args()
     NFES[:] = [int(v) for v in args.nfes.split(",")]
     torch.set_num_threads(1)
@@ -185,19 +222,31 @@ def main() -> None:
     coarse = rms(b.reference(scale, s_max), b.reference(scale, s_max, steps=250))
     print(f"reference: 500 vs 250 RK4 steps differ by RMS {coarse:.1e}")
     rows: dict[str, list[float]] = {}
-    for sampler in SAMPLERS:
+    for sampler in () if args.only_recommended else SAMPLERS:
         for schedule in ("optimized", "karras", "vp_trailing"):
             tag = " (stochastic)" if sampler in STOCHASTIC else ""
             rows[f"ours: {sampler} + {schedule}{tag}"] = [
                 b.ours(sampler, schedule, nfe) for nfe in NFES
             ]
     rows["**ours: recommended**"] = [b.ours(*recommended(nfe), nfe) for nfe in NFES]
+    fitted, checks = {}, {}
+    if args.fit:
+        for nfe in NFES:
+            fitted[nfe], checks[nfe] = fit(b, nfe, args.fit)
+        rows[f"**ours: recommended + fitted ({args.fit:g} CPU-s)**"] = [
+            b.ours(recommended(nfe)[0], fitted[nfe], nfe) for nfe in NFES
+        ]
     best = best_diffusers(b, NFES)
     rows["**diffusers: best of all**"] = [best[n][0] for n in NFES]
     ours, theirs = rows["**ours: recommended**"], rows["**diffusers: best of all**"]
     rows["**ratio recommended / diffusers best**"] = [
         a / d for a, d in zip(ours, theirs, strict=True)
     ]
+    if args.fit:
+        mine = rows[f"**ours: recommended + fitted ({args.fit:g} CPU-s)**"]
+        rows["**ratio fitted / diffusers best**"] = [
+            a / d for a, d in zip(mine, theirs, strict=True)
+        ]
     print(f"\n| method | {' | '.join(f'NFE {n}' for n in NFES)} |")
     print("|---|" + "---|" * len(NFES))
     for name, vals in rows.items():
@@ -205,8 +254,18 @@ def main() -> None:
     print("\nrecommended pair and diffusers' best configuration per NFE:")
     for nfe in NFES:
         print(f"- NFE {nfe}: ours {'+'.join(recommended(nfe))}; diffusers {best[nfe][1]}")
+    for nfe, c in checks.items():
+        sig = " ".join(f"{v:.4g}" for v in fitted[nfe])
+        verdict = {True: "kept", False: "not kept (default returned)"}.get(
+            c.get("kept"), "budget too short to fit (default returned)"
+        )
+        print(
+            f"- fit NFE {nfe}: {c['cpu']:.1f} CPU-s, {c['teacher_draws']} teacher draws; held-out "
+            f"({c.get('trajectories')} draws) fitted {c.get('rms_fitted', float('nan')):.4f} vs "
+            f"default {c.get('rms_default', float('nan')):.4f}: {verdict}; sigmas {sig}"
+        )
     if args.quality:
-        quality(b, best, args.quality)
+        quality(b, best, args.quality, nfes=tuple(NFES), fitted=fitted)
     print(f"\n{b.evals} network evaluations, {time.process_time() - c0:.0f} CPU-s")
 
 
