@@ -32,10 +32,12 @@ import torch
 def train(out: Path, cpu_minutes: float, steps: int, extra: list[str]) -> None:
     procs = []
     for kind in ("masked", "ar"):
+        # the AR twin needs the puzzle as its prompt: the pairs format (the preset's is "grid")
+        fmt = ["--set", "data.sudoku.format=pairs"] if kind == "ar" else []
         cmd = [
             sys.executable, "-m", "diffusionforge", "train", "--preset", "sudoku",
             "--run-dir", str(out / kind), "--no-progress", "--steps", str(steps),
-            "--max-cpu-time", f"{cpu_minutes}m", "--set", f"formulation.kind={kind}", *extra,
+            "--max-cpu-time", f"{cpu_minutes}m", "--set", f"formulation.kind={kind}", *fmt, *extra,
         ]  # fmt: skip
         procs.append(subprocess.Popen(cmd))
     for p in procs:
@@ -52,10 +54,9 @@ def evaluate(pipe, puzzles, *, sampler: str, batch: int, kv_cache: bool = True) 
     tokens, seconds = 0, 0.0
     for start in range(0, len(puzzles), batch):
         chunk = puzzles[start : start + batch]
-        rows = [text_pairs.prompt_ids(pipe, p) for p, _ in chunk]
-        x = torch.full((len(rows), pipe.context), pipe.mask_id, dtype=torch.long)
-        for r, ids in enumerate(rows):
-            x[r, : len(ids)] = ids
+        rows = [text_pairs.prompt_window(pipe, p) for p, _ in chunk]
+        x = torch.stack([window for window, _ in rows])
+        nfe = int((x == pipe.mask_id).sum(1).max())  # one cell per step
         t0 = time.perf_counter()
         if pipe.is_ar and not kv_cache:
             from diffusionforge.core.autoregressive import sample_autoregressive
@@ -67,11 +68,11 @@ def evaluate(pipe, puzzles, *, sampler: str, batch: int, kv_cache: bool = True) 
                     generator=gens, temperature=0.0,
                 )  # fmt: skip
         else:
-            y = text_pairs.fill(pipe, x, nfe=81, sampler=sampler, seed=start, temperature=0.0)
+            y = text_pairs.fill(pipe, x, nfe=nfe, sampler=sampler, seed=start, temperature=0.0)
         seconds += time.perf_counter() - t0
         tokens += int((x == pipe.mask_id).sum())
         for r, (puzzle, solution) in enumerate(chunk):
-            answer = response_text(pipe.tokenizer, y[r, len(rows[r]) :].tolist())
+            answer = response_text(pipe.tokenizer, y[r, rows[r][1] :].tolist())
             solved += sudoku.is_solution(puzzle, answer)
             cells = answer.ljust(81)[:81]
             kept += all(p == a for p, a in zip(puzzle, cells, strict=True) if p != sudoku.BLANK)

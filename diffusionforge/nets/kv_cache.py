@@ -40,15 +40,15 @@ class KVCache:
         b, n = tokens.shape
         if start + n > net.length:
             raise ValueError(f"KVCache: {start + n} tokens exceed the context of {net.length}")
-        cos, sin = net.cos[start : start + n], net.sin[start : start + n]
         # query i (absolute start + i) sees keys 0..start + i
         allowed = torch.ones(n, start + n, dtype=torch.bool, device=tokens.device).tril(start)
-        x = net.embed(tokens)
+        x, cos, sin = net.embed_positions(tokens, start)
         for i, block in enumerate(net.blocks):
             attn = block.attn
             h = block.norm1(x)
             q, k, v = attn.qkv(h).view(b, n, 3, attn.heads, -1).permute(2, 0, 3, 1, 4)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            if cos is not None:  # RoPE (learned positions are in x already)
+                q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             if self.keys[i] is not None:
                 k = torch.cat([self.keys[i], k], dim=2)
                 v = torch.cat([self.values[i], v], dim=2)

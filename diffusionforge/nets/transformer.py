@@ -4,8 +4,12 @@ One backbone, two attention masks. `causal=False` is the bidirectional denoiser 
 diffusion (MDLM, Sahoo et al. 2024, uses a DiT-style bidirectional transformer); `causal=True`
 is the same network as a left-to-right language model (nanoGPT's `model.py`, Karpathy), so the
 two are compared at equal parameters. Positions enter through rotary embeddings (RoPE, Su et al.
-2021) inside attention, so a window may be any length up to `length`; attention is PyTorch's
-fused `scaled_dot_product_attention`.
+2021) inside attention (`positions="rope"`, the default), or as a learned absolute embedding per
+position added to the token embeddings (`positions="learned"`, GPT-2/nanoGPT's `wpe`): RoPE's
+frequencies carry no period of the data, so text laid out on a grid (a 9x9 Sudoku: a cell's
+column is its offset mod 9) is learned much faster with learned positions, which can encode any
+relation between positions. Either way a window may be any length up to `length`; attention is
+PyTorch's fused `scaled_dot_product_attention`.
 
 No time conditioning: for absorbing-state diffusion with the SUBS parametrisation the fraction
 of masks in the input already tells the network how noisy it is, and MDLM (Sec. 3.3 and its
@@ -27,6 +31,7 @@ TRANSFORMER_PRESETS = {
     "small": {"dim": 128, "depth": 4, "heads": 4},
     "base": {"dim": 256, "depth": 6, "heads": 8},
 }
+POSITIONS = ("rope", "learned")
 
 
 def rope_tables(length: int, head_dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:
@@ -49,10 +54,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor | None, sin: Tensor | None) -> Tensor:
         b, length, dim = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, H, L, d)
+        if cos is not None:  # RoPE; None: positions are in x already (learned)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, H, L, d)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
         )
@@ -70,7 +76,7 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor | None, sin: Tensor | None) -> Tensor:
         x = x + self.drop(self.attn(self.norm1(x), cos, sin))
         return x + self.drop(self.mlp(self.norm2(x)))
 
@@ -95,10 +101,17 @@ class TransformerLM(nn.Module):
         mlp_ratio: int = 4,
         dropout: float = 0.0,
         causal: bool = False,
+        positions: str = "rope",
     ) -> None:
         super().__init__()
+        if positions not in POSITIONS:
+            expected = ", ".join(POSITIONS)
+            raise ValueError(f"positions: expected one of {expected}, got {positions!r}")
         self.vocab_size, self.length, self.causal = vocab_size, length, causal
+        self.positions = positions
         self.embed = nn.Embedding(vocab_size, dim)
+        if positions == "learned":  # (length, dim), initialised like the token embeddings
+            self.pos = nn.Parameter(torch.randn(length, dim) * 0.02)
         self.blocks = nn.ModuleList(
             Block(dim, heads, causal, mlp_ratio, dropout) for _ in range(depth)
         )
@@ -113,6 +126,15 @@ class TransformerLM(nn.Module):
             for p in (block.attn.out.weight, block.mlp[2].weight):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * depth))
 
+    def embed_positions(self, tokens: Tensor, start: int):
+        """Embeddings (B, n, D) of tokens (B, n) at positions start.., and the RoPE tables of
+        those positions (None, None for learned positions, which are added here)."""
+        end = start + tokens.shape[1]
+        x = self.embed(tokens)
+        if self.positions == "learned":
+            return x + self.pos[start:end], None, None
+        return x, self.cos[start:end], self.sin[start:end]
+
     @staticmethod
     def _init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear | nn.Embedding):
@@ -125,9 +147,7 @@ class TransformerLM(nn.Module):
     ) -> Tensor:
         if cache is not None:  # incremental causal decoding: the next tokens only (kv_cache.py)
             return cache.run(self, tokens)
-        length = tokens.shape[1]
-        cos, sin = self.cos[:length], self.sin[:length]
-        x = self.embed(tokens)  # (B, L, D)
+        x, cos, sin = self.embed_positions(tokens, 0)  # (B, L, D)
         for block in self.blocks:
             x = block(x, cos, sin)
         return self.head(self.norm(x))  # (B, L, V)

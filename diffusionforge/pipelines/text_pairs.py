@@ -10,6 +10,10 @@ blank; spaces, newlines and | - + are ignored, so both of these pose the same pu
 
     53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79
     "530070000 600195000 098000060 800060003 400803001 700020006 060000280 000419005 000080079"
+
+A Sudoku model of data.sudoku.format "grid" (the `sudoku` preset) has no separate response: its
+window is the grid itself, the blanks are masked in place and filled, one cell per step in
+margin (or confidence) order; the givens are fixed tokens that sampling never changes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from diffusionforge.data import sudoku
 from diffusionforge.data.pairs import SEP, encode_pair, response_text
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import TextPipeline
-from diffusionforge.train.builders_text import PAIR_KINDS
+from diffusionforge.train.builders_text import PAIR_KINDS, is_sudoku_grid
 
 
 def is_pairs(pipe: TextPipeline) -> bool:
@@ -50,6 +54,24 @@ def prompt_ids(pipe: TextPipeline, prompt: str) -> Tensor:
             f"of {pipe.context} tokens"
         )
     return torch.tensor(ids, dtype=torch.long)
+
+
+def prompt_window(pipe: TextPipeline, prompt: str) -> tuple[Tensor, int]:
+    """(window (context,) long, start): the window to fill for `prompt`, mask ids where the
+    answer goes, and the position where the answer starts (after the prompt and separator; 0
+    for a grid-format Sudoku model, whose window is the puzzle with its blanks masked)."""
+
+    if is_sudoku_grid(pipe.cfg):
+        try:
+            grid = sudoku.parse_grid(prompt)
+        except ValueError as e:
+            raise UserError(f"--prompt: {e}") from None
+        ids = [pipe.mask_id if ch == sudoku.BLANK else pipe.tokenizer.encode(ch)[0] for ch in grid]
+        return torch.tensor(ids, dtype=torch.long), 0
+    ids = prompt_ids(pipe, prompt)
+    x = torch.full((pipe.context,), pipe.mask_id, dtype=torch.long)
+    x[: len(ids)] = ids
+    return x, len(ids)
 
 
 @torch.no_grad()
@@ -88,19 +110,15 @@ def answer(
     **kw,
 ) -> list[str]:
     """The response text to each prompt (prompt i sampled with seed + i, whatever the batch).
-    The response fills the rest of the context; nfe defaults to one step per response token."""
+    The response fills the rest of the context; nfe defaults to one step per masked token."""
 
     out: list[str] = []
     for start in range(0, len(prompts), batch):
-        rows = [prompt_ids(pipe, p) for p in prompts[start : start + batch]]
-        x = torch.full((len(rows), pipe.context), pipe.mask_id, dtype=torch.long)
-        for r, ids in enumerate(rows):
-            x[r, : len(ids)] = ids
-        steps = nfe or pipe.context - min(len(ids) for ids in rows)
+        rows = [prompt_window(pipe, p) for p in prompts[start : start + batch]]
+        x = torch.stack([window for window, _ in rows])
+        steps = nfe or int((x == pipe.mask_id).sum(1).max())
         y = fill(pipe, x, nfe=steps, seed=seed + start, **kw)
-        out += [
-            response_text(pipe.tokenizer, y[r, len(ids) :].tolist()) for r, ids in enumerate(rows)
-        ]
+        out += [response_text(pipe.tokenizer, y[r, s:].tolist()) for r, (_, s) in enumerate(rows)]
     return out
 
 

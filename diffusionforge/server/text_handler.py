@@ -26,7 +26,7 @@ from diffusionforge import limits
 from diffusionforge.data.pairs import response_text
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_text_pipeline
-from diffusionforge.pipelines.text_pairs import fill, prompt_ids
+from diffusionforge.pipelines.text_pairs import fill, prompt_window
 from diffusionforge.server.base import (
     ID_PATTERN,
     Counted,
@@ -138,10 +138,10 @@ def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None
             "prompt", "this model answers a prompt (trained on prompt/response pairs)"
         )
     try:
-        ids = prompt_ids(pipe, params.prompt)
+        window, start = prompt_window(pipe, params.prompt)
     except UserError as e:
         raise RequestError("prompt", str(e).removeprefix("--prompt: ")) from None
-    steps = nfe or pipe.context - len(ids)  # one step per response token
+    steps = nfe or int((window == pipe.mask_id).sum())  # one step per token to write
     greedy = "temperature" not in params.model_fields_set
     temperature = 0.0 if greedy else params.temperature
     echo = {"prompt": params.prompt, "nfe": steps, "sampler": params.sampler}
@@ -149,10 +149,9 @@ def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None
     echo |= {"top_k": params.top_k, "top_p": params.top_p}
 
     def run(ctx: JobContext) -> None:
-        ctx.plan(pipe.context - len(ids) if pipe.is_ar else steps)  # calls of one batch
+        ctx.plan(pipe.context - start if pipe.is_ar else steps)  # calls of one batch
         counted = dataclasses.replace(pipe, net=Counted(pipe.net, ctx.step))
-        x = torch.full((params.n, pipe.context), pipe.mask_id, dtype=torch.long)
-        x[:, : len(ids)] = ids
+        x = window.repeat(params.n, 1)
         out = fill(
             counted, x, nfe=steps, sampler=params.sampler, seed=params.seed,
             temperature=temperature, top_k=params.top_k, top_p=params.top_p,
@@ -160,7 +159,7 @@ def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None
         weights = pipe.checkpoint.files[f"{pipe.weights}.safetensors"]
         base = {"model": entry.id, "checkpoint_sha256": hashlib.sha256(weights).hexdigest()}
         for i, row in enumerate(out):
-            text = response_text(pipe.tokenizer, row[len(ids) :].tolist())
+            text = response_text(pipe.tokenizer, row[start:].tolist())
             meta = base | echo | {"seed": params.seed + i, "index": i}
             ctx.save(lambda p, t=text: p.write_text(t, encoding="utf-8"), "txt",
                      "text/plain; charset=utf-8", "text", meta)  # fmt: skip

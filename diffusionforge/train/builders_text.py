@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from diffusionforge.core.autoregressive import Autoregressive
@@ -28,9 +29,10 @@ from diffusionforge.data.tokenizers import (
     TextTokenizer,
 )
 from diffusionforge.errors import ConfigError, DataError
-from diffusionforge.nets.transformer import TRANSFORMER_PRESETS, TransformerLM
+from diffusionforge.nets.transformer import POSITIONS, TRANSFORMER_PRESETS, TransformerLM
 from diffusionforge.train.config import Config
 
+SUDOKU_FORMATS = ("pairs", "grid")  # data.sudoku.format
 PAIR_KINDS = ("pairs", "sudoku")  # (prompt, response) windows, trained on the response (SFT)
 TEXT_KINDS = ("text", "fortunes", "grammar", *PAIR_KINDS)
 TOKEN_OBJECTIVES = ("masked", "ar")
@@ -102,6 +104,8 @@ def text_dataset(cfg: Config) -> TextDataset:
     t = cfg.data.text
     if t.length < 2:
         raise ConfigError(f"data.text.length: expected at least 2 tokens, got {t.length}")
+    if is_sudoku_grid(cfg):
+        return sudoku_grid_dataset(cfg)
     if cfg.data.kind in PAIR_KINDS:
         return pairs_dataset(cfg)
     corpus = load_corpus(cfg)
@@ -125,6 +129,39 @@ def _set_vocab(cfg: Config, tok: TextTokenizer) -> None:
             f"model.transformer.vocab_size: {tr.vocab_size} is fewer than the tokenizer's "
             f"{tok.vocab_size} tokens"
         )
+
+
+def is_sudoku_grid(cfg: Config) -> bool:
+    """Sudoku in the infilling format: windows are solution grids (81 tokens), masked diffusion
+    learns them whole, and a puzzle is a grid with its blanks masked (givens fixed)."""
+    if cfg.data.kind != "sudoku":
+        return False
+    fmt = cfg.data.sudoku.format
+    if fmt not in SUDOKU_FORMATS:
+        raise ConfigError(
+            f"data.sudoku.format: expected one of {', '.join(SUDOKU_FORMATS)}, got {fmt!r}"
+        )
+    return fmt == "grid"
+
+
+def sudoku_grid_dataset(cfg: Config) -> TextDataset:
+    """Solution grids (N, 81): data.sudoku.bases random grids x variants symmetric forms. The
+    tokenizer is the pairs format's (".", the separator and the digits), so both formats have
+    the same vocabulary; data.text.length is set to 81."""
+
+    if cfg.formulation.kind != "masked":
+        raise ConfigError(
+            "data.sudoku.format: grid trains masked diffusion (an infilling model); the AR twin "
+            "needs the puzzle as a prompt (--set data.sudoku.format=pairs)"
+        )
+    s, t = cfg.data.sudoku, cfg.data.text
+    t.length = 81
+    if t.tokenizer != "char":
+        raise ConfigError("data.text.tokenizer: Sudoku grids use the char tokenizer")
+    tok = CharTokenizer(sorted(SEP + sudoku.BLANK + sudoku.DIGITS))
+    rows = [tok.encode(g) for g in sudoku.grids(s.bases, s.variants, cfg.data.seed)]
+    _set_vocab(cfg, tok)
+    return TextDataset(torch.tensor(rows, dtype=torch.long), tok, cfg.train.seed)
 
 
 def load_pairs(cfg: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -175,6 +212,8 @@ class PairDataset(TextDataset):
 def pairs_dataset(cfg: Config) -> PairDataset:
 
     train, held = load_pairs(cfg)
+    if cfg.data.kind == "sudoku":  # puzzle, separator, solution
+        cfg.data.text.length = 2 * 81 + 1
     tok = pair_tokenizer(cfg, train, held)
     data, plen = pack_pairs(tok, train, cfg.data.text.length)
     if data.shape[0] < 2:
@@ -199,6 +238,11 @@ def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         raise ConfigError(
             f"model.transformer: dim {kw['dim']} must split into {kw['heads']} heads of even width"
         )
+    if tr.positions not in POSITIONS:
+        raise ConfigError(
+            f"model.transformer.positions: expected one of {', '.join(POSITIONS)}, "
+            f"got {tr.positions!r}"
+        )
     if tr.vocab_size < 3:
         raise ConfigError("model.transformer.vocab_size: unset; train on text data (data.kind)")
     if cfg.formulation.kind not in TOKEN_OBJECTIVES:
@@ -212,6 +256,7 @@ def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         mlp_ratio=tr.mlp_ratio,
         dropout=tr.dropout,
         causal=cfg.formulation.kind == "ar",
+        positions=tr.positions,
         **kw,
     )
 
@@ -223,7 +268,7 @@ def masked_objective(cfg: Config):
         raise ConfigError(
             f"formulation.mask_schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}"
         )
-    if cfg.data.kind in PAIR_KINDS:  # LLaDA SFT: the response is masked and scored
+    if cfg.data.kind in PAIR_KINDS and not is_sudoku_grid(cfg):  # LLaDA SFT: response only
         return MaskedSFT(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
     return MaskedDiffusion(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
 

@@ -68,6 +68,7 @@ class TransformerConfig:
     mlp_ratio: int = 4
     dropout: float = 0.0
     vocab_size: int = 0
+    positions: str = "rope"  # or "learned": an embedding per position (grids such as Sudoku)
 
 
 @dataclass
@@ -135,13 +136,12 @@ class TextDataConfig:
 
 @dataclass
 class SudokuDataConfig:
-    # data.kind = "sudoku": generated 9x9 puzzles (data/sudoku.py) as (prompt, response) pairs;
-    # `bases` unique-solution puzzles, each in `variants` symmetric forms; held-out puzzles come
-    # from other seeds (benchmarks/sudoku.py)
+    # data.kind "sudoku" (data/sudoku.py): `bases` puzzles (grid: full grids) x `variants` forms
     bases: int = 2000
     variants: int = 16
     min_givens: int = 25
     max_givens: int = 35
+    format: str = "pairs"  # or "grid": whole solution grids, infilled (data.text.length 81)
 
 
 @dataclass
