@@ -21,17 +21,65 @@ def label_font(size: int):
         return ImageFont.load_default()
 
 
+def nice_ticks(lo: float, hi: float, target: int = 5) -> tuple[list[float], float]:
+    """Round tick values in [lo, hi] and their step: the smallest step of 1, 2 or 5 times a
+    power of ten that cuts the range into at most `target` + 1 intervals (Heckbert 1990,
+    "Nice numbers for graph labels")."""
+    span = max(hi - lo, 1e-12)
+    magnitude = 10.0 ** np.floor(np.log10(span / target))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if span / (m * magnitude) <= target + 1)
+    first, last = int(np.ceil(lo / step - 1e-9)), int(np.floor(hi / step + 1e-9))
+    return [k * step for k in range(first, last + 1)], step
+
+
+def tick_label(value: float, step: float) -> str:
+    """A tick value with as many decimals as its step needs (0.5 -> "0.5", 2 -> "2")."""
+    decimals = max(0, int(-np.floor(np.log10(step) + 1e-9)))
+    text = f"{value:.{decimals}f}"
+    return "0" if float(text) == 0 else text  # no "-0"
+
+
+def _axes(draw, canvas, box, lo, hi, font, y_labels: bool) -> None:
+    """Ticks and their values along the bottom (and, for the first panel, the left) of a panel
+    `box` = (x0, y0, size) showing data coordinates lo..hi (per axis) across `size` pixels."""
+    x0, y0, size = box
+    grey, black = (120, 120, 120), (40, 40, 40)
+    for axis in (0, 1):
+        ticks, step = nice_ticks(lo[axis], hi[axis])
+        for t in ticks:
+            frac = (t - lo[axis]) / (hi[axis] - lo[axis])
+            text = tick_label(t, step)
+            if axis == 0:
+                x = x0 + round(frac * (size - 1))
+                draw.line([x, y0 + size - 1, x, y0 + size + 4], fill=grey)
+                w = draw.textlength(text, font=font)
+                draw.text((x - w / 2, y0 + size + 6), text, fill=black, font=font)
+            else:
+                y = y0 + size - 1 - round(frac * (size - 1))
+                draw.line([x0 - 5, y, x0, y], fill=grey)
+                if y_labels:
+                    w = draw.textlength(text, font=font)
+                    draw.text((x0 - 8 - w, y - 7), text, fill=black, font=font)
+    draw.text((x0 + size / 2 - 10, y0 + size + 22), "x[0]", fill=black, font=font)
+    if y_labels:  # the vertical axis' name, turned 90 degrees
+        tag = Image.new("RGB", (40, 16), "white")
+        ImageDraw.Draw(tag).text((2, 0), "x[1]", fill=black, font=font)
+        canvas.paste(tag.rotate(90, expand=True), (2, y0 + size // 2 - 20))
+
+
 def scatter_panels(panels: list[tuple[str, Tensor]], size: int = 420) -> Image.Image:
     """One square panel per (title, points (N, 2)), side by side, on shared axes fitted to the
-    first panel (the data), so samples that stray outside it stay visibly outside."""
+    first panel (the data), so samples that stray outside it stay visibly outside. Each panel
+    has ticks with values along x[0] (the first coordinate) and x[1]; the first one names the
+    values of x[1] (the panels share it)."""
     ref = panels[0][1].detach().float().cpu().numpy()
     lo, hi = np.percentile(ref, 0.5, axis=0), np.percentile(ref, 99.5, axis=0)
     centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * 1.25 + 1e-6
-    pad_top, margin = 34, 10
-    width = len(panels) * (size + margin) + margin
-    canvas = Image.new("RGB", (width, size + pad_top + margin), "white")
+    pad_top, pad_left, pad_bottom, margin = 34, 64, 42, 16
+    width = pad_left + len(panels) * (size + margin)
+    canvas = Image.new("RGB", (width, size + pad_top + pad_bottom), "white")
     draw = ImageDraw.Draw(canvas)
-    font = label_font(18)
+    font, small = label_font(18), label_font(13)
     for k, (title, pts) in enumerate(panels):
         pts = pts.detach().float().cpu().numpy().reshape(len(pts), -1)[:, :2]
         pix = ((pts - centre) / half * 0.5 + 0.5) * (size - 1)
@@ -46,10 +94,11 @@ def scatter_panels(panels: list[tuple[str, Tensor]], size: int = 420) -> Image.I
         alpha = np.asarray(level_img, dtype=np.float64)[..., None] / 255.0
         colour = np.array(COLOURS[k % len(COLOURS)], dtype=np.float64)
         rgb = (255 * (1 - alpha) + colour * alpha).astype(np.uint8)
-        x0 = margin + k * (size + margin)
+        x0 = pad_left + k * (size + margin)
         canvas.paste(Image.fromarray(rgb), (x0, pad_top))
         draw.rectangle([x0, pad_top, x0 + size - 1, pad_top + size - 1], outline=(120, 120, 120))
         draw.text((x0 + 4, 8), f"{title}  (n={len(pts)})", fill=(0, 0, 0), font=font)
+        _axes(draw, canvas, (x0, pad_top, size), centre - half, centre + half, small, k == 0)
     return canvas
 
 

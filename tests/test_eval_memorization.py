@@ -1,7 +1,13 @@
 import torch
 from PIL import Image
 
-from diffusionforge.eval.memorization import memorization, save_worst_pairs
+from diffusionforge.eval.memorization import (
+    HEAD,
+    ROW_MIN,
+    TEXT_WIDTH,
+    memorization,
+    save_worst_pairs,
+)
 
 
 def test_ratio_criterion_on_a_line():
@@ -35,9 +41,10 @@ def test_worst_pairs_png(tmp_path):
     res = memorization(gen, train)
     path = save_worst_pairs(tmp_path / "sub" / "worst.png", gen, train, res, count=2, scale=2)
     im = Image.open(path)
-    # rows: 2 pairs of 4 px + a 2 px gap; cols: 4 px flag + 4 + 2 px separator + 4, all x2.
-    assert im.size == ((4 + 4 + 2 + 4) * 2, (4 + 2 + 4) * 2) and im.mode == "RGB"
-    assert im.getpixel((0, 0)) == (255, 0, 0)  # flagged as memorized
+    # cols: 4 px flag + 4 + 2 px separator + 4, all x2, then the labels; rows: a heading,
+    # then one pair per ROW_MIN pixels at least (two lines of label each)
+    assert im.size == ((4 + 4 + 2 + 4) * 2 + TEXT_WIDTH, HEAD + 2 * ROW_MIN) and im.mode == "RGB"
+    assert im.getpixel((0, HEAD)) == (255, 0, 0)  # flagged as memorized
 
 
 def test_needs_two_training_samples():

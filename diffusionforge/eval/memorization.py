@@ -17,8 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import Tensor
+
+from diffusionforge.plot import label_font
+
+HEAD, TEXT_WIDTH, ROW_MIN = 38, 330, 34  # memorization.png: heading, label column, row pitch
 
 
 @dataclass(frozen=True)
@@ -66,29 +70,43 @@ def save_worst_pairs(
     count: int = 16,
     scale: int = 4,
 ) -> Path:
-    """PNG: one row per pair, generated | nearest training image, smallest d1/d2 first.
+    """PNG: one row per pair, generated | nearest training image, smallest d1/d2 first, each
+    labelled with the sample's index, its nearest training image's index, the distance d1 and
+    the ratio d1/d2 (the criterion's "copy" when below alpha).
 
     Images are (N, C, H, W) in [-1, 1]; ``scale`` enlarges small images with nearest
     neighbour so 8x8 digits can be inspected. A red bar left of a row marks a pair that meets
-    the criterion.
+    the criterion. Rows are at least ROW_MIN pixels apart, room for two lines of label.
     """
-    order = result.ratio.argsort()[:count]
-    h = generated.shape[-2]
-    gap = 2
-    rows = []
-    for i in order.tolist():
+    order = result.ratio.argsort()[:count].tolist()
+    h, gap = generated.shape[-2], 2
+    strips = []
+    for i in order:
         pair = [_to_uint8(generated[i]), _to_uint8(train[result.nearest[i]])]
         flag = np.zeros((h, gap * 2, 3), np.uint8)
         if result.ratio[i] < result.alpha:
             flag[..., 0] = 255
         sep = np.full((h, gap, 3), 128, np.uint8)
-        rows.append(np.concatenate([flag, pair[0], sep, pair[1]], axis=1))
-        rows.append(np.full((gap, rows[-1].shape[1], 3), 128, np.uint8))
-    grid = np.concatenate(rows[:-1], axis=0)
-    im = Image.fromarray(grid).resize(
-        (grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST
-    )
+        strip = Image.fromarray(np.concatenate([flag, pair[0], sep, pair[1]], axis=1))
+        strips.append(strip.resize((strip.width * scale, h * scale), Image.Resampling.NEAREST))
+    pitch = max((h + gap) * scale, ROW_MIN)
+    width = strips[0].width
+    canvas = Image.new("RGB", (width + TEXT_WIDTH, HEAD + len(strips) * pitch), "white")
+    draw, black = ImageDraw.Draw(canvas), (0, 0, 0)
+    font, bold = label_font(12), label_font(13)
+    draw.text((2, 2), "left: generated sample, right: its nearest training image", black, font)
+    legend = f"d1: L2 distance of [-1, 1] pixels; copy if d1/d2 < {result.alpha:.3g} (red bar)"
+    draw.text((2, 18), legend, black, font)
+    for k, (i, strip) in enumerate(zip(order, strips, strict=True)):
+        y = HEAD + k * pitch
+        canvas.paste(strip, (0, y))
+        copy = bool(result.ratio[i] < result.alpha)
+        colour = (200, 0, 0) if copy else black
+        line1 = f"sample {i} / train {int(result.nearest[i])}"
+        line2 = f"d1 {float(result.d1[i]):.3g}  d1/d2 {float(result.ratio[i]):.2f}"
+        draw.text((width + 8, y), line1, colour, bold)
+        draw.text((width + 8, y + 15), line2 + ("  copy" if copy else ""), colour, font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    canvas.save(path)
     return path
