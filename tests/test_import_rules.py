@@ -167,17 +167,10 @@ def _comment_above(lines: list[str], line: int) -> str:
     return text
 
 
-# Known long files, to be split (the #15 report names them); they may not pass DESIGN.md's
-# "split before 800" meanwhile.
-SPLIT_PENDING = {"train/trainer.py", "data/scenes.py"}
-
-
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
 def test_files_stay_readable_in_one_sitting(path):
     n = len(path.read_text().splitlines())
-    rel = path.relative_to(PACKAGE).as_posix()
-    limit = 800 if rel in SPLIT_PENDING else MAX_LINES
-    assert n <= limit, f"{path.relative_to(PACKAGE.parent)}: {n} lines (split it)"
+    assert n <= MAX_LINES, f"{path.relative_to(PACKAGE.parent)}: {n} lines (split it)"
 
 
 def test_the_rules_catch_what_they_claim():

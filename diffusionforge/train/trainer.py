@@ -13,8 +13,6 @@ import contextlib
 import copy
 import json
 import math
-import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,21 +26,20 @@ from torch import Tensor
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.data.augment import mix_seed
 from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
-from diffusionforge.plot import save_png
 from diffusionforge.train import checkpoint as ckpt_io
-from diffusionforge.train import resume_state, sharding
+from diffusionforge.train import sharding
 from diffusionforge.train.builders import (
     build_formulation,
     build_model,
     build_optimizer,
     lr_at,
 )
-from diffusionforge.train.config import Config, parse_duration, to_dict
+from diffusionforge.train.config import Config, parse_duration
 from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.ema import ClassicEMA, PowerEMA
-from diffusionforge.train.previews import PREVIEWS
-
-PLAIN_EVERY = 30.0  # seconds between plain progress lines when there is no progress bar
+from diffusionforge.train.trainer_checkpoints import Checkpoints
+from diffusionforge.train.trainer_device import DeviceSteps
+from diffusionforge.train.trainer_progress import Progress
 
 
 @dataclass
@@ -55,7 +52,7 @@ class TrainResult:
     skipped_steps: int
 
 
-class Trainer:
+class Trainer(Checkpoints, DeviceSteps, Progress):
     def __init__(
         self,
         cfg: Config,
@@ -178,76 +175,6 @@ class Trainer:
         if cfg.train.compile:  # only the training forward/backward; self.net stays plain
             self.model = torch.compile(self.model)
         self._perm_epoch, self._perm = -1, None
-
-    def _fused_optimizer(self, on: bool) -> None:
-        """The fused AdamW kernel (device-side mode) takes found_inf, so a skipped step never
-        waits for the device; otherwise torch's default. Set after a resume, which brings the
-        saved run's choice; the step counters move to the weights' device as fused wants."""
-        for group in self.optimizer.param_groups:
-            group["fused"], group["foreach"] = (True if on else None), None
-        if on:
-            for p, st in self.optimizer.state.items():
-                if "step" in st:
-                    st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
-
-    def _check_writable(self) -> None:
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise CheckpointError(
-                f"{self.run_dir}: run folder is not writable ({e.strerror})"
-            ) from None
-
-    def _config_json(self) -> dict:
-        n_params = sum(p.numel() for p in self.net.parameters())
-        header = {
-            "format": 1,
-            "example_shape": list(self.dataset.shape),
-            "parameters": n_params,
-            "examples": len(self.dataset),
-            "classes": self.dataset.classes if self.cfg.model.num_classes > 0 else [],
-        }
-        return {"diffusionforge": header, **to_dict(self.cfg)}
-
-    # --- resume -----------------------------------------------------------------------------
-
-    def _load(self, resume: str) -> None:
-        """Resume from a checkpoint. 'auto' tries the run's checkpoints newest first and skips,
-        with one line each, every one whose files fail their checksum or whose content does
-        not read back into this run (weights, optimizer, EMA, RNG or state of the wrong kind)."""
-        if resume != "auto":
-            ckpt = ckpt_io.resolve_checkpoint(resume, need_training_state=True)
-            return self._restore(ckpt, resume_state.read(ckpt, self))
-        differs = None  # a checkpoint of other settings: skipped only if an older one fits
-        for path in reversed(ckpt_io.list_checkpoints(self.run_dir)):
-            try:
-                ckpt = ckpt_io.load_checkpoint(path, need_training_state=True)
-                restored = resume_state.read(ckpt, self)
-            except (CheckpointError, ConfigError) as e:
-                differs = differs or (e if isinstance(e, ConfigError) else None)
-                self.log(f"warning: skipping {e}")
-                continue
-            return self._restore(ckpt, restored)
-        if differs is not None:  # never restart from 0 over checkpoints of other settings
-            raise differs
-        self.log(f"no checkpoint in {self.run_dir}; starting from step 0")
-
-    def _restore(self, ckpt: ckpt_io.Checkpoint, r: resume_state.Restored) -> None:
-        """Apply what `resume_state.read` checked; nothing here can fail half-way."""
-        self.net.load_state_dict(r.model)
-        if self.sharded:  # loaded into the shards once prepare() has made them
-            self._pending_optimizer = r.optimizer
-        else:
-            self.optimizer.load_state_dict(r.optimizer)
-        if self.ema is not None:
-            self.ema.load_state(r.ema)
-        ckpt_io.set_rng_state(r.rng)
-        self.step, self.nan_streak, self.skipped = r.step, 0, r.skipped
-        self.resumed_from = self._last_saved = ckpt.path
-        self.log(f"resumed from {ckpt.path} at step {self.step}")
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -372,42 +299,6 @@ class Trainer:
             self.ema.update(self.net, self.step)
         return mean_loss, grad_norm, lr
 
-    def _on_device(self, loss: Tensor, grad_norm: Tensor) -> Tensor:
-        """`_train_step`'s update without waiting for the device (the default on CUDA): the
-        fused AdamW skips the whole update on the device when found_inf = 1, as it does for
-        torch's GradScaler (weights, moments and step count untouched), the EMA takes a step of
-        weight 0, and the skip counters stay on the device until `_sync` at the next logging
-        step, which is also when train.nan_limit is checked. Returns the loss, a tensor."""
-        bad = (~(torch.isfinite(loss) & torch.isfinite(grad_norm))).float()
-        inner = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper
-        inner.found_inf, inner.grad_scale = bad, None
-        self.optimizer.step()
-        inner.found_inf = None
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.net, self.step, scale=1 - bad)
-        self._bad += bad
-        self._streak = (self._streak + 1) * bad
-        return loss.detach()
-
-    def _sync(self, losses: list) -> list[float]:
-        """The device-side mode's one wait per logging window: losses as numbers (those of
-        skipped steps dropped), skipped steps and the streak of them read back."""
-        pending = [x for x in losses if isinstance(x, Tensor)]
-        if not pending:
-            return losses
-        values = torch.stack([*pending, self._bad, self._streak]).tolist()
-        *values, bad, streak = values
-        done = [x for x in losses if not isinstance(x, Tensor)]
-        new = int(bad) - self.skipped
-        if new:
-            self.log(
-                f"warning: {new} of steps {self.step - len(pending) + 1}-{self.step}: "
-                f"non-finite loss or gradient; skipped"
-            )
-        self.skipped, self.nan_streak = int(bad), int(streak)
-        return done + [v for v in values if math.isfinite(v)]
-
     def _to_device(self, t: Tensor) -> Tensor:
         """CPU batch -> device: through pinned memory without waiting on CUDA (the copy is
         ordered before the kernels that read it), channels-last for a UNet's images."""
@@ -474,164 +365,3 @@ class Trainer:
             if flag:
                 return name
         return None
-
-    # --- saving -----------------------------------------------------------------------------
-
-    def _save(self) -> Path | None:
-        # Weights that are no longer finite (an optimizer step with a huge learning rate) are
-        # never written: a checkpoint must always be a good one to resume or sample from.
-        states = [self.net.state_dict(), *([self.ema.state()] if self.ema is not None else [])]
-        finite = all(
-            bool(torch.isfinite(sharding.local(t)).all()) for st in states for t in st.values()
-        )
-        if self.sharded:  # each process saw its own shards: all must agree
-            flag = torch.tensor(float(finite), device=self.acc.device)
-            finite = bool(self.acc.reduce(flag, reduction="sum") == self.world)
-        if not finite:
-            last = self._last_saved or "none was written"
-            raise TrainingDiverged(
-                f"training stopped at step {self.step}: the weights are no longer finite (try "
-                f"a lower optim.lr); not saved; last good checkpoint: {last}"
-            )
-        self.acc.wait_for_everyone()
-        full = self._full_states()  # every process takes part when the state is sharded
-        path = None
-        if self.acc.is_main_process:
-            path = ckpt_io.save_checkpoint(
-                self.run_dir, self.step, self._checkpoint_files(full), self.cfg.train.keep_last
-            )
-            self._last_saved = path
-        self.acc.wait_for_everyone()
-        return path
-
-    def _full(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Whole tensors of a state dict: gathered from the shards under FSDP (a collective:
-        every process calls it; the result lands on the main process only), else as they are."""
-        if not self.sharded:
-            return tensors
-        return sharding.full_tensors(tensors, keep=self.acc.is_main_process)
-
-    def _full_states(self) -> dict[str, dict]:
-        """Everything a checkpoint holds, whole (see `_full`)."""
-        out = {"model": self._full(self.net.state_dict())}
-        if self.sharded:
-            out["optimizer"] = sharding.full_optimizer_state(
-                self.optimizer, keep=self.acc.is_main_process
-            )
-        else:
-            out["optimizer"] = self.optimizer.state_dict()
-        if self.ema is not None:
-            out["ema"] = self._full(self.ema.primary())
-            out["ema_all"] = self._full(self.ema.state())
-        return out
-
-    def _checkpoint_files(self, full: dict[str, dict]) -> dict[str, bytes]:
-        meta = {"step": self.step}
-        files = {
-            "model.safetensors": ckpt_io.tensors_to_bytes(full["model"], meta),
-            "config.json": json.dumps(self._config_json(), indent=2).encode(),
-            # files the model needs beside its weights (a text dataset's tokenizer.json)
-            **getattr(self.dataset, "extra_files", {}),
-        }
-        opt_tensors, opt_meta = ckpt_io.optimizer_to_files(full["optimizer"])
-        files["training_state/optimizer.safetensors"] = ckpt_io.tensors_to_bytes(opt_tensors)
-        files["training_state/optimizer.json"] = json.dumps(opt_meta).encode()
-        files["training_state/rng.safetensors"] = ckpt_io.tensors_to_bytes(ckpt_io.rng_state())
-        if self.ema is not None:
-            files["ema.safetensors"] = ckpt_io.tensors_to_bytes(full["ema"], meta)
-            files["training_state/ema_all.safetensors"] = ckpt_io.tensors_to_bytes(full["ema_all"])
-        hook = getattr(self.formulation, "checkpoint_files", None)
-        if hook is not None:  # files measured on the saved weights (an autoencoder's latent scale)
-            net = build_model(self.cfg, self.dataset.shape).to(self.acc.device)
-            net.load_state_dict(full["ema"] if self.ema else full["model"])
-            files.update(hook(net, self.dataset))
-        epoch, batch = divmod(self.step, self.batches_per_epoch)
-        state = {
-            "step": self.step,
-            "epoch": epoch,
-            "batch_in_epoch": batch,
-            "skipped_steps": self.skipped,
-            "world_size": self.world,
-            "time": time.time(),
-        }
-        files["training_state/state.json"] = json.dumps(state, indent=1).encode()
-        return files
-
-    # --- logging and signals ----------------------------------------------------------------
-
-    def _sample_grid(self, writer) -> Path | None:
-        cfg = self.cfg
-        preview = PREVIEWS.get(cfg.data.kind)
-        if preview is None:
-            return None
-        weights = self._full(self.ema.primary() if self.ema else self.net.state_dict())
-        if not self.acc.is_main_process:
-            return None
-        net = build_model(cfg, self.dataset.shape).to(self.acc.device)
-        net.load_state_dict(weights)
-        net.eval()
-        with torch.no_grad():
-            image = preview(net, self.formulation, self.dataset, cfg, self.acc.device)
-        if image is None:
-            return None
-        path = save_png(image, self.run_dir / "samples" / f"step-{self.step:09d}.png")
-        if writer:
-            import numpy as np
-
-            writer.add_image("samples", np.asarray(image), self.step, dataformats="HWC")
-        return path
-
-    def _tensorboard(self):
-        if not (self.cfg.train.tensorboard and self.acc.is_main_process):
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
-
-    def _plain_line(self, start: float, loss: float, lr: float) -> None:
-        """Without a progress bar (--no-progress, or stderr not a terminal: a log file), one
-        plain line at the first logged step and then at most every PLAIN_EVERY seconds."""
-        if not self.acc.is_main_process:
-            return
-        if self.cfg.train.progress and sys.stderr.isatty():
-            return
-        now = time.monotonic()
-        if now - getattr(self, "_plain_at", -math.inf) < PLAIN_EVERY:
-            return
-        if not hasattr(self, "_plain_from"):
-            self._plain_from = (self.step, start)
-        self._plain_at = now
-        done, total = self.step - self._plain_from[0], self.cfg.train.steps
-        rate = done / max(now - self._plain_from[1], 1e-9)
-        eta = f", ETA {(total - self.step) / rate:.0f}s" if rate > 0 else ""
-        self.log(f"step {self.step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {rate:.2f} steps/s{eta}")
-
-    def _progress_bar(self):
-        from tqdm import tqdm
-
-        return tqdm(
-            total=self.cfg.train.steps,
-            initial=self.step,
-            unit="step",
-            dynamic_ncols=True,
-            disable=not (self.cfg.train.progress and self.acc.is_main_process),
-        )
-
-    def _install_signal_handlers(self) -> dict:
-        def handler(signum, frame):
-            if self._signal is not None:  # a second signal: stop now, without saving
-                raise KeyboardInterrupt
-            self._signal = signal.Signals(signum).name
-            self.log(f"{self._signal} received: saving a checkpoint and stopping")
-
-        old = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return old
-
-    def _restore_signal_handlers(self, old: dict) -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
