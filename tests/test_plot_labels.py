@@ -73,3 +73,14 @@ def test_memorization_png_labels_each_pair_and_marks_copies_in_red(tmp_path):
         assert band.any() == (k < 2), k
     ink = img[head:, pairs_w:].min(axis=2) < 100  # every row has its label
     assert all(ink[k * row : (k + 1) * row].any() for k in range(6))
+
+
+def test_the_fid_sweep_plot_names_which_fid_it_shows():
+    from diffusionforge.pipelines.evaluate import fid_label, sweep_plot
+
+    rows = [{"sampler": "euler", "nfe": n, "fid": f} for n, f in ((4, 9.0), (8, 3.0))]
+    plain = np.asarray(sweep_plot(rows, "t", "FID"))
+    named = np.asarray(sweep_plot(rows, "t", fid_label("classifier")))
+    assert fid_label("classifier") != "FID" and fid_label("inception-v3") == "FID"
+    label_row = (slice(20, 40), slice(60, 300))  # beyond "FID": only the longer label has ink
+    assert (named[label_row] < 100).any() and not (plain[label_row] < 100).any()

@@ -158,17 +158,20 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
+        label = fid_label(metrics["features"])
         save_png(
-            sweep_plot(rows, f"FID vs NFE ({metrics['features']} features)"), out / "sweep.png"
+            sweep_plot(rows, f"{label} vs NFE ({metrics['features']})", label),
+            out / "sweep.png",
         )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
-def sweep_plot(rows: list[dict], title: str, size=(640, 420)) -> Image.Image:
-    """FID (log scale) against NFE (log2 scale), one line per sampler, with Pillow only."""
+def sweep_plot(rows: list[dict], title: str, ylabel: str = "FID", size=(640, 420)) -> Image.Image:
+    """FID (log scale) against NFE (log2 scale), one line per sampler, with Pillow only;
+    `ylabel` says which FID (fid_label: classifier-feature FIDs are not Inception FIDs)."""
     w, h = size
-    left, right, top, bottom = 70, 150, 36, 50
+    left, right, top, bottom = 70, 150, 52, 50
     im = Image.new("RGB", size, "white")
     d, font = ImageDraw.Draw(im), label_font(13)
     nfes = sorted({r["nfe"] for r in rows})
@@ -184,7 +187,7 @@ def sweep_plot(rows: list[dict], title: str, size=(640, 420)) -> Image.Image:
         return x, y
 
     d.rectangle([left, top, w - right, h - bottom], outline=(120, 120, 120))
-    d.text((left, 10), title, fill=(0, 0, 0), font=font)
+    d.text((left, 4), title, fill=(0, 0, 0), font=font)
     for nfe in nfes:
         x, _ = px(nfe, 10**lo)
         d.line([x, h - bottom, x, h - bottom + 5], fill=(0, 0, 0))
@@ -194,7 +197,7 @@ def sweep_plot(rows: list[dict], title: str, size=(640, 420)) -> Image.Image:
         v = lo + (hi - lo) * k / 4
         _, y = px(nfes[0], 10**v)
         d.text((8, y - 7), f"{10**v:.3g}", fill=(0, 0, 0), font=font)
-    d.text((8, top - 22), "FID", fill=(0, 0, 0), font=font)
+    d.text((8, top - 28), ylabel, fill=(0, 0, 0), font=font)
     for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in rows)):
         colour = COLOURS[i % len(COLOURS)] if i < len(COLOURS) else (255, 127, 14)
         pts = [px(r["nfe"], r["fid"]) for r in rows if r["sampler"] == sampler]
