@@ -19,7 +19,7 @@ def test_other_sizes_are_reported_once(tmp_path):
     lines: list[str] = []
     ds = ImageFolder(tmp_path / "a", 32, report=lines.append)
     assert len(ds) == 3 and len(lines) == 1
-    assert "2 image(s) of 96x64 and 1 other size(s) resized and centre-cropped to 32x32" in lines[0]
+    assert "images are 96x64 (2 image(s) and 1 other size(s)); training at 32x32" in lines[0]
     assert "data.image_size" in lines[0]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusionforge.cli.common import _log, _one_run_per_folder
+from diffusionforge.cli.common import _log, _one_run_per_folder, launcher_precision
 from diffusionforge.errors import ConfigError, UserError
 
 
@@ -39,6 +39,8 @@ def _cmd_train(args) -> int:
         if not run_cfg.is_file():
             raise ConfigError(f"--resume: {run_cfg} not found (is this a run folder?)")
         args.config = str(run_cfg)
+    if not args.preset and not args.config and args.data and Path(args.data).is_dir():
+        args.preset = "images"  # one's own images, sized from the data (train/auto_size.py)
     if not args.preset and not args.config:
         raise ConfigError(
             f"give --preset NAME or --config FILE (presets: {', '.join(preset_names())})"
@@ -63,7 +65,7 @@ def _cmd_train(args) -> int:
         overrides.append(f"train.steps={args.steps}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
-    cfg = apply_overrides(cfg, overrides)
+    cfg = launcher_precision(apply_overrides(cfg, overrides), overrides)
     if args.max_time:
         parse_duration(args.max_time)
     if args.max_cpu_time:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,3 +133,33 @@ def class_folders(root: str | os.PathLike) -> list[Path]:
 def _inode(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_dev, st.st_ino
+
+
+class FileList:
+    """(path, label) pairs of a scanned folder, held compactly: one str per file (relative to
+    the root) and one int64 label. A list of (Path, int) tuples costs about 2.5 KB a file once
+    the paths have been taken apart (250 MB for 100k files, measured: BENCHMARKS.md); this
+    costs about a tenth of that. Reads back as (Path, int), like the list it replaces."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self._paths: list[str] = []
+        self._labels = array("q")
+
+    def append(self, item: tuple[Path, int]) -> None:
+        path, label = item
+        self._paths.append(str(Path(path).relative_to(self.root)))
+        self._labels.append(label)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, i: int) -> tuple[Path, int]:
+        return self.root / self._paths[i], self._labels[i]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def labels(self) -> array:
+        return self._labels

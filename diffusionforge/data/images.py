@@ -52,17 +52,25 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from diffusionforge.data.arrays import check_npy_header
-from diffusionforge.data.files import class_folders, file_problem, regular_files
+from diffusionforge.data.files import FileList, class_folders, file_problem, regular_files
 from diffusionforge.limits import limit
 
 # Long side / short side that resize_center_crop resizes at most (it trims longer images
 # first: the ends it trims are cropped away anyway). Folders skip beyond limit("image_aspect").
 MAX_ASPECT = 16.0
+AUTO_SIDES = (8, 16, 32, 64)  # what size=0 (data.image_size = 0) picks from (auto_side)
 
 
 def flip_decision(seed: int, epoch: int, index: int) -> bool:
     """A fair coin that depends only on its arguments (SeedSequence hashes them), never on RNG."""
     return bool(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0] & 1)
+
+
+def auto_side(sizes: Counter) -> int:
+    """The training side for images of these (w, h) sizes: the short side of the most common
+    size, rounded down to 8, 16, 32 or 64 (U-Nets halve it twice or more; 64 is CPU-sized)."""
+    (w, h), _ = sizes.most_common(1)[0]
+    return max([s for s in AUTO_SIDES if s <= min(w, h)] or [AUTO_SIDES[0]])
 
 
 def _report(line: str) -> None:
@@ -124,8 +132,10 @@ class ImageFolder(Dataset):
         max_pixels: int | None = None,
         max_aspect: float | None = None,
         report: Callable[[str], None] = _report,
+        check: str = "full",
     ) -> None:
         self.root, self.size, self.channels = Path(root), size, channels
+        self.full_check = check == "full"  # "header": sizes from headers, pixels decoded later
         self.hflip, self.seed, self.epoch = hflip, seed, 0
         self.min_side = min_side
         self.max_pixels = max_pixels if max_pixels is not None else limit("image_pixels")
@@ -136,7 +146,7 @@ class ImageFolder(Dataset):
         class_dirs = class_folders(self.root)
         self.classes = [p.name for p in class_dirs]
         self.skipped: list[tuple[Path, str]] = []
-        self.samples: list[tuple[Path, int]] = []
+        self.samples = FileList(self.root)  # (path, label): about 250 bytes a file
         self.sizes: Counter[tuple[int, int]] = Counter()  # (w, h) of the usable images
         for path in regular_files(self.root, self._skip):
             rel = path.relative_to(self.root)
@@ -152,13 +162,18 @@ class ImageFolder(Dataset):
                 self.sizes[self._last_size] += 1
         if not self.samples:
             raise ValueError(f"{self.root}: no readable images found (skipped {len(self.skipped)})")
+        picked = ""
+        if not size:  # the side from the data: the short side of its most common size
+            self.size = size = auto_side(self.sizes)
+            picked = " (picked from the data)"
         other = [(n, wh) for wh, n in self.sizes.most_common() if wh != (size, size)]
         if other:  # never resize without a word: say what happens and how to change it
             (n, (w, h)), more = other[0], len(other) - 1
             also = f" and {more} other size(s)" if more else ""
             report(
-                f"{self.root}: {n} image(s) of {w}x{h}{also} resized and centre-cropped to "
-                f"{size}x{size} (data.image_size)"
+                f"{self.root}: images are {w}x{h} ({n} image(s){also}); training at "
+                f"{size}x{size}{picked} (centre crop after resizing the short side) - set "
+                "data.image_size to change"
             )
         if self.skipped:
             report(f"{self.root}: skipped {len(self.skipped)} of {len(self.skipped) + len(self)}")
@@ -213,6 +228,8 @@ class ImageFolder(Dataset):
                 raise ValueError(f"corrupt or truncated image ({e})") from e
 
     def _check(self, path: Path) -> str | None:
+        if not getattr(self, "full_check", True):  # CaptionedImages scans in full
+            return self._check_header(path)
         try:
             # verify() checks structure and checksums (PNG CRCs) that load() may not; it leaves
             # the file unusable, so _open reopens and decodes every pixel. The size limits are
@@ -236,6 +253,48 @@ class ImageFolder(Dataset):
         if min(im.size) < self.min_side:
             return f"too small ({im.size[0]}x{im.size[1]} < min_side {self.min_side})"
         self._last_size = im.size
+        return None
+
+    def keep_verified(self) -> None:
+        """After a header scan: verify and decode every file in full, as check="full" does,
+        and drop (with the one line each) those that fail. A no-op after a full scan."""
+        if self.full_check:
+            return
+        self.full_check, before = True, len(self.skipped)
+        kept = FileList(self.root)
+        for path, label in self.samples:
+            problem = self._check(path)
+            if problem:
+                self._skip(path, problem)
+            else:
+                kept.append((path, label))
+        self.samples = kept
+        if not kept:
+            raise ValueError(f"{self.root}: no readable images found (skipped {len(self.skipped)})")
+        if len(self.skipped) > before:
+            self.report(
+                f"{self.root}: skipped {len(self.skipped)} of {len(self.skipped) + len(self)}"
+            )
+
+    def _check_header(self, path: Path) -> str | None:
+        """The size limits and min_side from the header only; pixels are decoded on use."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter(self._bomb_warning(), Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    size = im.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            return f"decompression bomb ({e})"
+        except Image.UnidentifiedImageError:
+            return "not an image"
+        except Exception as e:  # any header failure is a bad file, not a crash
+            return f"unreadable image ({type(e).__name__}: {e})"
+        problem = self._size_problem(*size)
+        if problem:
+            return problem
+        if min(size) < self.min_side:
+            return f"too small ({size[0]}x{size[1]} < min_side {self.min_side})"
+        self._last_size = size
         return None
 
     def load(self, index: int) -> Tensor:

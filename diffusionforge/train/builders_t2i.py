@@ -107,6 +107,7 @@ def scenes_dataset(cfg: Config) -> ArrayDataset:
     data.image_size, drawn from data.seed."""
 
     d = cfg.data
+    d.image_size = d.image_size or 32  # 0 (from the data) means the scenes' default here
     if d.image_size not in (32, 64):
         raise ConfigError(f"data.image_size: scenes render at 32 or 64, got {d.image_size}")
     if cfg.model.text_encoder.kind == "layout":
@@ -126,6 +127,7 @@ def captions_dataset(cfg: Config) -> ArrayDataset:
         )
     if not cfg.data.path:
         raise DataError("data.path: a captioned folder, .csv or .jsonl is needed (pass --data)")
+    cfg.data.image_size = cfg.data.image_size or 32  # 0: the default side, 32
     images, texts = cap.load_captioned(cfg.data.path, cfg.data.image_size, cfg.data.channels)
     if len(texts) < 2:
         raise DataError(f"{cfg.data.path}: {len(texts)} captioned image(s); need at least 2")

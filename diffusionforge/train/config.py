@@ -158,21 +158,20 @@ class AudioDataConfig:
 
 @dataclass
 class DataConfig:
-    # "toy" (built-in 2-D set), "npy" (an array file of shape (N, ...)), "digits" or "glyphs"
-    # (built-in labelled images), "images" (a folder of images, or a uint8 .npy image stack)
-    kind: str = "toy"
+    kind: str = "toy"  # toy (2-D), npy ((N, ...) array), digits/glyphs, images (folder or .npy)
     name: str = "moons"  # toy set: moons, swissroll, ring, checkerboard
     path: str = ""  # .npy file when kind = "npy"; folder or .npy when kind = "images"
     labels: str = ""  # kind = "images" with a .npy stack: optional int labels .npy (N,)
-    image_size: int = 32  # kind = "images" with a folder: resize/centre-crop side
+    image_size: int = 0  # resize/centre-crop side of image folders; 0: from the data (32 else)
     channels: int = 3  # kind = "images": 1 (grayscale) or 3 (RGB)
+    cache_mb: int = 1024  # image folders decoding to at most this many MiB are held in memory
+    num_workers: int = 0  # larger folders stream: decoding processes (0: inline; data/stream.py)
     size: int = 20000  # number of toy points generated
     seed: int = 0  # seed that generates the toy points
     shuffle: bool = True
     augment: str = "none"  # "none", "flip" (mirror the last axis: image width) or "jitter"
     jitter: float = 0.02  # standard deviation of the jitter augmentation
-    # Latent diffusion: an autoencoder checkpoint (formulation.kind = "vae"); the images are
-    # encoded once into its scaled latents and the model trains on those. "": pixels.
+    # Latent diffusion: train on the scaled latents of this autoencoder checkpoint ("": pixels)
     autoencoder: str = ""
     text: TextDataConfig = field(default_factory=TextDataConfig)
     sudoku: SudokuDataConfig = field(default_factory=SudokuDataConfig)
@@ -224,16 +223,14 @@ class EMAConfig:
 @dataclass
 class TrainConfig:
     steps: int = 4000  # length of the LR schedule and the step budget
-    batch_size: int = 256  # global batch, split over processes and accumulation steps
+    batch_size: int = 256  # global, over processes x accumulation; 0: by image side (auto_size)
     grad_accum: int = 1
     mixed_precision: str = "no"  # "no", "bf16" or "fp16"
     compile: bool = False  # torch.compile the network for training (GPUs; minutes to compile)
     seed: int = 0
     threads: int = 0  # CPU threads for torch (0: torch's default); 1 suits small models best
     max_time: str = ""  # wall-clock budget such as "10m"; empty for none
-    # CPU-time budget of the training process (all its threads), e.g. "10m": equal budgets stay
-    # comparable when other jobs share the machine. Empty for none.
-    max_cpu_time: str = ""
+    max_cpu_time: str = ""  # CPU-time budget of the process, e.g. "10m" (fair on a busy box)
     nan_limit: int = 5  # stop after this many non-finite steps in a row
     log_every: int = 50
     sample_every: int = 1000  # write a sample grid every N steps (0: never)

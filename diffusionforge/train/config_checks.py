@@ -49,7 +49,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
     positive = {
         "train.steps": cfg.train.steps,
-        "train.batch_size": cfg.train.batch_size,
         "train.grad_accum": cfg.train.grad_accum,
         "train.nan_limit": cfg.train.nan_limit,
         "train.keep_last": cfg.train.keep_last,
@@ -88,8 +87,10 @@ def validate(cfg: Config) -> None:
         )
     if cfg.data.channels not in (1, 3):
         raise ConfigError(f"data.channels: expected 1 or 3, got {cfg.data.channels}")
-    if cfg.data.image_size < 2:
-        raise ConfigError(f"data.image_size: expected at least 2, got {cfg.data.image_size}")
+    if cfg.data.image_size == 1 or cfg.data.image_size < 0:
+        raise ConfigError(
+            f"data.image_size: expected at least 2 (0: from the data), got {cfg.data.image_size}"
+        )
     if cfg.data.image_size > limit("image_side"):
         raise ConfigError(
             f"data.image_size: {cfg.data.image_size} is above the limit of "
@@ -124,6 +125,9 @@ def validate(cfg: Config) -> None:
 
 # Numbers that may be 0 but never negative (counts whose 0 means "never"/"none", scales).
 _NOT_NEGATIVE = (
+    "train.batch_size",  # 0: by the image side (train/auto_size.py)
+    "data.num_workers",
+    "data.cache_mb",
     "train.ckpt_every",
     "train.sample_every",
     "train.threads",

@@ -13,6 +13,7 @@ import torch
 from diffusionforge.data.arrays import ArrayDataset, load_npy
 from diffusionforge.data.builtin import BUILTIN_DATASETS
 from diffusionforge.data.images import ArrayImages, ImageFolder
+from diffusionforge.data.stream import FolderStream
 from diffusionforge.data.toy import TOY_SETS, make_toy
 from diffusionforge.errors import ConfigError, DataError
 from diffusionforge.train import builders_audio, builders_t2i, builders_text
@@ -34,8 +35,8 @@ def _load_images(cfg: Config) -> ArrayImages:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     try:
-        if path.is_dir():
-            return ImageFolder(path, d.image_size, channels=d.channels)
+        if path.is_dir():  # headers only: a folder too large to cache is decoded per batch
+            return ImageFolder(path, d.image_size, channels=d.channels, check="header")
         images = ArrayImages.from_npy(path, d.labels or None)
     except ValueError as e:
         line = str(e).splitlines()[0]
@@ -47,13 +48,26 @@ def _load_images(cfg: Config) -> ArrayImages:
     return images
 
 
-def _image_dataset(cfg: Config) -> ArrayDataset:
+def _image_dataset(cfg: Config) -> ArrayDataset | FolderStream:
     images = _load_images(cfg)
-    if isinstance(images, ImageFolder):  # decode once; the engine indexes tensors
-        x = torch.stack([images.load(i) for i in range(len(images))])
-        labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
-    else:
-        x, labels = images.images, images.labels
+    if not isinstance(images, ImageFolder):
+        return _arrays(cfg, images, images.images, images.labels)
+    cfg.data.image_size = images.size  # a side picked from the data goes into config.json
+    decoded = len(images) * images.channels * images.size**2 * 4  # float32 bytes in memory
+    # latents are encoded from all images at once (train/latent.py): always cached
+    if decoded > cfg.data.cache_mb * 2**20 and not cfg.data.autoencoder:
+        if len(images) < 2:
+            raise DataError(f"data: {len(images)} image(s); training needs at least 2")
+        return FolderStream(
+            images, seed=cfg.train.seed, augment=cfg.data.augment, jitter=cfg.data.jitter
+        )
+    images.keep_verified()  # a cached folder: every file verified and decoded in full
+    x = torch.stack([images.load(i) for i in range(len(images))])
+    labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
+    return _arrays(cfg, images, x, labels)
+
+
+def _arrays(cfg: Config, images, x: torch.Tensor, labels: torch.Tensor) -> ArrayDataset:
     if x.shape[0] < 2:
         raise DataError(f"data: {x.shape[0]} image(s); training needs at least 2")
     labelled = images.num_classes > 1
@@ -99,7 +113,7 @@ DATASETS = {
 IMAGE_KINDS = ("digits", "glyphs", "images")
 
 
-def build_dataset(cfg: Config) -> ArrayDataset:
+def build_dataset(cfg: Config) -> ArrayDataset | FolderStream:
     if cfg.data.kind not in DATASETS:
         raise ConfigError(
             f"data.kind: expected one of {', '.join(DATASETS)}, got {cfg.data.kind!r}"

@@ -26,8 +26,8 @@ from torch import Tensor
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.data.augment import mix_seed
 from diffusionforge.errors import CheckpointError, ConfigError, TrainingDiverged
+from diffusionforge.train import auto_size, batches, sharding
 from diffusionforge.train import checkpoint as ckpt_io
-from diffusionforge.train import sharding
 from diffusionforge.train.builders import (
     build_formulation,
     build_model,
@@ -104,6 +104,8 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
             # Small models on few cores lose badly to thread contention (100x seen on 2 cores).
             torch.set_num_threads(cfg.train.threads)
         self.world = self.acc.num_processes
+        self.dataset = self.dataset or build_dataset(cfg)  # may pick data.image_size
+        auto_size.batch_size(cfg, self.dataset.shape, self.world, self.log)  # if it is 0
         micro_count = self.world * cfg.train.grad_accum
         if cfg.train.batch_size % micro_count:
             raise ConfigError(
@@ -111,7 +113,6 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
                 f"processes x {cfg.train.grad_accum} accumulation steps"
             )
         self.micro = cfg.train.batch_size // micro_count
-        self.dataset = self.dataset or build_dataset(cfg)
         self.batches_per_epoch = len(self.dataset) // cfg.train.batch_size
         if self.batches_per_epoch == 0:
             raise ConfigError(
@@ -174,7 +175,15 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
                 self.log(f"FSDP: {sharding.fsdp_units(self.net)} units over {self.world} processes")
         if cfg.train.compile:  # only the training forward/backward; self.net stays plain
             self.model = torch.compile(self.model)
-        self._perm_epoch, self._perm = -1, None
+        order = batches.Order(
+            len(self.dataset), cfg.train.batch_size, self.micro, cfg.train.seed, cfg.data.shuffle
+        )
+        shards = [
+            self.acc.process_index * cfg.train.grad_accum + a for a in range(cfg.train.grad_accum)
+        ]
+        self._batches = batches.Batches(
+            self.dataset, order, shards, cfg.train.steps, cfg.data.num_workers
+        )
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -187,6 +196,7 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         last_saved = self.step if self.resumed_from else -1  # same on every process
         writer = self._tensorboard()
         bar = self._progress_bar()
+        first = self.step
         old_handlers = self._install_signal_handlers()
         if acc.is_main_process:
             self.log(
@@ -196,6 +206,7 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         try:
             while self.step < cfg.train.steps:
                 loss, grad_norm, lr = self._train_step()
+                self._expected_time(first)
                 if loss is not None:
                     losses.append(loss)
                 bar.update(1)
@@ -234,6 +245,7 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         finally:
             self._restore_signal_handlers(old_handlers)
             bar.close()
+            self._batches.close()  # stops a streaming folder's worker processes
         if self.device_side:
             losses = self._sync(losses)
         if last_saved != self.step:
@@ -327,23 +339,7 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         """Examples of micro-batch `shard` of the current step, and their labels when the model
         is class-conditional: a function of the step only."""
         cfg = self.cfg
-        epoch, b = divmod(self.step, self.batches_per_epoch)
-        if self._perm_epoch != epoch:
-            n = len(self.dataset)
-            self._perm = (
-                torch.randperm(
-                    n,
-                    generator=torch.Generator().manual_seed(
-                        mix_seed(cfg.train.seed, epoch, 0x5EED)
-                    ),
-                )
-                if cfg.data.shuffle
-                else torch.arange(n)
-            )
-            self._perm_epoch = epoch
-        start = b * cfg.train.batch_size + shard * self.micro
-        idx = self._perm[start : start + self.micro]
-        x = self.dataset.batch(idx, epoch)
+        x, idx = self._batches.get(self.step, shard)  # a function of (seed, step, shard)
         if self.dataset.cond is not None:
             return x, self.dataset.cond[idx]
         labelled = self.dataset.labels is not None and cfg.model.num_classes > 0
@@ -365,3 +361,13 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
             if flag:
                 return name
         return None
+
+    def _expected_time(self, first: int) -> None:
+        """One line after a few steps: what the rest of the run costs (the first step, which
+        allocates and warms up, is not timed)."""
+        timed = auto_size.TIMED_STEPS
+        if self.step == first + 1:
+            self._timing = (time.process_time(), time.monotonic())
+        elif self.step == first + 1 + timed and self.acc.is_main_process:
+            cpu, wall = time.process_time() - self._timing[0], time.monotonic() - self._timing[1]
+            self.log(auto_size.expected_line(cpu, wall, timed, self.cfg.train.steps - self.step))
