@@ -5,13 +5,18 @@ a diffusers `_class_name`) is listed with kind "diffusers". Its public facts com
 files at start-up; the networks are built at the first job (all checks first: safetensors only,
 shapes, memory). A request names a prompt for Stable-Diffusion-layout folders, a class for
 class-conditional ones, and nothing for unconditional ones; image i comes from seed + i.
+img2img and inpainting take `init_image` and `mask` as base64 files (server/uploads.py),
+converted as `sample/generate --init-image --mask` convert files (cli/diffusers.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from diffusionforge import limits
@@ -23,8 +28,10 @@ from diffusionforge.pipelines.diffusers_model import load
 from diffusionforge.pipelines.images import save_with_metadata
 from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.image_handler import INIT_HELP, MASK_HELP, STRENGTH_HELP
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
+from diffusionforge.server.uploads import decode_image
 
 SamplerName = Literal[tuple(SAMPLERS)]
 ScheduleName = Literal[(*SCHEDULES, "scheduler")]  # "scheduler": the folder's own timesteps
@@ -46,6 +53,33 @@ class DiffusersParams(BaseModel):
     schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")
     n: int = Field(1, ge=1, description="number of images")
+    init_image: str | None = Field(None, description=INIT_HELP)
+    mask: str | None = Field(None, description=MASK_HELP)
+    strength: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description=STRENGTH_HELP)
+
+
+def edit_tensors(params: DiffusersParams, entry: ModelEntry, max_bytes: int) -> tuple | None:
+    """(init (1, C, H, W) in [-1, 1], mask (1, 1, H, W) in [0, 1] or None, strength) as the
+    CLI reads files (RGB / 127.5 - 1, its channel mean for 1-channel models; mask grey / 255),
+    or None; RequestError naming the field otherwise."""
+    if params.init_image is None:
+        for name in ("mask", "strength"):
+            if getattr(params, name) is not None:
+                raise RequestError(name, "send the image to edit as init_image too")
+        return None
+    c, h, w = entry.load().image_shape  # the networks are built here, at the first edit
+    rgb = np.asarray(decode_image("init_image", params.init_image, (w, h), max_bytes, "RGB"))
+    init = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1) / 127.5 - 1
+    init = (init.mean(0, keepdim=True) if c == 1 else init)[None]
+    mask = None
+    if params.mask is not None:
+        grey = np.asarray(decode_image("mask", params.mask, (w, h), max_bytes, "L"))
+        mask = (torch.from_numpy(grey.astype(np.float32)) / 255.0)[None, None]
+        if not bool((mask > 0.5).any()):
+            raise RequestError("mask", "all black: nothing to generate (white = generate)")
+    default = 1.0 if mask is not None else 0.6
+    strength = params.strength if params.strength is not None else default
+    return init, mask, strength
 
 
 def entry_config(path: Path) -> dict:
@@ -116,10 +150,14 @@ class DiffusersHandler(Handler):
         echo = {"n": params.n, "seed": params.seed, "nfe": nfe, "guidance": guidance}
         echo |= {"sampler": sampler or "auto", "schedule": params.schedule or "auto"}
         echo |= {"prompt": params.prompt, "class": params.class_}
+        edit = edit_tensors(params, entry, limits.max_upload_bytes)
+        if edit is not None:  # the hashes of the pixels, never the pixels
+            echo["strength"] = edit[2]
+            for key, t in (("init_sha256", edit[0]), ("mask_sha256", edit[1])):
+                echo[key] = None if t is None else hashlib.sha256(t.numpy().tobytes()).hexdigest()
+        init, mask, strength = edit if edit is not None else (None, None, 1.0)
 
         def run(ctx: JobContext) -> None:
-            import torch
-
             model = entry.load()
             steps = SAMPLER_INFO[sampler].steps_for(nfe) if sampler else nfe
             ctx.plan(params.n * steps)
@@ -140,6 +178,9 @@ class DiffusersHandler(Handler):
                         prompts=[params.prompt] if info["prompt"] else None,
                         negative_prompt=params.negative_prompt,
                         labels=None if labels is None else labels[i : i + 1],
+                        init=init,
+                        strength=strength,
+                        mask=mask,
                         callback=ctx.step,
                     ).cpu()
                 )
