@@ -26,9 +26,9 @@ import torch
 
 from diffusionforge.data.spoken_digits import load_spoken_digits
 from diffusionforge.eval.audio import audio_classifier, audio_metrics
+from diffusionforge.modalities import make_trainer
 from diffusionforge.pipelines.audio import load_audio_pipeline
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.trainer import Trainer
 
 ROUTES = {"mel": "spoken-digits", "wave": "spoken-digits-wave"}
 
@@ -39,7 +39,7 @@ def train_route(route: str, budget: str, out: Path) -> tuple[Path, dict]:
         ["train.sample_every=0", "train.ckpt_every=0", "train.tensorboard=false"],
     )
     t0 = time.process_time()
-    result = Trainer(cfg, out / route, max_cpu_time=budget, log=lambda m: None).fit()
+    result = make_trainer(cfg, out / route, max_cpu_time=budget, log=lambda m: None).fit()
     info = {"steps": result.step, "train_cpu_s": time.process_time() - t0, "loss": result.loss}
     return result.checkpoint, info
 

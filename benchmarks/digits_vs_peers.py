@@ -73,10 +73,10 @@ import torch.nn.functional as F
 from diffusionforge.assets import bundled_path
 from diffusionforge.data.builtin import load_digits
 from diffusionforge.eval import extract_features, fid, kid, train_classifier
+from diffusionforge.modalities import make_trainer
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders import build_formulation, build_model
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.trainer import Trainer
 
 CONTENDER_NAMES = ("ours", "diffusers", "lucidrains")
 # --seed s trains each contender from seed s and samples with seeds from s * stride on, so
@@ -138,7 +138,7 @@ def run_ours(images, labels, budget: float, n: int, run_dir: str, seed: int = 0)
     cfg.train.progress = False
     cfg.train.sample_every = 0  # the peers draw no grids while training either
     c0 = time.process_time()
-    result = Trainer(cfg, run_dir, max_cpu_time=f"{budget}s", log=lambda m: None).fit()
+    result = make_trainer(cfg, run_dir, max_cpu_time=f"{budget}s", log=lambda m: None).fit()
     train_cpu = time.process_time() - c0
     pipe = load_pipeline(result.checkpoint)
     params = sum(p.numel() for p in pipe.net.parameters())

@@ -90,8 +90,8 @@ def device_tests(device: str, quick: bool) -> dict:
 
 def train_presets(device: str, quick: bool, out: Path) -> dict:
     """A few hundred bf16 steps of the digits and glyphs32 presets through the Trainer."""
+    from diffusionforge.modalities import make_trainer
     from diffusionforge.train.config import apply_overrides, load_preset
-    from diffusionforge.train.trainer import Trainer
 
     steps = 3 if quick else 300
     bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
@@ -111,7 +111,7 @@ def train_presets(device: str, quick: bool, out: Path) -> dict:
             ],
         )
         log(f"train {preset}: {steps} steps, batch {cfg.train.batch_size}, bf16={bf16}")
-        result = Trainer(cfg, out / "runs" / preset, log=lambda m: log(f"  {m}")).fit()
+        result = make_trainer(cfg, out / "runs" / preset, log=lambda m: log(f"  {m}")).fit()
         ips = steps * cfg.train.batch_size / result.seconds
         log(f"train {preset}: loss {result.loss:.4f}, {result.seconds:.1f}s, {ips:,.0f} img/s")
         if not np.isfinite(result.loss) or result.skipped_steps:

@@ -26,9 +26,9 @@ import torch
 
 from diffusionforge.data.toy import make_toy
 from diffusionforge.eval.swd import sliced_wasserstein
+from diffusionforge.modalities import make_trainer
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.trainer import Trainer
 
 TOYS = ["moons", "swissroll", "ring", "checkerboard"]
 
@@ -46,7 +46,7 @@ def main() -> int:
         cfg = apply_overrides(load_preset(name), ["train.tensorboard=false", *args.set])
         cfg.train.progress = False
         t0 = time.monotonic()
-        result = Trainer(cfg, out / name, log=lambda m: None).fit()
+        result = make_trainer(cfg, out / name, log=lambda m: None).fit()
         train_s = time.monotonic() - t0
         pipe = load_pipeline(result.checkpoint)
         t1 = time.monotonic()

@@ -103,10 +103,10 @@ TINY_T2I = [
 
 def write_tiny_t2i_model(run: Path) -> Path:
     """A 2-step text-to-image DiT on the procedural scenes (the t2i tests' tiny settings)."""
-    from diffusionforge.train.trainer import Trainer
+    from diffusionforge.modalities import make_trainer
 
     cfg = apply_overrides(load_preset("t2i-scenes"), TINY_T2I)
-    return Trainer(cfg, run, log=lambda m: None).fit().checkpoint
+    return make_trainer(cfg, run, log=lambda m: None).fit().checkpoint
 
 
 def write_tiny_audio_model(root: Path) -> Path:
@@ -116,7 +116,7 @@ def write_tiny_audio_model(root: Path) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from diffusionforge.train.trainer import Trainer
+    from diffusionforge.modalities import make_trainer
 
     rng, rate, n = np.random.default_rng(0), 8000, 2000
     for k, freq in enumerate([300.0, 1200.0]):
@@ -142,12 +142,12 @@ def write_tiny_audio_model(root: Path) -> Path:
         "optim.warmup_steps=1",
     ]
     cfg = apply_overrides(load_preset("spoken-digits"), overrides)
-    return Trainer(cfg, root / "run", log=lambda m: None).fit().checkpoint
+    return make_trainer(cfg, root / "run", log=lambda m: None).fit().checkpoint
 
 
 def write_tiny_text_model(run: Path) -> Path:
     """A 2-step masked-diffusion transformer on the built-in grammar (32-character windows)."""
-    from diffusionforge.train.trainer import Trainer
+    from diffusionforge.modalities import make_trainer
 
     overrides = [
         "model.transformer.preset=tiny",
@@ -162,4 +162,4 @@ def write_tiny_text_model(run: Path) -> Path:
         "sample.nfe=8",
     ]
     cfg = apply_overrides(load_preset("grammar"), overrides)
-    return Trainer(cfg, run, log=lambda m: None).fit().checkpoint
+    return make_trainer(cfg, run, log=lambda m: None).fit().checkpoint

@@ -10,11 +10,10 @@ import torch
 from diffusionforge.cli import main
 from diffusionforge.errors import ConfigError
 from diffusionforge.eval.audio import audio_metrics, classifier_input, train_audio_classifier
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.nets.diffwave import DiffWave
 from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 
 def test_diffwave_starts_at_zero_and_sees_exactly_its_receptive_field():
@@ -116,7 +115,7 @@ def test_generate_audio_rejects_bad_requests(tmp_path, capsys):
 def test_train_then_generate_audio_writes_wavs_and_a_picture(tmp_path, capsys, preset):
     folder = _tones(tmp_path / "tones")
     cfg = apply_overrides(load_preset(preset), [*TINY_AUDIO, f"data.path={folder}"])
-    result = Trainer(cfg, tmp_path / "run", log=lambda m: None).fit()
+    result = make_trainer(cfg, tmp_path / "run", log=lambda m: None).fit()
     assert (tmp_path / "run" / "samples" / "step-000000004.png").exists()
     out = tmp_path / "out"
     argv = ["generate-audio", str(result.checkpoint), "--class", "1-tone", "--n", "2"]
@@ -137,7 +136,7 @@ def test_train_then_generate_audio_writes_wavs_and_a_picture(tmp_path, capsys, p
         return
     # an image model is not an audio model
     img = apply_overrides(load_preset("digits"), ["train.steps=1", "train.sample_every=0"])
-    img_ckpt = Trainer(img, tmp_path / "img", log=lambda m: None).fit().checkpoint
+    img_ckpt = make_trainer(img, tmp_path / "img", log=lambda m: None).fit().checkpoint
     assert main(["generate-audio", str(img_ckpt), "--out", str(tmp_path / "x")]) == 2
     assert "not an audio model" in capsys.readouterr().err
 

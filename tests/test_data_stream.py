@@ -16,12 +16,11 @@ from diffusionforge.data import images as images_mod
 from diffusionforge.data.images import ImageFolder, auto_side
 from diffusionforge.data.stream import BatchLoader, FolderStream
 from diffusionforge.errors import ConfigError
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.train import auto_size
 from diffusionforge.train import checkpoint as io
 from diffusionforge.train.batches import Order, keys
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import digits_cfg
 
@@ -88,10 +87,10 @@ def test_a_resumed_streaming_run_ends_bitwise_equal(tmp_path):
     root = _folder(tmp_path / "f", n=70)
     cfg = _cfg(root, "data.cache_mb=0", "data.num_workers=1")
     whole, split = tmp_path / "whole", tmp_path / "split"
-    Trainer(cfg, whole, log=lambda m: None).fit()
-    assert Trainer(cfg, split, until_step=3, log=lambda m: None).fit().status == "stopped"
+    make_trainer(cfg, whole, log=lambda m: None).fit()
+    assert make_trainer(cfg, split, until_step=3, log=lambda m: None).fit().status == "stopped"
     lines: list[str] = []
-    Trainer(cfg, split, resume="auto", log=lines.append).fit()
+    make_trainer(cfg, split, resume="auto", log=lines.append).fit()
     assert any("resumed from" in line for line in lines)
     a = io.load_checkpoint(whole / "checkpoints" / "step-000000006", need_training_state=True)
     b = io.load_checkpoint(split / "checkpoints" / "step-000000006", need_training_state=True)
@@ -113,7 +112,7 @@ def test_own_images_pick_side_and_batch_and_say_so(tmp_path, capsys):
         [f"data.path={root}", "train.steps=5", "train.sample_every=0", "train.tensorboard=false"],
     )
     lines: list[str] = []
-    trainer = Trainer(cfg, tmp_path / "run", log=lines.append)
+    trainer = make_trainer(cfg, tmp_path / "run", log=lines.append)
     trainer.fit()
     assert trainer.cfg.data.image_size == 16 and trainer.cfg.train.batch_size == 64
     assert "images are 48x20 (70 image(s)); training at 16x16 (picked from the data)" in (

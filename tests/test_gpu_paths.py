@@ -14,9 +14,9 @@ import torch
 from test_train_trainer import FlakyFormulation
 
 from diffusionforge.errors import TrainingDiverged
+from diffusionforge.modalities import make_trainer
 from diffusionforge.train import checkpoint as io
 from diffusionforge.train.builders import build_formulation
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import REPO, digits_cfg, run_cli, tiny_cfg
 
@@ -80,7 +80,7 @@ def test_compiled_training_matches_eager_on_cpu(tmp_path):
     runs = {}
     for name, extra in (("eager", ()), ("compiled", ("train.compile=true",))):
         cfg = tiny_cfg("train.steps=5", *extra)
-        runs[name] = Trainer(cfg, tmp_path / name, log=lambda m: None).fit()
+        runs[name] = make_trainer(cfg, tmp_path / name, log=lambda m: None).fit()
     a, b = (io.load_checkpoint(r.checkpoint).tensors("model.safetensors") for r in runs.values())
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
@@ -92,7 +92,7 @@ def test_compiled_training_matches_eager_on_cpu(tmp_path):
 @needs_cuda
 def test_bf16_training_on_cuda_uses_tf32_channels_last_and_loads_on_cpu(tmp_path):
     cfg = digits_cfg("train.steps=10", "train.mixed_precision=bf16", "train.ckpt_every=10")
-    trainer = Trainer(cfg, tmp_path, log=lambda m: None)
+    trainer = make_trainer(cfg, tmp_path, log=lambda m: None)
     result = trainer.fit()
     assert result.status == "done" and np.isfinite(result.loss) and result.skipped_steps == 0
     assert trainer.acc.device.type == "cuda"
@@ -120,8 +120,8 @@ def test_bf16_training_on_cuda_uses_tf32_channels_last_and_loads_on_cpu(tmp_path
 @needs_cuda
 def test_compiled_training_on_cuda_matches_eager(tmp_path):
     base = ("train.steps=5", "train.ckpt_every=5")
-    eager = Trainer(digits_cfg(*base), tmp_path / "eager", log=lambda m: None).fit()
-    compiled = Trainer(
+    eager = make_trainer(digits_cfg(*base), tmp_path / "eager", log=lambda m: None).fit()
+    compiled = make_trainer(
         digits_cfg(*base, "train.compile=true"), tmp_path / "c", log=lambda m: None
     ).fit()
     a = io.load_checkpoint(eager.checkpoint).tensors("model.safetensors")
@@ -158,7 +158,7 @@ def test_device_side_step_matches_the_host_side_one(tmp_path):
     steps agree with the host-side loop to rounding (fused vs foreach kernels; measured 3e-8)."""
     runs = {}
     for side in (False, True):
-        t = Trainer(tiny_cfg(), tmp_path / str(side), log=lambda m: None, device_side=side)
+        t = make_trainer(tiny_cfg(), tmp_path / str(side), log=lambda m: None, device_side=side)
         result = t.fit()
         assert result.status == "done" and result.skipped_steps == 0
         runs[side] = (t, result)
@@ -171,10 +171,12 @@ def test_device_side_step_matches_the_host_side_one(tmp_path):
 
 def test_device_side_skips_non_finite_steps_without_touching_anything(tmp_path):
     cfg = tiny_cfg()
-    clean = Trainer(cfg, tmp_path / "clean", until_step=4, log=lambda m: None, device_side=True)
+    clean = make_trainer(
+        cfg, tmp_path / "clean", until_step=4, log=lambda m: None, device_side=True
+    )
     clean.fit()
     lines = []
-    flaky = Trainer(
+    flaky = make_trainer(
         cfg,
         tmp_path / "flaky",
         until_step=6,
@@ -205,9 +207,9 @@ def test_device_side_skips_non_finite_steps_without_touching_anything(tmp_path):
 
 def test_device_side_nan_streak_stops_at_the_next_logging_step(tmp_path):
     cfg = tiny_cfg("train.nan_limit=3", "train.steps=50", "train.log_every=5")
-    good = Trainer(cfg, tmp_path / "good", until_step=3, log=lambda m: None, device_side=True)
+    good = make_trainer(cfg, tmp_path / "good", until_step=3, log=lambda m: None, device_side=True)
     good.fit()
-    bad = Trainer(
+    bad = make_trainer(
         cfg,
         tmp_path / "bad",
         log=lambda m: None,

@@ -9,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, sweep_plot
 from diffusionforge.pipelines.pipeline import load_pipeline
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import assert_one_line_error, digits_cfg, run_cli
 
@@ -20,7 +19,7 @@ from trainkit import assert_one_line_error, digits_cfg, run_cli
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     run = tmp_path_factory.mktemp("digits")
-    return Trainer(digits_cfg("train.steps=3"), run, log=lambda m: None).fit().checkpoint
+    return make_trainer(digits_cfg("train.steps=3"), run, log=lambda m: None).fit().checkpoint
 
 
 class PixelFeatures:

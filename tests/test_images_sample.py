@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from diffusionforge.core.plan import Plan
+from diffusionforge.modalities import make_trainer
 from diffusionforge.pipelines.images import ImageRequest, draw, read_metadata
 from diffusionforge.pipelines.pipeline import load_pipeline
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import assert_one_line_error, digits_cfg, run_cli
 
@@ -22,7 +22,7 @@ from trainkit import assert_one_line_error, digits_cfg, run_cli
 def ckpt(tmp_path_factory):
     run = tmp_path_factory.mktemp("digits")
     cfg = digits_cfg("train.steps=3", "train.label_dropout=0.1")
-    return Trainer(cfg, run, log=lambda m: None).fit().checkpoint
+    return make_trainer(cfg, run, log=lambda m: None).fit().checkpoint
 
 
 def test_grid_and_single_pngs_carry_metadata_and_regenerate_bit_for_bit(ckpt, tmp_path):

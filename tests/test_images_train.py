@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 
 from diffusionforge.errors import ConfigError, DataError
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.train import checkpoint as io
 from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import TINY_IMAGES, digits_cfg, run_cli
 
@@ -80,7 +79,7 @@ def test_image_folder_and_npy_stack(tmp_path):
 
 def test_label_dropout_is_a_function_of_seed_step_and_shard(tmp_path):
     cfg = digits_cfg("train.label_dropout=0.3")
-    tr = Trainer(cfg, tmp_path, log=lambda m: None)
+    tr = make_trainer(cfg, tmp_path, log=lambda m: None)
     tr._setup()
     labels = torch.arange(10).repeat(100)
     tr.step = 5
@@ -95,7 +94,7 @@ def test_label_dropout_is_a_function_of_seed_step_and_shard(tmp_path):
 
 def test_training_writes_class_rows_grid_and_resolved_config(tmp_path):
     cfg = digits_cfg("train.sample_every=6", "sample.guidance=2.0")
-    result = Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    result = make_trainer(cfg, tmp_path, log=lambda m: None).fit()
     assert result.status == "done"
     grid = Image.open(tmp_path / "samples" / "step-000000006.png")
     # data | samples panels, each 10 class rows x 2 columns of 8x8 digits enlarged to 32 px

@@ -16,13 +16,12 @@ from diffusionforge.core.samplers import SAMPLERS
 from diffusionforge.core.vae import VAEObjective, gaussian_kl, latent_stats
 from diffusionforge.errors import ConfigError
 from diffusionforge.eval.psnr import psnr
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.nets.autoencoder import KLAutoencoder
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders import build_model
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.latent import load_autoencoder
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import assert_one_line_error, digits_cfg
 
@@ -50,7 +49,7 @@ def vae_cfg(*overrides: str):
 def vae_run(tmp_path_factory):
     """A tiny autoencoder trained 60 steps on the digits."""
     folder = tmp_path_factory.mktemp("vae")
-    result = Trainer(vae_cfg(), folder, log=lambda m: None).fit()
+    result = make_trainer(vae_cfg(), folder, log=lambda m: None).fit()
     return folder, result
 
 
@@ -114,7 +113,7 @@ def test_training_lowers_the_loss_and_writes_the_latent_scale(vae_run):
     assert float(z.mean()) == pytest.approx(0.0, abs=1e-4)
     assert float(z.std()) == pytest.approx(1.0, rel=1e-4)
     assert stats["psnr_db"] == pytest.approx(float(psnr(ae.decode(z), data).mean()), abs=1e-3)
-    first = Trainer(vae_cfg("train.steps=10"), folder / "short", log=lambda m: None).fit()
+    first = make_trainer(vae_cfg("train.steps=10"), folder / "short", log=lambda m: None).fit()
     assert result.loss < 0.7 * first.loss, (first.loss, result.loss)
 
 
@@ -140,7 +139,7 @@ def latent_ckpt(vae_run, tmp_path_factory):
     folder, _ = vae_run
     run = tmp_path_factory.mktemp("latent")
     cfg = digits_cfg(f"data.autoencoder={folder}", "model.unet.attn_resolutions=[]")
-    return Trainer(cfg, run, log=lambda m: None).fit().checkpoint
+    return make_trainer(cfg, run, log=lambda m: None).fit().checkpoint
 
 
 def test_latent_pipeline_decodes_with_every_sampler_and_inpaints_exactly(latent_ckpt):

@@ -1,5 +1,6 @@
 """The modality table (diffusionforge/modalities.py) is the one place that says what each kind
-of checkpoint is: the training registries, the server's handlers and the CLI agree with it."""
+of checkpoint is: the trainer is handed its row's dataset builder and preview, and the server's
+handlers and the CLI follow it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import json
 import pytest
 
 from diffusionforge.assets import bundled_path
-from diffusionforge.modalities import MODALITIES, modality_at, modality_of
+from diffusionforge.modalities import DATASETS, MODALITIES, make_trainer, modality_at, modality_of
 from diffusionforge.server.handlers import HANDLERS
-from diffusionforge.train.datasets import DATASETS
-from diffusionforge.train.previews import PREVIEWS
+from diffusionforge.train.config import load_preset
 
 
 def test_every_data_kind_belongs_to_exactly_one_modality():
@@ -20,13 +20,16 @@ def test_every_data_kind_belongs_to_exactly_one_modality():
         for kind in m.data_kinds:
             assert kind not in owners, f"{kind} in {owners.get(kind)} and {m.name}"
             owners[kind] = m.name
-    assert set(owners) == set(DATASETS), "train/datasets.py and the table name other kinds"
+    assert list(owners) == list(DATASETS)  # no row's kind hides another's builder
 
 
-def test_previews_and_handlers_follow_the_table():
+def test_the_trainer_and_the_server_follow_the_table(tmp_path):
+    cfg = load_preset("moons")
     for m in MODALITIES.values():
-        for kind in m.data_kinds:
-            assert PREVIEWS.get(kind) is m.preview, kind
+        for kind, build in m.datasets.items():
+            cfg.data.kind = kind
+            assert make_trainer(cfg, tmp_path).preview is m.preview, kind
+            assert DATASETS[kind] is build, kind
             assert HANDLERS.get(kind) is m.handler, kind
     assert set(HANDLERS) - {k for m in MODALITIES.values() for k in m.data_kinds} == {"diffusers"}
 

@@ -247,11 +247,11 @@ def test_a_huge_learning_rate_never_writes_non_finite_weights(capsys, tmp_path):
 
 def test_weights_that_became_non_finite_are_never_saved(tmp_path):
     from diffusionforge.errors import TrainingDiverged
-    from diffusionforge.train.trainer import Trainer
+    from diffusionforge.modalities import make_trainer
 
     from trainkit import tiny_cfg
 
-    trainer = Trainer(tiny_cfg(), tmp_path / "r", until_step=3, log=lambda m: None)
+    trainer = make_trainer(tiny_cfg(), tmp_path / "r", until_step=3, log=lambda m: None)
     trainer._setup()
     with torch.no_grad():
         next(trainer.net.parameters()).fill_(math.inf)

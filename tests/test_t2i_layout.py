@@ -10,12 +10,11 @@ import torch
 
 from diffusionforge.data import layouts, scene_captions, scene_drawing, scene_specs
 from diffusionforge.data.word_tokenizer import WordTokenizer
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.nets.layout import SLOT, LayoutEncoder, box_coverage, paint
 from diffusionforge.nets.unet import UNet
 from diffusionforge.pipelines.text2image import load_text2image
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import TWO_STEPS
 
@@ -137,7 +136,7 @@ def test_layout_model_trains_saves_its_planner_and_places_objects_by_seed(tmp_pa
     assert data.cond.shape == (64, scene_specs.MAX_OBJECTS, SLOT) and data.null_cond.eq(0).all()
     assert data.cond[:, :, 0].sum(1).ge(1).all()  # every scene has an object
     assert "planner/planner.safetensors" in data.extra_files
-    Trainer(cfg, run_dir=tmp_path, dataset=data, log=lambda *_: None).fit()
+    make_trainer(cfg, run_dir=tmp_path, dataset=data, log=lambda *_: None).fit()
     pipe = load_text2image(tmp_path)
     prompts = ["three red circles above a blue square"] * 2
     enc = pipe.prompts.encode_batch(prompts, [1, 2])

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from diffusionforge.errors import ConfigError
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.pipelines.text2image import PromptError, load_text2image
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import TWO_STEPS, run_cli
 
@@ -37,7 +36,7 @@ def t2i_cfg(*overrides: str):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     run = tmp_path_factory.mktemp("t2i")
-    Trainer(t2i_cfg(), run_dir=run, log=lambda *_: None).fit()
+    make_trainer(t2i_cfg(), run_dir=run, log=lambda *_: None).fit()
     return run
 
 

@@ -128,9 +128,9 @@ def test_minilm_prompts_offline_from_the_package():
     assert cos(p[0], p[1], dim=0) > cos(p[0], p[2], dim=0)  # the pretrained encoder's geometry
     assert enc.null_cond.shape == (10, 384)
     # the same interface through the engine: cond rows are frozen states, the net reads them
+    from diffusionforge.modalities import build_dataset
     from diffusionforge.train.builders import build_model
     from diffusionforge.train.config import apply_overrides, load_preset
-    from diffusionforge.train.datasets import build_dataset
 
     cfg = apply_overrides(
         load_preset("t2i-scenes"),

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from diffusionforge.cli import main
+from diffusionforge.modalities import make_trainer
 from diffusionforge.pipelines.text import load_text_pipeline
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.trainer import Trainer
 
 TINY = [
     "model.transformer.preset=tiny",
@@ -30,7 +30,7 @@ def tiny_run(tmp, kind: str, steps: int):
         load_preset("grammar"),
         [*TINY, f"formulation.kind={kind}", f"train.steps={steps}", f"train.ckpt_every={steps}"],
     )
-    return Trainer(cfg, tmp / kind, log=lambda m: None).fit()
+    return make_trainer(cfg, tmp / kind, log=lambda m: None).fit()
 
 
 @pytest.fixture(scope="module")

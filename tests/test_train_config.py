@@ -4,6 +4,7 @@ from itertools import pairwise
 import pytest
 
 from diffusionforge.errors import ConfigError
+from diffusionforge.modalities import build_dataset
 from diffusionforge.train.builders import build_model, lr_at
 from diffusionforge.train.config import (
     Config,
@@ -15,7 +16,6 @@ from diffusionforge.train.config import (
     preset_names,
     to_dict,
 )
-from diffusionforge.train.datasets import build_dataset
 
 
 def test_every_preset_loads_and_builds():

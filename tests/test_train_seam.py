@@ -1,5 +1,6 @@
-"""The trainer's extension points: DATASETS / MODELS / OBJECTIVES registries, a per-example
-`cond` tensor with its null value (caption dropout), and the PREVIEWS dict."""
+"""The trainer's extension points: dataset builders (from the modality table), the MODELS /
+OBJECTIVES registries, a per-example `cond` tensor with its null value (caption dropout), and
+the preview it is handed."""
 
 import pytest
 import torch
@@ -7,8 +8,8 @@ import torch
 from diffusionforge.core.formulations import FORMULATIONS
 from diffusionforge.data.arrays import ArrayDataset
 from diffusionforge.errors import ConfigError
-from diffusionforge.train import builders, datasets
-from diffusionforge.train.previews import PREVIEWS
+from diffusionforge.modalities import DATASETS, build_dataset, make_trainer
+from diffusionforge.train import builders
 from diffusionforge.train.trainer import Trainer
 
 from trainkit import tiny_cfg
@@ -34,7 +35,7 @@ def test_every_continuous_formulation_is_an_objective():
 
 def test_registries_name_the_choices_on_a_bad_kind():
     with pytest.raises(ConfigError, match="data.kind: expected one of toy, npy"):
-        datasets.build_dataset(tiny_cfg("data.kind=nope"))
+        build_dataset(tiny_cfg("data.kind=nope"))
     with pytest.raises(ConfigError, match="formulation.kind: expected one of edm"):
         builders.build_formulation(tiny_cfg("formulation.kind=nope"))
 
@@ -63,9 +64,25 @@ def test_dataset_rejects_labels_with_cond_and_a_misshapen_null():
         ArrayDataset(x, cond=torch.zeros(4, 3), null_cond=torch.zeros(2))
 
 
-def test_a_data_kind_without_a_preview_trains_without_pictures(tmp_path, monkeypatch):
-    monkeypatch.setitem(datasets.DATASETS, "custom", datasets.DATASETS["toy"])
-    assert "custom" not in PREVIEWS
+def test_a_data_kind_without_a_preview_trains_without_pictures(tmp_path):
     cfg = tiny_cfg("data.kind=custom", "train.sample_every=5", "train.steps=10")
-    Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    Trainer(cfg, tmp_path, build_dataset=DATASETS["toy"], log=lambda m: None).fit()
     assert not (tmp_path / "samples").exists() or not any((tmp_path / "samples").iterdir())
+
+
+def test_the_trainer_draws_the_preview_it_is_handed(tmp_path):
+    calls = []
+
+    def preview(net, objective, dataset, cfg, device):
+        calls.append(cfg.data.kind)
+        return None  # nothing to save
+
+    cfg = tiny_cfg("train.sample_every=5", "train.steps=10")
+    Trainer(cfg, tmp_path, build_dataset=DATASETS["toy"], preview=preview, log=lambda m: None).fit()
+    assert calls == ["toy", "toy"]  # steps 5 and 10
+    assert make_trainer(cfg, tmp_path).preview is not None  # toy data: the vectors preview
+
+
+def test_a_trainer_needs_data_or_a_builder(tmp_path):
+    with pytest.raises(TypeError, match="dataset= or build_dataset="):
+        Trainer(tiny_cfg(), tmp_path)

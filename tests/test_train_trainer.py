@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from diffusionforge.errors import ConfigError, TrainingDiverged
+from diffusionforge.modalities import build_dataset, make_trainer
 from diffusionforge.train import checkpoint as io
 from diffusionforge.train.builders import build_formulation
-from diffusionforge.train.datasets import build_dataset
-from diffusionforge.train.trainer import Trainer
 
 from trainkit import tiny_cfg
 
@@ -37,10 +36,10 @@ def _fixed_loss(cfg, net) -> float:
 
 def test_loss_goes_down(tmp_path):
     cfg = tiny_cfg("train.steps=300", "model.mlp.hidden=64", "optim.lr=3e-3")
-    trainer = Trainer(cfg, tmp_path, log=lambda m: None)
+    trainer = make_trainer(cfg, tmp_path, log=lambda m: None)
     trainer._setup()
     before = _fixed_loss(cfg, trainer.net)
-    result = Trainer(cfg, tmp_path / "b", log=lambda m: None).fit()
+    result = make_trainer(cfg, tmp_path / "b", log=lambda m: None).fit()
     from diffusionforge.pipelines.pipeline import load_pipeline
 
     after = _fixed_loss(cfg, load_pipeline(result.checkpoint, use_ema=False).net)
@@ -50,9 +49,9 @@ def test_loss_goes_down(tmp_path):
 
 def test_nan_steps_leave_weights_unchanged(tmp_path):
     cfg = tiny_cfg()
-    clean = Trainer(cfg, tmp_path / "clean", until_step=4, log=lambda m: None)
+    clean = make_trainer(cfg, tmp_path / "clean", until_step=4, log=lambda m: None)
     clean.fit()
-    flaky = Trainer(
+    flaky = make_trainer(
         cfg,
         tmp_path / "flaky",
         until_step=6,
@@ -69,9 +68,9 @@ def test_nan_steps_leave_weights_unchanged(tmp_path):
 
 def test_nan_streak_stops_with_intact_checkpoint(tmp_path):
     cfg = tiny_cfg("train.nan_limit=3", "train.steps=50")
-    good = Trainer(cfg, tmp_path / "good", until_step=3, log=lambda m: None)
+    good = make_trainer(cfg, tmp_path / "good", until_step=3, log=lambda m: None)
     good.fit()
-    bad = Trainer(
+    bad = make_trainer(
         cfg,
         tmp_path / "bad",
         log=lambda m: None,
@@ -88,15 +87,15 @@ def test_nan_streak_stops_with_intact_checkpoint(tmp_path):
 
 def test_batch_must_split_over_accumulation(tmp_path):
     with pytest.raises(ConfigError, match="train.batch_size"):
-        Trainer(tiny_cfg("train.grad_accum=3"), tmp_path, log=lambda m: None).fit()
+        make_trainer(tiny_cfg("train.grad_accum=3"), tmp_path, log=lambda m: None).fit()
     with pytest.raises(ConfigError, match="larger than the dataset"):
-        Trainer(tiny_cfg("train.batch_size=1024"), tmp_path, log=lambda m: None).fit()
+        make_trainer(tiny_cfg("train.batch_size=1024"), tmp_path, log=lambda m: None).fit()
 
 
 def test_training_is_deterministic(tmp_path):
-    a = Trainer(tiny_cfg("train.grad_accum=2"), tmp_path / "a", log=lambda m: None)
+    a = make_trainer(tiny_cfg("train.grad_accum=2"), tmp_path / "a", log=lambda m: None)
     a.fit()
-    b = Trainer(tiny_cfg("train.grad_accum=2"), tmp_path / "b", log=lambda m: None)
+    b = make_trainer(tiny_cfg("train.grad_accum=2"), tmp_path / "b", log=lambda m: None)
     b.fit()
     for name, value in a.net.state_dict().items():
         assert torch.equal(value, b.net.state_dict()[name])  # deterministic
@@ -106,7 +105,7 @@ def test_power_ema_snapshots_and_sampling_grid(tmp_path):
     cfg = tiny_cfg(
         "ema.kind=power", "ema.snapshot_every=5", "train.sample_every=20", "train.tensorboard=true"
     )
-    result = Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    result = make_trainer(cfg, tmp_path, log=lambda m: None).fit()
     assert sorted(p.name for p in (tmp_path / "phema").iterdir()) == [
         f"phema-{s:09d}.safetensors" for s in (5, 10, 15, 20)
     ]
@@ -130,7 +129,7 @@ def test_moons_preset_learns_the_distribution(tmp_path):
         ["train.steps=600", "train.tensorboard=false", "train.sample_every=0"],
     )
     cfg.train.progress = False
-    result = Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    result = make_trainer(cfg, tmp_path, log=lambda m: None).fit()
     samples = load_pipeline(result.checkpoint).generate(3000, seed=0)
     fresh = make_toy("moons", 3000, seed=99)
     gaussian = torch.randn(3000, 2) * fresh.std(0) + fresh.mean(0)
@@ -140,7 +139,7 @@ def test_moons_preset_learns_the_distribution(tmp_path):
 
 def test_bf16_mixed_precision_trains(tmp_path):
     cfg = tiny_cfg("train.mixed_precision=bf16", "train.steps=30")
-    result = Trainer(cfg, tmp_path, log=lambda m: None).fit()
+    result = make_trainer(cfg, tmp_path, log=lambda m: None).fit()
     assert result.status == "done" and math.isfinite(result.loss) and result.skipped_steps == 0
     weights = io.latest_checkpoint(tmp_path)[0].tensors("model.safetensors")
     assert all(v.dtype == torch.float32 for v in weights.values())  # master weights stay fp32
@@ -158,7 +157,7 @@ def test_bf16_mixed_precision_trains(tmp_path):
 def test_every_formulation_trains_and_samples(tmp_path, form):
     from diffusionforge.pipelines.pipeline import load_pipeline
 
-    result = Trainer(tiny_cfg(*form), tmp_path, log=lambda m: None).fit()
+    result = make_trainer(tiny_cfg(*form), tmp_path, log=lambda m: None).fit()
     assert result.status == "done" and math.isfinite(result.loss)
     pipe = load_pipeline(result.checkpoint)
     assert type(pipe.formulation).__name__.lower() == form[0].split("=")[1]

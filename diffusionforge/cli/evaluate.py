@@ -33,9 +33,9 @@ def _cmd_eval(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.limits import check_list
+    from diffusionforge.modalities import build_dataset
     from diffusionforge.pipelines.evaluate import EvalSettings, evaluate, extractor_for
     from diffusionforge.pipelines.pipeline import load_pipeline
-    from diffusionforge.train.datasets import build_dataset
 
     for flag, value in (("--n", args.n), ("--sweep-n", args.sweep_n), ("--threads", args.threads)):
         if value <= 0:

@@ -109,8 +109,8 @@ def cmd_eval_autoencoder(args) -> int:
 
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.eval.psnr import psnr
+    from diffusionforge.modalities import build_dataset
     from diffusionforge.plot import image_panels, save_png
-    from diffusionforge.train.datasets import build_dataset
 
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.train.latent import load_autoencoder

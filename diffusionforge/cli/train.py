@@ -11,6 +11,7 @@ from diffusionforge.errors import ConfigError, UserError
 def _cmd_train(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.data.toy import TOY_SETS
+    from diffusionforge.modalities import MODALITIES, make_trainer
     from diffusionforge.train.config import (
         apply_overrides,
         load_config_file,
@@ -18,8 +19,6 @@ def _cmd_train(args) -> int:
         parse_duration,
         preset_names,
     )
-    from diffusionforge.train.datasets import IMAGE_KINDS
-    from diffusionforge.train.trainer import Trainer
 
     if args.list_presets:
         print("\n".join(preset_names()))
@@ -48,7 +47,7 @@ def _cmd_train(args) -> int:
     cfg = load_preset(args.preset) if args.preset else load_config_file(args.config)
     overrides = list(args.set or [])
     if args.data:
-        images = cfg.data.kind in IMAGE_KINDS
+        images = cfg.data.kind in MODALITIES["image"].data_kinds
         if args.data in TOY_SETS and not Path(args.data).exists():
             overrides += ["data.kind=toy", f"data.name={args.data}"]
         elif args.data in ("digits", "glyphs") and not Path(args.data).exists():
@@ -56,10 +55,13 @@ def _cmd_train(args) -> int:
         else:
             if not Path(args.data).exists():
                 raise UserError(f"--data {args.data}: no such file or folder")
-            # a folder is an image folder; a .npy is images when the preset trains on images
+            # a folder is an image folder; a .npy is images when the preset trains on images;
+            # an audio or text-to-image preset reads a folder of clips or captioned images
             kind = "images" if Path(args.data).is_dir() or images else "npy"
-            kind = "audio" if cfg.data.kind in ("spoken-digits", "audio") else kind  # audio folder
-            kind = "captions" if cfg.data.kind in ("scenes", "captions") else kind  # captioned
+            if cfg.data.kind in MODALITIES["audio"].data_kinds:
+                kind = "audio"
+            if cfg.data.kind in MODALITIES["text2image"].data_kinds:
+                kind = "captions"
             overrides += [f"data.kind={kind}", f"data.path={args.data}"]
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
@@ -81,7 +83,7 @@ def _cmd_train(args) -> int:
     if args.resume and args.resume != "auto" and not Path(args.resume).exists():
         raise UserError(f"--resume {args.resume}: no such checkpoint (use a path or 'auto')")
     _one_run_per_folder(run_dir, args)
-    trainer = Trainer(
+    trainer = make_trainer(
         cfg,
         run_dir,
         resume=args.resume,

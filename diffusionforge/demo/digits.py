@@ -8,9 +8,9 @@ from pathlib import Path
 from diffusionforge.assets import bundled_path
 from diffusionforge.demo.section import Section
 from diffusionforge.errors import DataError
+from diffusionforge.modalities import build_dataset
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.plot import image_panels, save_png
-from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.previews import real_examples
 
 DIGITS_NFE, DIGITS_GUIDANCE = 16, 2.0

@@ -8,10 +8,10 @@ from pathlib import Path
 from diffusionforge.data.toy import make_toy
 from diffusionforge.demo.section import Section
 from diffusionforge.eval.swd import sliced_wasserstein
+from diffusionforge.modalities import make_trainer
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.plot import save_png, scatter_panels
 from diffusionforge.train.config import apply_overrides, load_preset
-from diffusionforge.train.trainer import Trainer
 
 DIGITS_NFE, DIGITS_GUIDANCE = 16, 2.0
 
@@ -35,7 +35,7 @@ def toy2d(out: Path, quick: bool) -> Section:
     )
     run_dir = out / "toy2d"
     t0 = time.monotonic()
-    result = Trainer(cfg, run_dir, log=lambda m: None).fit()
+    result = make_trainer(cfg, run_dir, log=lambda m: None).fit()
     train_s = time.monotonic() - t0
 
     pipe = load_pipeline(result.checkpoint)

@@ -1,11 +1,16 @@
-"""Turn a Config into its dataset: `build_dataset(cfg)`, by data.kind (`DATASETS`).
+"""Turn a Config into its dataset: `build_dataset(cfg, builders)`, by data.kind.
+
+Which builder makes which data.kind is said once, in the modality table (modalities.py, which
+passes its `DATASETS` here); the vector and image kinds' builders live in this module
+(`VECTOR_DATASETS`, `IMAGE_DATASETS`), the other modalities' in their builder modules.
 
 Latent diffusion (data.autoencoder = CHECKPOINT) trains on an autoencoder's scaled latents of
-the same data (train/latent.py). The modalities' own sets come from their builder modules.
+the same data (train/latent.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -16,7 +21,6 @@ from diffusionforge.data.images import ArrayImages, ImageFolder
 from diffusionforge.data.stream import FolderStream
 from diffusionforge.data.toy import TOY_SETS, make_toy
 from diffusionforge.errors import ConfigError, DataError
-from diffusionforge.train import builders_audio, builders_t2i, builders_text
 from diffusionforge.train.config import Config
 from diffusionforge.train.latent import encode_dataset
 
@@ -99,26 +103,19 @@ def _npy_dataset(cfg: Config) -> ArrayDataset:
     return ArrayDataset(data, seed=cfg.train.seed, augment=d.augment, jitter=d.jitter)
 
 
-# data.kind -> builder. A modality adds its kinds here (text, captioned scenes, audio...).
-DATASETS = {
-    "toy": _toy_dataset,
-    "npy": _npy_dataset,
-    "digits": _image_dataset,
-    "glyphs": _image_dataset,
-    "images": _image_dataset,
-    **dict.fromkeys(builders_text.TEXT_KINDS, builders_text.text_dataset),
-    **builders_t2i.CAPTIONED_KINDS,
-    **builders_audio.AUDIO_KINDS,
-}
-IMAGE_KINDS = ("digits", "glyphs", "images")
+# data.kind -> builder, for the vectors and images rows of the modality table
+VECTOR_DATASETS = {"toy": _toy_dataset, "npy": _npy_dataset}
+IMAGE_DATASETS = dict.fromkeys(("digits", "glyphs", "images"), _image_dataset)
 
 
-def build_dataset(cfg: Config) -> ArrayDataset | FolderStream:
-    if cfg.data.kind not in DATASETS:
+def build_dataset(cfg: Config, builders: Mapping[str, Callable]) -> ArrayDataset | FolderStream:
+    """The dataset of cfg.data.kind, made by its builder in `builders` (data.kind -> builder:
+    `modalities.DATASETS`)."""
+    if cfg.data.kind not in builders:
         raise ConfigError(
-            f"data.kind: expected one of {', '.join(DATASETS)}, got {cfg.data.kind!r}"
+            f"data.kind: expected one of {', '.join(builders)}, got {cfg.data.kind!r}"
         )
-    dataset = DATASETS[cfg.data.kind](cfg)
+    dataset = builders[cfg.data.kind](cfg)
     if cfg.data.autoencoder:  # latent diffusion: train on the autoencoder's scaled latents
         dataset = encode_dataset(dataset, cfg)
     return dataset

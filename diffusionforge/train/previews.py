@@ -1,8 +1,8 @@
 """The picture the trainer saves every `train.sample_every` steps: data beside samples.
 
-One function per data kind, `fn(net, objective, dataset, cfg, device) -> PIL.Image | None`,
-in the dict literal `PREVIEWS`; a modality adds its own (a spectrogram, decoded latents...).
-Data kinds without an entry get no preview. `net` holds the weights to show (the EMA when
+One function per modality, `fn(net, objective, dataset, cfg, device) -> PIL.Image | None`; the
+modality table (modalities.py) names each modality's preview and hands it to the Trainer, and
+a modality with none trains without pictures. `net` holds the weights to show (the EMA when
 there is one) and is in eval mode.
 """
 
@@ -127,15 +127,3 @@ def real_examples(dataset, labels: Tensor | None, n: int) -> Tensor:
         pick = where[(k * 977) % len(where)] if len(where) else None
         picks.append(dataset.data[pick] if pick is not None else dataset.data[0] * 0)
     return torch.stack(picks)
-
-
-PREVIEWS = {
-    "toy": vectors,
-    "npy": vectors,
-    "digits": images,
-    "glyphs": images,
-    "images": images,
-    "scenes": captioned,
-    "captions": captioned,
-    **dict.fromkeys(("spoken-digits", "audio"), audio),
-}

@@ -35,7 +35,6 @@ from diffusionforge.train.builders import (
     lr_at,
 )
 from diffusionforge.train.config import Config, parse_duration
-from diffusionforge.train.datasets import build_dataset
 from diffusionforge.train.ema import ClassicEMA, PowerEMA
 from diffusionforge.train.trainer_checkpoints import Checkpoints
 from diffusionforge.train.trainer_device import DeviceSteps
@@ -62,7 +61,9 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         until_step: int | None = None,  # stop (with a checkpoint) after this step
         max_time: str | None = None,  # wall-clock budget of this invocation, e.g. "10m"
         max_cpu_time: str | None = None,  # CPU-time budget of this process (fair on a busy machine)
-        dataset: ArrayDataset | None = None,
+        dataset: ArrayDataset | None = None,  # the examples, or else build_dataset(cfg) makes them
+        build_dataset: Callable[[Config], ArrayDataset] | None = None,  # modalities.DATASETS'
+        preview: Callable | None = None,  # the picture every train.sample_every steps (previews.py)
         formulation=None,
         log: Callable[[str], None] = print,
         device_side: bool | None = None,  # None: on CUDA without FSDP or fp16 (see _on_device)
@@ -77,7 +78,11 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         self.max_cpu_seconds = (
             parse_duration(cpu_budget, "--max-cpu-time") if cpu_budget else math.inf
         )
+        if dataset is None and build_dataset is None:  # modalities.make_trainer gives both
+            raise TypeError("Trainer: give dataset= or build_dataset=")
         self.dataset = dataset
+        self.build_dataset = build_dataset
+        self.preview = preview
         self.formulation = formulation
         self.log = log
         self.device_side = device_side
@@ -104,7 +109,7 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
             # Small models on few cores lose badly to thread contention (100x seen on 2 cores).
             torch.set_num_threads(cfg.train.threads)
         self.world = self.acc.num_processes
-        self.dataset = self.dataset or build_dataset(cfg)  # may pick data.image_size
+        self.dataset = self.dataset or self.build_dataset(cfg)  # may pick data.image_size
         auto_size.batch_size(cfg, self.dataset.shape, self.world, self.log)  # if it is 0
         micro_count = self.world * cfg.train.grad_accum
         if cfg.train.batch_size % micro_count:

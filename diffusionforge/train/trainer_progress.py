@@ -3,7 +3,7 @@ TensorBoard, the progress bar or plain progress lines, and the signal handlers t
 Ctrl-C / SIGTERM into a checkpoint and a clean stop (train/trainer.py holds the loop).
 
 A mixin of `Trainer`: it reads the trainer's state (cfg, run_dir, acc, net, ema, dataset,
-formulation, step, log) and sets `_signal` when a signal arrives.
+formulation, preview, step, log) and sets `_signal` when a signal arrives.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import torch
 
 from diffusionforge.plot import save_png
 from diffusionforge.train.builders import build_model
-from diffusionforge.train.previews import PREVIEWS
 
 PLAIN_EVERY = 30.0  # seconds between plain progress lines when there is no progress bar
 
@@ -28,7 +27,7 @@ class Progress:
 
     def _sample_grid(self, writer) -> Path | None:
         cfg = self.cfg
-        preview = PREVIEWS.get(cfg.data.kind)
+        preview = self.preview  # the modality's (modalities.py); None: no picture
         if preview is None:
             return None
         weights = self._full(self.ema.primary() if self.ema else self.net.state_dict())
