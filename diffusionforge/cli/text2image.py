@@ -89,7 +89,8 @@ def _cmd_generate(args) -> int:
             seen.add(line)
             print(f"warning: {line}", file=sys.stderr)
     # the resolved names and the weights' hash, as `sample` records them (never "auto")
-    ran = pipe.cfg.sample.plan(args.nfe, args.sampler, args.schedule, inpainting=mask is not None)
+    # with no --schedule, the checkpoint's fitted one for this NFE (fit-schedule) if it has one
+    ran = pipe.plan(args.nfe, args.sampler, args.schedule, inpainting=mask is not None)
     ck = pipe.checkpoint
     ema = not args.no_ema and ck.has("ema.safetensors")
     wfile = "ema.safetensors" if ema else "model.safetensors"
@@ -137,7 +138,10 @@ def _cmd_generate(args) -> int:
         to_pil(images[k]).save(name, pnginfo=info)
     if len(prompts) > 1:
         image_grid(images, cols=args.n, value_range=(-1, 1)).save(out / "grid.png")
-    print(f"wrote {len(prompts)} image(s) of {pipe.resolution}x{pipe.resolution} to {out}")
+    print(
+        f"wrote {len(prompts)} image(s) of {pipe.resolution}x{pipe.resolution} "
+        f"({ran.sampler}, {ran.schedule}, NFE {ran.nfe}) to {out}"
+    )
     return 0
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from diffusionforge.core.draw import Edit, draw
 from diffusionforge.core.plan import Plan
 from diffusionforge.errors import CheckpointError, UserError
+from diffusionforge.pipelines.fitted_schedules import fitted_for_plan
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders_t2i import prompt_encoder
 from diffusionforge.train.checkpoint import Checkpoint
@@ -86,6 +87,24 @@ class Text2ImagePipeline:
                 )
         return enc.cond
 
+    def plan(
+        self,
+        nfe: int | None = None,
+        sampler: str | None = None,
+        schedule: str | Tensor | None = None,
+        *,
+        inpainting: bool = False,
+    ) -> Plan:
+        """The sampling plan as Pipeline.plan makes it: the config's recipe, and with no
+        schedule named the checkpoint's fitted schedule for that NFE and sampler (`diffusionforge
+        fit-schedule`, schedule name "fitted") when it has one."""
+        s = self.cfg.sample
+        fitted = None
+        if self.checkpoint is not None:
+            want = sampler or (None if s.sampler == "auto" else s.sampler)
+            fitted = fitted_for_plan(self.checkpoint, nfe or s.nfe, want, inpainting=inpainting)
+        return s.plan(nfe, sampler, schedule, inpainting=inpainting, fitted=fitted)
+
     @torch.no_grad()
     def generate(
         self,
@@ -116,7 +135,7 @@ class Text2ImagePipeline:
         if init_image is not None or mask is not None:
             init, m = edit_inputs(init_image, mask, len(prompts), self.resolution)
             edit = Edit(init, strength, m)
-        plan = plan or self.cfg.sample.plan(nfe, sampler, schedule, inpainting=mask is not None)
+        plan = plan or self.plan(nfe, sampler, schedule, inpainting=mask is not None)
         x = draw(
             self.net, self.formulation, self.shape, seeds, plan, cond=cond, guidance=guidance,
             uncond=neg.expand_as(cond), edit=edit, decoder=self.autoencoder, callback=callback,

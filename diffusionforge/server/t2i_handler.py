@@ -111,9 +111,8 @@ class Text2ImageHandler(Handler):
         edit = _edit(params, pipe.resolution, limits)
         # as `generate` plans it: the config's recipe, inpainting-aware
         inpainting = edit is not None and edit[1] is not None
-        plan = pipe.cfg.sample.plan(
-            params.nfe, params.sampler, params.schedule, inpainting=inpainting
-        )
+        # (with no schedule named, the checkpoint's fitted one for the NFE when it has one)
+        plan = pipe.plan(params.nfe, params.sampler, params.schedule, inpainting=inpainting)
         sampler, schedule = plan.sampler, plan.schedule
         uploads = {"init_image", "mask", "strength"}
         echo = params.model_dump(exclude={"model"} | uploads)
