@@ -115,7 +115,7 @@ def test_own_images_pick_side_and_batch_and_say_so(tmp_path, capsys):
     trainer = make_trainer(cfg, tmp_path / "run", log=lines.append)
     trainer.fit()
     assert trainer.cfg.data.image_size == 16 and trainer.cfg.train.batch_size == 64
-    assert "images are 48x20 (70 image(s)); training at 16x16 (picked from the data)" in (
+    assert "images are 48x20 (70 image(s)); training at 16x16, picked from the data" in (
         capsys.readouterr().err
     )
     text = "\n".join(lines)

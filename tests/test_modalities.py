@@ -4,12 +4,14 @@ handlers and the CLI follow it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from diffusionforge.assets import bundled_path
 from diffusionforge.modalities import DATASETS, MODALITIES, make_trainer, modality_at, modality_of
+from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.server.handlers import HANDLERS
 from diffusionforge.train.config import load_preset
 
@@ -49,3 +51,9 @@ def test_unknown_kinds_and_missing_folders_have_none(tmp_path):
     assert modality_of({"model": {"kind": "unet"}, "data": {"kind": "nope"}}) is None
     assert modality_of({}) is None
     assert modality_at(tmp_path / "absent") is None
+
+
+def test_a_pipeline_says_whether_it_makes_images():
+    pipe = load_pipeline(bundled_path("digits"))
+    assert pipe.makes_images and pipe.image_shape == pipe.shape
+    assert not dataclasses.replace(pipe, shape=(2,)).makes_images  # a toy set's points

@@ -61,7 +61,7 @@ def _cmd_eval(args) -> int:
         raise UserError(f"--inception-weights {args.inception_weights}: no such file")
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
-    if len(pipe.shape) != 3:
+    if not pipe.makes_images:
         raise UserError(f"{args.checkpoint}: eval is for image models; this one makes {pipe.shape}")
     data = build_dataset(cli_latent.pixel_config(pipe.cfg))  # a latent model's data as pixels
     if not args.inception_weights and data.labels is None:

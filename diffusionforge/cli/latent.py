@@ -43,7 +43,7 @@ def check_samplable(pipe, args) -> None:
             f"on it with --set data.autoencoder={args.checkpoint} (or `eval` it for its PSNR)"
         )
     editing = args.init_image or args.mask or args.strength is not None
-    if editing and len(pipe.shape) != 3:
+    if editing and not pipe.makes_images:
         raise UserError(
             f"--init-image/--mask/--strength: {args.checkpoint} is not an image model "
             f"(examples of shape {pipe.shape})"

@@ -73,7 +73,7 @@ def _cmd_sample(args) -> int:
     args.edit = edit_inputs(args, pipe)
     if args.out is None and len(pipe.shape) == 3:
         out = Path("samples.png")
-    if len(pipe.shape) == 3:
+    if pipe.makes_images:
         return _sample_images(args, pipe, out)
     if args.cls is not None or args.guidance is not None or args.like is not None:
         raise UserError(

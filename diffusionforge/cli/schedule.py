@@ -14,6 +14,9 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    from diffusionforge.cli import diffusers as cli_diffusers
+    from diffusionforge.cli import fit_schedule_targets as targets
+
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli.common import _check_writable_dir, _int_list, _parse_classes
     from diffusionforge.pipelines.fitted_schedules import fit_entries, write_entries
@@ -31,6 +34,8 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         raise UserError(f"--batch: expected 1 to 4096 draws per network call, got {args.batch}")
     if args.threads <= 0:
         raise UserError(f"--threads: expected a positive number, got {args.threads}")
+    if cli_diffusers.handles(args.checkpoint):  # written beside the folder, never into it
+        return targets.fit_diffusers(args, nfes)
     if is_text_checkpoint(args.checkpoint):
         raise UserError(f"{args.checkpoint}: a text model has no sigma schedule to fit")
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
@@ -46,6 +51,10 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         if Path(args.out).exists():
             raise UserError(f"--out {args.out}: already exists; name a new folder")
         _check_writable_dir(Path(args.out).parent, f"--out {args.out}")
+    if pipe.cfg.model.text_encoder.kind:  # text-to-image: fitted on --prompt captions
+        return targets.fit_text2image(args, nfes)
+    if args.prompt:
+        raise UserError(f"--prompt: {args.checkpoint} is not a text-to-image model")
     torch.set_num_threads(args.threads)
     labels = None
     if pipe.num_classes:
@@ -72,35 +81,12 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
             sigma_max=f.sigma_max, cond=labels, seconds=args.seconds, seed=args.seed,
             progress=progress,
         )  # fmt: skip
-    fitted = []
-    for e in entries:
-        if e["rms_to_teacher"] is None:  # the budget did not cover one teacher batch
-            print(f"NFE {e['nfe']}: --seconds {args.seconds:g} is too short to fit; not written")
-            continue
+    fitted = targets.report(entries, args.seconds)
+    for e in fitted:
         e["classes"] = None if labels is None else sorted(set(labels.tolist()))
         e["guidance"] = guidance if labels is not None else None
-        sig = " ".join(f"{v:.4g}" for v in e["sigmas"])
-        print(
-            f"NFE {e['nfe']} ({e['sampler']}, {e['steps']} steps): sigmas {sig} "
-            f"({e['cpu_seconds']:.0f} CPU-s, {e['trajectories']} teacher draws, "
-            f"rms to the teacher {e['rms_to_teacher']:.4f})"
-        )
-        h = e["heldout"]
-        if h is not None:
-            verdict = "kept" if e["kept"] else "not kept: the default is better"
-            print(
-                f"NFE {e['nfe']}: fitted {h['rms_fitted']:.4f} vs default "
-                f"{h['rms_default']:.4f} on {h['trajectories']} held-out draws, {verdict}"
-            )
-        fitted.append(e)
-    if not fitted:
-        raise UserError(f"--seconds {args.seconds:g}: too short to fit any schedule; allow more")
     path = write_entries(pipe.checkpoint, fitted, Path(args.out) if args.out else None)
-    kept = sum(e["kept"] for e in fitted)
-    print(
-        f"wrote {len(fitted)} fitted schedule(s) to {path / 'schedules.json'} ({kept} kept; "
-        "sampling uses the kept ones)"
-    )
+    targets.wrote(path / "schedules.json", fitted)
     return 0
 
 
@@ -120,7 +106,16 @@ def add_commands(sub) -> None:
     f.add_argument("--batch", type=int, default=64, help="draws per network call (64)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    f.add_argument("--out", help="write a copy of the checkpoint here instead of in place")
+    f.add_argument(
+        "--out",
+        help="write a copy of the checkpoint here instead of in place (a diffusers folder: "
+        "the .json file to write; default FOLDER.schedules.json beside it, never inside)",
+    )
+    f.add_argument(
+        "--prompt",
+        action="append",
+        help="text-to-image models: a caption to fit on (repeatable; cycled over the batch)",
+    )
     f.add_argument("--no-ema", action="store_true", help="fit to the raw weights, not the EMA")
     f.add_argument("--verbose", action="store_true", help="print the search's progress")
     f.set_defaults(func=_cmd_fit_schedule)

@@ -165,7 +165,7 @@ class ImageFolder(Dataset):
         picked = ""
         if not size:  # the side from the data: the short side of its most common size
             self.size = size = auto_side(self.sizes)
-            picked = " (picked from the data)"
+            picked = ", picked from the data"
         other = [(n, wh) for wh, n in self.sizes.most_common() if wh != (size, size)]
         if other:  # never resize without a word: say what happens and how to change it
             (n, (w, h)), more = other[0], len(other) - 1

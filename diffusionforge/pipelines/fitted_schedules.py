@@ -12,6 +12,11 @@ File format (JSON): {"format": 1, "entries": [{"nfe", "sampler", "steps", "sigma
 numbers, decreasing, ending in 0), "classes" (labels the fit drew, or null), "cpu_seconds",
 "trajectories", "rms_to_teacher", "heldout": {"rms_fitted", "rms_default", "trajectories"}
 or null, "kept" (absent in files written before the check: kept)}]}.
+
+Imported diffusers folders are never modified unless asked: `fit-schedule FOLDER` writes the
+same format to the sidecar file `FOLDER.schedules.json` beside the folder (or to `--out FILE`),
+and a diffusers model reads `FOLDER/schedules.json` if the user put one there, else the sidecar
+(`schedules_file_for`).
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.errors import CheckpointError
 from diffusionforge.limits import limit
+from diffusionforge.pipelines.outputs import atomic_write
 from diffusionforge.train.checkpoint import Checkpoint, write_folder
 
 SCHEDULES_FILE = "schedules.json"
 FORMAT = 1
+MAX_FILE_BYTES = 16 << 20  # a schedules file is a few kB; refuse anything near memory-sized
 
 
 def read_entries(ckpt: Checkpoint) -> list[dict]:
@@ -40,8 +47,10 @@ def read_entries(ckpt: Checkpoint) -> list[dict]:
     a malformed file."""
     if not ckpt.has(SCHEDULES_FILE):
         return []
-    where = f"{ckpt.path / SCHEDULES_FILE}"
-    raw = ckpt.json(SCHEDULES_FILE)
+    return _checked(ckpt.json(SCHEDULES_FILE), f"{ckpt.path / SCHEDULES_FILE}")
+
+
+def _checked(raw, where: str) -> list[dict]:
     entries = raw.get("entries") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{where}: expected {{'format': 1, 'entries': [...]}}")
@@ -61,17 +70,57 @@ def read_entries(ckpt: Checkpoint) -> list[dict]:
     return entries
 
 
-def fitted_table(ckpt: Checkpoint, sampler: str) -> dict[int, Tensor]:
-    """{steps: sigmas} of the entries fitted for `sampler` (Plan.resolve's `fitted`)."""
+def fitted_table(ckpt: Checkpoint | list[dict], sampler: str) -> dict[int, Tensor]:
+    """{steps: sigmas} of the kept entries fitted for `sampler` (Plan.resolve's `fitted`),
+    from a checkpoint or from entries already read (read_file)."""
+    entries = ckpt if isinstance(ckpt, list) else read_entries(ckpt)
     return {
         len(e["sigmas"]) - 1: torch.tensor(e["sigmas"], dtype=torch.float64)
-        for e in read_entries(ckpt)
+        for e in entries
         if e["sampler"] == sampler and e.get("kept", True)
     }
 
 
+def sidecar(folder: str | Path) -> Path:
+    """Where fit-schedule writes a diffusers folder's schedules: FOLDER.schedules.json."""
+    folder = Path(folder).expanduser()
+    return folder.with_name(folder.name + ".schedules.json")
+
+
+def schedules_file_for(folder: str | Path) -> Path | None:
+    """The schedules file a diffusers folder uses: FOLDER/schedules.json, else the sidecar."""
+    for path in (Path(folder).expanduser() / SCHEDULES_FILE, sidecar(folder)):
+        if path.is_file():
+            return path
+    return None
+
+
+def read_file(path: str | Path) -> list[dict]:
+    """The entries of a schedules file outside a checkpoint; CheckpointError names a bad one."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file() or size > MAX_FILE_BYTES:
+            raise CheckpointError(f"{path}: not a schedules file (a regular file under 16 MiB)")
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: cannot read it as JSON ({type(e).__name__})") from None
+    return _checked(raw, str(path))
+
+
+def write_file(path: str | Path, entries: list[dict]) -> Path:
+    """`entries` into the schedules file `path` (replacing its entries of the same NFE),
+    atomically (temp file, fsync, rename)."""
+    path = Path(path).expanduser()
+    kept = read_file(path) if path.exists() else []
+    kept = [e for e in kept if e["nfe"] not in {n["nfe"] for n in entries}]
+    table = {"format": FORMAT, "entries": sorted(kept + entries, key=lambda e: e["nfe"])}
+    data = json.dumps(table, indent=1).encode()
+    return atomic_write(path, lambda f: f.write(data), "fit-schedule --out")
+
+
 def fitted_for_plan(
-    ckpt: Checkpoint, nfe: int, sampler: str | None, *, inpainting: bool = False
+    ckpt: Checkpoint | list[dict], nfe: int, sampler: str | None, *, inpainting: bool = False
 ) -> dict[int, Tensor]:
     """The fitted table for the sampler a plan of `nfe` would run (`sampler`, else the
     recommended one, plain UniPC for inpainting as in Plan.resolve): what a pipeline passes

@@ -35,6 +35,12 @@ class Pipeline:
     autoencoder: object | None = None
 
     @property
+    def makes_images(self) -> bool:
+        """One example is a (C, H, W) image, or a latent the autoencoder decodes to one (drawn by
+        `generate_images`, editable); otherwise a vector or array (`generate`)."""
+        return len(self.shape) == 3
+
+    @property
     def image_shape(self) -> tuple[int, ...]:
         """Shape of one output image: `shape` itself, or the decoded shape of a latent."""
         if self.autoencoder is None:
@@ -137,7 +143,7 @@ class Pipeline:
         the [-1, 1] network range clipped), else one numpy array per sample. `labels`: one
         class (index or name) for all, or one per sample; other keywords as generate_images
         (guidance, nfe, sampler, schedule, device)."""
-        if len(self.image_shape) != 3:
+        if not self.makes_images:
             x = self.generate(n, seed=seed, **kwargs)
             return [row.cpu().numpy() for row in x]
         # deferred: pipelines stay free of Pillow until a picture is asked for

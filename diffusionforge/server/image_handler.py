@@ -164,7 +164,7 @@ def edit_of(params, pipe: Pipeline, limits: Limits) -> Edit | None:
                 raise RequestError(name, "send the image to edit as init_image too")
         return None
     c, h, w = pipe.image_shape
-    if len(pipe.shape) != 3:
+    if not pipe.makes_images:
         raise RequestError("init_image", f"this model does not make images ({pipe.shape})")
     cap = limits.max_upload_bytes
     mode = "L" if c == 1 else "RGB"

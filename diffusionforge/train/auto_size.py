@@ -2,9 +2,9 @@
 
 - data.image_size = 0: the side comes from the folder (data.images.auto_side: the short side of
   the most common image size, rounded down to 8, 16, 32 or 64), said in one line.
-- train.batch_size = 0: the batch for that side from `BATCH_BY_SIDE`, chosen so that a step of
-  the 0.3M "tiny" U-Net costs roughly the same on a CPU at any side (about 0.1-0.3 CPU-s;
-  BENCHMARKS.md), said in one line.
+- train.batch_size = 0: the batch for that side from `BATCH_BY_SIDE` (fewer, larger images per
+  step: one thread runs the 0.3M "tiny" U-Net at about 0.15 CPU-s a step at 16x16, 0.5 at
+  64x64; BENCHMARKS.md), said in one line.
 - after a few timed steps every run states the CPU and wall time the rest will take.
 """
 
