@@ -27,4 +27,4 @@ def test_generate_audio_from_the_bundled_name(tmp_path):
     out = tmp_path / "sevens"
     argv = ["generate-audio", "audio-digits", "--class", "seven", "--n", "2", "--nfe", "4"]
     assert main([*argv, "--out", str(out)]) == 0
-    assert len(list(out.glob("*-seven-seed*.wav"))) == 2
+    assert len(list(out.glob("generate-audio-*-seven.wav"))) == 2

@@ -121,7 +121,7 @@ def test_train_then_generate_audio_writes_wavs_and_a_picture(tmp_path, capsys, p
     argv = ["generate-audio", str(result.checkpoint), "--class", "1-tone", "--n", "2"]
     assert main([*argv, "--nfe", "2", "--out", str(out)]) == 0
     wavs = sorted(out.glob("*.wav"))
-    assert [w.name for w in wavs] == ["000-1-tone-seed0.wav", "001-1-tone-seed1.wav"]
+    assert [w.name for w in wavs] == ["generate-audio-0-1-tone.wav", "generate-audio-1-1-tone.wav"]
     data, rate = sf.read(wavs[0])
     assert rate == 8000 and data.shape == (2000,) and np.isfinite(data).all()
     assert (out / "spectrograms.png").stat().st_size > 0
@@ -130,7 +130,7 @@ def test_train_then_generate_audio_writes_wavs_and_a_picture(tmp_path, capsys, p
     again = tmp_path / "again"
     argv = ["generate-audio", str(result.checkpoint), "--class", "1", "--n", "1"]
     assert main([*argv, "--nfe", "2", "--out", str(again)]) == 0
-    assert np.abs(sf.read(again / "000-1-tone-seed0.wav")[0] - data).max() <= 2 / 32768
+    assert np.abs(sf.read(again / "generate-audio-0-1-tone.wav")[0] - data).max() <= 2 / 32768
     capsys.readouterr()
     if preset != "spoken-digits":
         return

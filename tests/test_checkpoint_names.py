@@ -41,7 +41,8 @@ def test_sample_then_info_with_a_bundled_name(tmp_path, monkeypatch, capsys):
     code, _, err = cli(capsys, "sample", "digits", "--class", "3,7", "--nfe", "2", "--n", "2",
                        "--out", "digits.png")  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "digits.png").is_file() and (tmp_path / "digits").is_dir()
+    # a .png --out is one grid now; the single PNGs go to a folder only when --out names one
+    assert (tmp_path / "digits.png").is_file() and not (tmp_path / "digits").exists()
     assert cli(capsys, "info", "digits")[0] == 0
 
 

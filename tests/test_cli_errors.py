@@ -64,7 +64,7 @@ def _snapshot(run) -> dict:
         (["info", "/no/such/ckpt"], "no such checkpoint"),
         (["sample", "/x", "--device", "gpu7"], "--device"),
         (["sample", "/x", "--nfe", "0"], "--nfe"),
-        (["sample", "/x", "--out", "samples.txt"], ".npy or .png"),
+        (["sample", "/x", "--out", "samples.txt"], "a folder (one file per sample) or a file"),
         (["nonsense"], "invalid choice"),
         (["demo", "--section", "nope"], "--section"),
         (["ema", "/no/run", "--sigma-rel", "0.5", "--out", "x"], "--sigma-rel"),

@@ -15,7 +15,7 @@ def test_generate_records_resolved_names_and_weights_hash(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["generate", "a red circle", "--nfe", "2", "--seed", "1", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    (png,) = sorted(out.glob("*.png"))
+    (png,) = sorted(out.glob("generate-*.png"))
     rec = json.loads(Image.open(png).text["diffusionforge"])
     plan = Plan.resolve(2)
     assert (rec["sampler"], rec["schedule"], rec["nfe"]) == (plan.sampler, plan.schedule, 2)

@@ -33,9 +33,9 @@ def test_bundled_glyphs32_samples_the_requested_characters(tmp_path):
     assert pipe.shape == (1, 32, 32) and pipe.num_classes == 62
     assert pipe.classes[:3] == ["0", "1", "2"] and "A" in pipe.classes and "z" in pipe.classes
     args = "sample glyphs32 --class A,b --n 2 --nfe 4 --out".split()
-    p = run_cli([*args, str(tmp_path / "g.png")])
+    p = run_cli([*args, str(tmp_path / "g")])
     assert p.returncode == 0, p.stderr
-    assert len(list((tmp_path / "g").glob("*.png"))) == 2
+    assert len(list((tmp_path / "g").glob("sample-*.png"))) == 4  # --n per class
 
 
 def test_pyproject_ships_the_bundled_files():

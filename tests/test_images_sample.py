@@ -26,18 +26,18 @@ def ckpt(tmp_path_factory):
 
 
 def test_grid_and_single_pngs_carry_metadata_and_regenerate_bit_for_bit(ckpt, tmp_path):
-    out = tmp_path / "g.png"
+    out = tmp_path / "g"  # a folder: one PNG per image, grid.png, samples.json
     p = run_cli(
-        ["sample", str(ckpt), "--class", "3,7", "--n", "4", "--guidance", "2", "--nfe", "4"]
+        ["sample", str(ckpt), "--class", "3,7", "--n", "2", "--guidance", "2", "--nfe", "4"]
         + ["--seed", "10", "--out", str(out)]
     )
     assert p.returncode == 0, p.stderr
-    singles = sorted((tmp_path / "g").glob("*.png"))
+    singles = sorted(out.glob("sample-*.png"))
     assert [s.name for s in singles] == [
-        "00000-class3-seed10.png",
-        "00001-class3-seed11.png",
-        "00002-class7-seed12.png",
-        "00003-class7-seed13.png",
+        "sample-10-3.png",
+        "sample-11-3.png",
+        "sample-12-7.png",
+        "sample-13-7.png",
     ]
     rec = read_metadata(singles[2])
     assert rec["seed"] == 12 and rec["class"] == 7 and rec["guidance"] == 2.0
@@ -49,13 +49,13 @@ def test_grid_and_single_pngs_carry_metadata_and_regenerate_bit_for_bit(ckpt, tm
         == hashlib.sha256((ckpt / "ema.safetensors").read_bytes()).hexdigest()
     )
     assert Image.open(singles[2]).text["seed"] == "12"  # plain text chunks, too
-    grid = read_metadata(out)
-    assert grid["count"] == 4 and grid["classes"] == [3, 3, 7, 7]
+    grid = read_metadata(out / "grid.png")
+    assert grid["count"] == 4 and grid["classes"] == [3, 3, 7, 7] and grid["class"] == [3, 7]
 
     # regenerate image 2 from its PNG alone, in a new process and a batch of its own
-    p = run_cli(["sample", str(ckpt), "--like", str(singles[2]), "--out", str(tmp_path / "r.png")])
+    p = run_cli(["sample", str(ckpt), "--like", str(singles[2]), "--out", str(tmp_path / "r")])
     assert p.returncode == 0, p.stderr
-    again = tmp_path / "r" / "00000-class7-seed12.png"
+    again = tmp_path / "r" / "sample-12-7.png"
     assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(singles[2])))
 
     # and bit for bit before 8-bit rounding: the float image depends on its own seed only
@@ -71,10 +71,10 @@ def test_grid_and_single_pngs_carry_metadata_and_regenerate_bit_for_bit(ckpt, tm
 
 
 def test_default_sample_is_ten_per_class_by_name(ckpt, tmp_path):
-    p = run_cli(["sample", str(ckpt), "--nfe", "2", "--out", str(tmp_path / "all.png")])
+    p = run_cli(["sample", str(ckpt), "--nfe", "2", "--out", str(tmp_path / "all")])
     assert p.returncode == 0, p.stderr
-    assert len(list((tmp_path / "all").glob("*.png"))) == 100
-    meta = json.loads(Image.open(tmp_path / "all.png").text["diffusionforge"])
+    assert len(list((tmp_path / "all").glob("sample-*.png"))) == 100
+    meta = json.loads(Image.open(tmp_path / "all" / "grid.png").text["diffusionforge"])
     assert meta["classes"] == [k // 10 for k in range(100)]
 
 
@@ -89,7 +89,7 @@ def test_default_sample_is_ten_per_class_by_name(ckpt, tmp_path):
         (["--sampler", "nope"], "--sampler"),
         (["--schedule", "nope"], "--schedule"),
         (["--n", "0"], "--n"),
-        (["--n", "1", "--class", "1,2"], "--n 1"),
+        (["--n", "-1", "--class", "1,2"], "--n"),
         (["--threads", "0"], "--threads"),
         (["--out", "x.txt"], "--out"),
         (["--like", "missing.png"], "--like missing.png"),
@@ -110,11 +110,9 @@ def test_like_rejects_foreign_pngs_and_other_weights(ckpt, tmp_path):
     assert "junk.png" in assert_one_line_error(p)
     assert (
         run_cli(
-            ["sample", str(ckpt), "--n", "1", "--class", "2", "--out", "a.png"], cwd=tmp_path
+            ["sample", str(ckpt), "--n", "1", "--class", "2", "--out", "a"], cwd=tmp_path
         ).returncode
         == 0
     )
-    p = run_cli(
-        ["sample", str(ckpt), "--no-ema", "--like", "a/00000-class2-seed0.png"], cwd=tmp_path
-    )
+    p = run_cli(["sample", str(ckpt), "--no-ema", "--like", "a/sample-0-2.png"], cwd=tmp_path)
     assert "made by other weights" in assert_one_line_error(p)

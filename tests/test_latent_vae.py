@@ -177,7 +177,7 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
     mask = np.zeros((8, 8))
     mask[:, 4:] = 255
     common = ["sample", str(latent_ckpt), "--class", "3", "--n", "2", "--nfe", "4"]
-    out = tmp_path / "e.png"
+    out = tmp_path / "e"  # a folder: one PNG per image
     code, err = _cli(
         [
             *common,
@@ -193,7 +193,7 @@ def test_cli_editing_flags_and_their_errors(latent_ckpt, vae_run, tmp_path, caps
         capsys,
     )
     assert code == 0, err
-    edited = tmp_path / "e" / "00000-class3-seed0.png"
+    edited = tmp_path / "e" / "sample-0-3.png"
     got = np.asarray(Image.open(edited).convert("L"))
     assert np.array_equal(got[:, :4], np.asarray(Image.open(init).convert("L"))[:, :4])
     bad = {

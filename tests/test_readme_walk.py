@@ -97,7 +97,8 @@ def test_readme_command_line_block_in_order(tmp_path, monkeypatch, capsys):
     code, text = run(["sample", "digits", "--class", "3,7", "--nfe", "4", "--out", "digits.png"],
                      capsys)  # fmt: skip
     assert code == 0, text
-    assert (tmp_path / "digits.png").is_file() and (tmp_path / "digits").is_dir()
+    assert (tmp_path / "digits.png").is_file()  # one grid; no ./digits/ folder any more
+    assert not (tmp_path / "digits").exists()
     code, text = run(["info", "digits"], capsys)
     assert code == 0 and re.search(r"assets[/\\]digits", text), text
     code, text = run(["eval", "digits", "--n", "20", "--sweep-samplers", ""], capsys)

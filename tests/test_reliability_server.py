@@ -121,7 +121,7 @@ HOSTILE = [
     ("class float", b'{"model":"tiny","class":1.0}'),
     ("class bool", b'{"model":"tiny","class":true}'),
     ("n string", b'{"model":"tiny","n":"1"}'),
-    ("unknown field", b'{"model":"tiny","steps":4}'),
+    ("unknown field", b'{"model":"tiny","stepz":4}'),
     ("many unknown fields", json.dumps({f"f{k}": k for k in range(3000)}).encode()),
 ]
 

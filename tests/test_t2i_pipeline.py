@@ -127,7 +127,7 @@ def test_generate_cli_writes_pngs_and_refuses_bad_prompts(tiny_checkpoint, tmp_p
     )
     assert r.returncode == 0, r.stderr
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert len(pngs) == 5 and "grid.png" in pngs and pngs[0] == "000-a-red-circle-seed0.png"
+    assert len(pngs) == 5 and "grid.png" in pngs and pngs[0] == "generate-0-a-red-circle.png"
     # one warning line for the unknown word, although its prompt is drawn twice
     assert r.stderr.count("warning: prompt: unknown word(s) zebras") == 1
     r = run_cli(["generate", "", "--checkpoint", str(tiny_checkpoint), "--out", str(out)])

@@ -51,12 +51,36 @@ def _device(text: str):
 
 def _load(args):
     # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli.common import resolve_device
     from diffusionforge.pipelines.diffusers_model import load
 
     dtype = getattr(args, "dtype", "float32")
     if dtype not in DTYPE_CHOICES:
         raise UserError(f"--dtype: expected one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
-    return load(args.checkpoint, dtype=dtype, device=_device(getattr(args, "device", "cpu")))
+    if not hasattr(args, "device"):  # `info`: no --device flag
+        return load(args.checkpoint, dtype=dtype, device=_device("cpu"))
+    device = resolve_device(args)  # the weights are loaded in --dtype (no autocast)
+    return load(args.checkpoint, dtype=dtype, device=device)
+
+
+def _settings(args, model, nfe: int, *, inpainting: bool = False) -> dict:
+    """samples.json's settings: the names generate resolves, the network's weights hash."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    import hashlib
+
+    sampler, schedule = model.names(nfe, args.sampler, args.schedule, inpainting=inpainting)
+    h = hashlib.sha256()
+    net_dir = next((model.path / d for d in ("unet", "transformer") if (model.path / d).is_dir()),
+                   model.path)  # fmt: skip
+    for f in sorted(net_dir.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return {
+        "model": str(model.path), "checkpoint_sha256": h.hexdigest(), "sampler": sampler,
+        "schedule": schedule, "nfe": nfe, "seed": args.seed, "device": args.device,
+        "dtype": str(model.dtype).split(".")[-1],
+    }  # fmt: skip
 
 
 def _check_sampling(args) -> None:
@@ -154,32 +178,49 @@ def _edit_inputs(args, model):
     return init, mask, strength
 
 
-def _save(images, out: Path, cols: int, record: dict) -> None:
+def _save(images, out, cols: int, record: dict, labels=None, names=None) -> Path:
+    """The --out rule (cli/outputs.py): one grid / array file, or one PNG per image."""
     # deferred: loaded only when this command runs, so `--help` stays fast
     import numpy as np
 
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.images import save_with_metadata
-    from diffusionforge.plot import image_grid
+    from diffusionforge.plot import image_grid, to_pil
 
-    if out.suffix == ".npy":
-        tmp = out.with_name(f".tmp-{out.name}")
-        np.save(tmp, images.numpy())
-        os.replace(tmp, out)
-        return
-    save_with_metadata(image_grid(images.clamp(-1, 1), cols, value_range=(-1, 1)), out, record)
+    images = images.float().clamp(-1, 1)
+    with out.writing():
+        if out.single and out.suffix == ".npy":
+            tmp = out.path.with_name(f".tmp-{out.path.name}")
+            np.save(tmp, images.numpy())
+            os.replace(tmp, out.path)
+        elif out.single:
+            save_with_metadata(image_grid(images, cols, value_range=(-1, 1)), out.path, record)
+        else:
+            for i, image in enumerate(images):
+                seed = record["seed"] + i if names is None else record["seeds"][i]
+                label = None if labels is None else str(labels[i])
+                label = names[i] if names is not None else label
+                rec = {k: v for k, v in record.items() if k != "seeds"} | {"seed": seed}
+                rec |= {"class": None if labels is None else int(labels[i])}
+                if names is not None:
+                    rec["prompt"] = names[i]
+                save_with_metadata(to_pil(image), out.name(seed, "png", label), rec)
+            if len(images) > 1:
+                grid = image_grid(images, cols, value_range=(-1, 1))
+                save_with_metadata(grid, out.overview("grid.png"), record)
+    return out.finish(record)
 
 
 def cmd_sample(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    from diffusionforge.cli.outputs import resolve_out
+
     _check_sampling(args)
     if args.n is not None and args.n <= 0:
         raise UserError(f"--n: expected a positive number of samples, got {args.n}")
-    out = Path(args.out or "samples.png")
-    if out.suffix not in (".npy", ".png"):
-        raise UserError(f"--out {out}: expected a .npy or .png file name")
+    out = resolve_out(args.out, "sample", (".png", ".npy"), "samples")
     torch.set_num_threads(args.threads)
     model = _load(args)
     if model.is_text_to_image:
@@ -187,9 +228,8 @@ def cmd_sample(args) -> int:
             f"{args.checkpoint}: a text-to-image pipeline; use `diffusionforge "
             "generate PROMPT --checkpoint` with it"
         )
-    n = args.n or 16
-    labels = None
-    if args.cls is not None:
+    labels, per = None, args.n or 16
+    if args.cls is not None:  # --n per class, as for our own checkpoints
         if not model.num_classes:
             raise UserError(f"--class: {args.checkpoint} is an unconditional model")
         try:
@@ -202,9 +242,10 @@ def cmd_sample(args) -> int:
             raise UserError(f"--class {args.cls!r}: expected indices, e.g. 3,7, or 'all'") from None
         if any(not 0 <= c < model.num_classes for c in wanted):
             raise UserError(f"--class: expected indices below {model.num_classes}")
-        labels = torch.tensor([wanted[i * len(wanted) // n] for i in range(n)])
+        labels = torch.tensor([c for c in wanted for _ in range(per)])
     elif model.num_classes and model.null_class is None:
-        labels = torch.arange(n) % model.num_classes
+        labels = torch.arange(per) % model.num_classes
+    n = per if labels is None else len(labels)
     guidance = 1.0 if args.guidance is None else args.guidance
     if guidance != 1.0 and model.null_class is None:
         raise UserError(f"--guidance: {args.checkpoint} has no 'no class' label to guide against")
@@ -222,19 +263,18 @@ def cmd_sample(args) -> int:
         strength=strength,
         mask=mask,
     ).cpu()
-    record = {
-        "model": str(model.path),
-        "seed": args.seed,
+    record = _settings(args, model, nfe, inpainting=mask is not None) | {
         "count": n,
-        "nfe": nfe,
-        "sampler": args.sampler or "auto",
-        "schedule": args.schedule or "auto",
         "guidance": guidance,
-        "dtype": str(model.dtype),
+        "class": None if labels is None else list(dict.fromkeys(labels.tolist())),
         "torch": torch.__version__,
     }
-    _save(images, out, min(n, int(n**0.5 + 0.999)), record)
-    print(f"wrote {n} images of shape {tuple(images.shape[1:])} from {model.path} to {out}")
+    cols = per if args.cls is not None else min(n, int(n**0.5 + 0.999))
+    where = _save(images, out, cols, record, labels=None if labels is None else labels.tolist())
+    ran = f"{record['sampler']}, {record['schedule']}, NFE {nfe}"  # "fitted": the folder's
+    print(
+        f"wrote {n} images of shape {tuple(images.shape[1:])} ({ran}) from {model.path} to {where}"
+    )
     return 0
 
 
@@ -243,9 +283,7 @@ def cmd_generate(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
-    # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.pipelines.images import save_with_metadata
-    from diffusionforge.plot import to_pil
+    from diffusionforge.cli.outputs import resolve_out
 
     _check_sampling(args)
     for flag, value in (("--n", args.n), ("--threads", args.threads)):
@@ -256,6 +294,7 @@ def cmd_generate(args) -> int:
     for i, p in enumerate(args.prompt):
         if not p.strip():
             raise UserError(f"prompt {i + 1}: empty; describe the image")
+    out = resolve_out(args.out, "generate", (".png", ".npy"), "generated")
     torch.set_num_threads(args.threads)
     model = _load(args)
     if not model.is_text_to_image:
@@ -264,40 +303,35 @@ def cmd_generate(args) -> int:
             "`diffusionforge sample` with it"
         )
     init, mask, strength = _edit_inputs(args, model)
-    out = Path(args.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for prompt in args.prompt:
-        seeds = list(range(args.seed, args.seed + args.n))
-        images = model.generate(
-            seeds,
-            nfe=args.nfe,
-            sampler=args.sampler,
-            schedule=args.schedule,
-            guidance=args.guidance,
-            prompts=[prompt] * args.n,
-            negative_prompt=args.negative,
-            init=None if init is None else init.expand(args.n, -1, -1, -1),
-            strength=strength,
-            mask=mask,
-        ).cpu()
-        for seed, image in zip(seeds, images, strict=True):
-            rec = {
-                "prompt": prompt,
-                "negative_prompt": args.negative,
-                "seed": seed,
-                "guidance": args.guidance,
-                "nfe": args.nfe,
-                "model": str(model.path),
-                "sampler": args.sampler or "auto",
-                "schedule": args.schedule or "auto",
-                "strength": strength if init is not None else None,
-            }
-            slug = "".join(ch if ch.isalnum() else "-" for ch in prompt.lower())[:40]
-            written.append(
-                save_with_metadata(to_pil(image.clamp(-1, 1)), out / f"{slug}-seed{seed}.png", rec)
-            )
-    print(f"wrote {len(written)} images to {out}/", file=sys.stdout)
+    batches, prompts, seeds = [], [], []
+    for prompt in args.prompt:  # --n images per prompt, seeds seed..seed+n-1 for each
+        batch = list(range(args.seed, args.seed + args.n))
+        batches.append(
+            model.generate(
+                batch,
+                nfe=args.nfe,
+                sampler=args.sampler,
+                schedule=args.schedule,
+                guidance=args.guidance,
+                prompts=[prompt] * args.n,
+                negative_prompt=args.negative,
+                init=None if init is None else init.expand(args.n, -1, -1, -1),
+                strength=strength,
+                mask=mask,
+            ).cpu()
+        )
+        prompts += [prompt] * args.n
+        seeds += batch
+    record = _settings(args, model, args.nfe, inpainting=mask is not None) | {
+        "prompts": args.prompt,
+        "negative_prompt": args.negative,
+        "guidance": args.guidance,
+        "strength": strength if init is not None else None,
+        "seeds": seeds,
+    }
+    where = _save(torch.cat(batches), out, args.n, record, names=prompts)
+    ran = f"{record['sampler']}, {record['schedule']}, NFE {args.nfe}"
+    print(f"wrote {len(prompts)} images ({ran}) to {where}", file=sys.stdout)
     return 0
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusionforge.cli.common import _check_writable_dir, _int_list, _log
+from diffusionforge.cli.common import (
+    _check_writable_dir,
+    _int_list,
+    _log,
+    precision,
+    resolve_device,
+)
 from diffusionforge.errors import UserError
 
 
@@ -59,6 +65,7 @@ def _cmd_eval(args) -> int:
     check_list(nfes, "--sweep-nfe", bound="nfe")
     if args.inception_weights and not Path(args.inception_weights).is_file():
         raise UserError(f"--inception-weights {args.inception_weights}: no such file")
+    resolve_device(args)
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
     if not pipe.makes_images:
@@ -91,7 +98,9 @@ def _cmd_eval(args) -> int:
         sweep_nfe=nfes,
         sweep_n=args.sweep_n,
         alpha=args.alpha,
+        device=args.device,
     )
-    evaluate(pipe, data.data, extractor, settings, out, _log)
+    with precision(args):
+        evaluate(pipe, data.data, extractor, settings, out, _log)
     print(f"wrote metrics.json, sweep.csv, sweep.png, samples.png, memorization.png to {out}")
     return 0

@@ -108,6 +108,9 @@ def cmd_eval_autoencoder(args) -> int:
     import torch
 
     # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli.common import resolve_device
+
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.eval.psnr import psnr
     from diffusionforge.modalities import build_dataset
     from diffusionforge.plot import image_panels, save_png
@@ -115,6 +118,7 @@ def cmd_eval_autoencoder(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.train.latent import load_autoencoder
 
+    resolve_device(args, cpu_only="autoencoder evaluation")
     torch.set_num_threads(args.threads)
     ae = load_autoencoder(args.checkpoint, what=str(args.checkpoint))
     # deferred: loaded only when this command runs, so `--help` stays fast

@@ -21,11 +21,15 @@ from diffusionforge.cli import text2image as cli_generate
 from diffusionforge.cli.common import (
     EXIT_DIVERGED,
     EXIT_USAGE,
+    OUT_HELP,
     _check_writable_dir,
     _flag_spellings,
     _Parser,
+    add_device_flags,
+    add_nfe_flag,
     sampler_help,
     schedule_help,
+    steps_alias,
 )
 from diffusionforge.cli.evaluate import _cmd_eval
 from diffusionforge.cli.info import _cmd_info
@@ -117,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a checkpoint")
     s.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest)")
     s.add_argument(
-        "--n", type=int, help="number of samples (default 1000; images: 10 per class or 64)"
+        "--n",
+        type=int,
+        help="samples per class for class models (--class 3,7 --n 2: 4 images; default 10), "
+        "else in all (default: 64 images, 1000 vectors)",
     )
     s.add_argument(
         "--class",
@@ -135,19 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--sampler", help=sampler_help())
     s.add_argument("--schedule", help=schedule_help())
-    s.add_argument("--nfe", "--steps", type=int, dest="nfe", help="network evaluations")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument(
-        "--out",
-        help=".npy (array) or .png (picture; image models also write single PNGs in a folder "
-        "named like it); default samples.npy, or samples.png for image models",
-    )
+    add_nfe_flag(s, None, "network evaluations per sample (default: the checkpoint's)")
+    s.add_argument("--seed", type=int, default=0, help="image i is drawn from seed + i")
+    s.add_argument("--out", default="samples", help=OUT_HELP + "; .png: one grid, .npy: an array")
     s.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
-    s.add_argument(
-        "--device",
-        default="auto",
-        help="cpu, cuda or cuda:N (default: %(default)s: cuda when available, else cpu)",
-    )
+    add_device_flags(s)
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli import latent as cli_latent
 
@@ -155,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.cli import diffusers as cli_diffusers
 
-    cli_diffusers.add_dtype_flag(s)
     s.set_defaults(func=_cmd_sample)
 
     v = sub.add_parser("eval", help="FID/KID/precision-recall, NFE sweep, memorization")
@@ -179,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     v.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     v.add_argument("--data", help="diffusers folders: the data to compare with (digits, glyphs)")
-    cli_diffusers.add_dtype_flag(v)
+    add_device_flags(v)
     v.set_defaults(func=_cmd_eval)
 
     i = sub.add_parser("info", help="describe a checkpoint")
@@ -213,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        note = steps_alias(args)  # a drawing verb's --steps: --nfe, with one line saying so
         check_cli_args(args, _flag_spellings(parser, args.command))
+        if note:
+            print(note, file=sys.stderr)
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

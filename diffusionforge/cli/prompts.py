@@ -16,6 +16,7 @@ import re
 import sys
 from pathlib import Path
 
+from diffusionforge.cli.common import add_device_flags
 from diffusionforge.errors import UserError
 
 ORACLES = {"oracle": 32, "oracle64": 64}
@@ -57,6 +58,7 @@ def _cmd_eval_prompts(args) -> int:
     import torch
 
     # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli.common import place, precision, resolve_device
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
     from diffusionforge.eval import prompts as ev
@@ -80,6 +82,7 @@ def _cmd_eval_prompts(args) -> int:
         raise UserError(f"--schedule {args.schedule}: expected one of {', '.join(SCHEDULES)}")
     if args.judge and not (Path(args.judge) / "judge.json").is_file():
         raise UserError(f"--judge {args.judge}: no judge.json in that folder")
+    device = resolve_device(args)
     torch.set_num_threads(args.threads)
     if args.prompts:
         cases, outside = ev.cases_from_prompts(_read_prompts(args.prompts))
@@ -106,6 +109,7 @@ def _cmd_eval_prompts(args) -> int:
         from diffusionforge.pipelines.text2image import load_text2image
 
         pipe = load_text2image(args.checkpoint, use_ema=not args.no_ema)
+        place(pipe, device)  # the network (and decoder); the judge runs on the cpu
     judge = load_judge(args.judge, log=lambda s: print(s, file=sys.stderr))
     val = judge.info.get("validation", {})
     if val:
@@ -126,7 +130,17 @@ def _cmd_eval_prompts(args) -> int:
             file=sys.stderr,
         )
 
-    settings = ev.sweep(
+    with precision(args):
+        settings = _sweep(ev, pipe, judge, cases, guidances, nfes, args, report)
+    ev.write_reports(settings, out)
+    print(ev.table(settings))
+    pictures = ", samples-*.png" if show else ""
+    print(f"wrote {out}/table.md, summary.csv, summary.json, results.csv{pictures}")
+    return 0
+
+
+def _sweep(ev, pipe, judge, cases, guidances, nfes, args, report):
+    return ev.sweep(
         pipe,
         judge,
         cases,
@@ -138,11 +152,6 @@ def _cmd_eval_prompts(args) -> int:
         schedule=args.schedule,
         on_setting=report,
     )
-    ev.write_reports(settings, out)
-    print(ev.table(settings))
-    pictures = ", samples-*.png" if show else ""
-    print(f"wrote {out}/table.md, summary.csv, summary.json, results.csv{pictures}")
-    return 0
 
 
 def _show_indices(cases, n: int) -> list[int]:
@@ -176,4 +185,5 @@ def add_commands(sub) -> None:
     p.add_argument("--out", help="output folder (default ./eval-prompts-<checkpoint name>)")
     p.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_device_flags(p)
     p.set_defaults(func=_cmd_eval_prompts)

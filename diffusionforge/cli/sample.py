@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from diffusionforge.cli.common import _check_writable_dir, _parse_classes
+from diffusionforge.cli.common import _parse_classes
 from diffusionforge.errors import UserError
 
 
@@ -27,7 +27,6 @@ def _cmd_sample(args) -> int:
     from diffusionforge.pipelines.outputs import (
         atomic_write,
         check_finite_output,
-        output_or_nothing,
     )
     from diffusionforge.pipelines.pipeline import load_pipeline
     from diffusionforge.plot import picture, save_png
@@ -50,20 +49,13 @@ def _cmd_sample(args) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
-    if args.device == "auto":  # the GPU when there is one, as diffusers/ComfyUI users expect
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise UserError(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: no CUDA device is available here")
-    out = Path(args.out or "samples.npy")
-    if out.suffix not in (".npy", ".png"):
-        raise UserError(f"--out {out}: expected a .npy or .png file name")
-    _check_writable_dir(out.parent, f"--out {out}")
+    from diffusionforge.cli.common import precision, resolve_device
+    from diffusionforge.cli.outputs import resolve_out
+
+    resolve_device(args)
     if args.like is not None:
         _apply_like(args)
+    out = resolve_out(args.out, "sample", (".png", ".npy"), "samples")
     torch.set_num_threads(args.threads)  # CPU results depend on it; recorded in image metadata
     pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema)
     # deferred: loaded only when this command runs, so `--help` stays fast
@@ -71,10 +63,9 @@ def _cmd_sample(args) -> int:
 
     check_samplable(pipe, args)
     args.edit = edit_inputs(args, pipe)
-    if args.out is None and len(pipe.shape) == 3:
-        out = Path("samples.png")
     if pipe.makes_images:
-        return _sample_images(args, pipe, out)
+        with precision(args):
+            return _sample_images(args, pipe, out)
     if args.cls is not None or args.guidance is not None or args.like is not None:
         raise UserError(
             f"--class/--guidance/--like: {args.checkpoint} is not an image model "
@@ -82,30 +73,51 @@ def _cmd_sample(args) -> int:
         )
     args.n = args.n or 1000
     check_values(args.n, math.prod(pipe.shape))
-    samples = pipe.generate(
-        args.n,
-        nfe=args.nfe,
-        sampler=args.sampler,
-        schedule=args.schedule,
-        seed=args.seed,
-        device=args.device,
-    )
+    plan = pipe.plan(args.nfe, args.sampler, args.schedule)
+    with precision(args):
+        samples = pipe.generate(
+            args.n, nfe=args.nfe, sampler=args.sampler, schedule=args.schedule, seed=args.seed,
+            device=args.device,
+        ).float().cpu()  # fmt: skip
     check_finite_output(samples, str(pipe.checkpoint.path))
-    if out.suffix == ".npy":
-        atomic_write(out, lambda f: np.save(f, samples.numpy()), f"--out {out}")
-    else:
-        image = picture([(f"samples, step {pipe.checkpoint.step}", samples)])
-        if image is None:
-            raise UserError(
-                f"--out {out}: examples of shape {pipe.shape} have no picture; use .npy"
-            )
-        with output_or_nothing(out, f"--out {out}"):
-            save_png(image, out)
+    # vectors come from one generator seeded --seed: one file per seed, row i sample i
+    target = out.path if out.single else out.name(args.seed, "npy", count=args.n)
+    with out.writing():
+        if target.suffix == ".npy":
+            atomic_write(target, lambda f: np.save(f, samples.numpy()), f"--out {target}")
+        else:
+            image = picture([(f"samples, step {pipe.checkpoint.step}", samples)])
+            if image is None:
+                raise UserError(
+                    f"--out {target}: examples of shape {pipe.shape} have no picture; use .npy"
+                )
+            save_png(image, target)
+    settings = _settings(args, pipe, plan) | {"n": args.n, "shape": list(pipe.shape)}
     print(
         f"wrote {args.n} samples of shape {pipe.shape} from {pipe.checkpoint.path} "
-        f"({pipe.weights} weights) to {out}"
+        f"({pipe.weights} weights, {plan.sampler}, {plan.schedule}, NFE {plan.nfe}) to "
+        f"{out.finish(settings)}"
     )
     return 0
+
+
+def _settings(args, pipe, plan) -> dict:
+    """What samples.json records for every drawing verb: resolved names, never "auto"."""
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.pipelines.images import weights_sha256
+
+    return {
+        "checkpoint": str(pipe.checkpoint.path),
+        "weights": pipe.weights,
+        "checkpoint_sha256": weights_sha256(pipe),
+        "sampler": plan.sampler,
+        "schedule": plan.schedule,
+        "nfe": plan.nfe,
+        "seed": args.seed,
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": args.threads,
+    }
 
 
 def _apply_like(args) -> None:
@@ -120,6 +132,11 @@ def _apply_like(args) -> None:
         rec = read_metadata(args.like)
     except ValueError as e:
         raise UserError(f"--like {e}") from None
+    if rec.get("count", 1) > 1:
+        raise UserError(
+            f"--like {args.like}: a grid of {rec['count']} images; use one of the single PNGs "
+            "(--out FOLDER writes one per image)"
+        )
     wanted = {
         "seed": rec["seed"],
         "cls": None if rec["class"] is None else str(rec["class"]),
@@ -139,18 +156,25 @@ def _apply_like(args) -> None:
         )
 
 
-def _sample_images(args, pipe, out: Path) -> int:
+def _sample_images(args, pipe, out) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import numpy as np
 
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.limits import check_values
-    from diffusionforge.pipelines.images import ImageRequest, draw, weights_sha256, write_images
+    from diffusionforge.pipelines.images import (
+        ImageRequest,
+        draw,
+        grid_record,
+        image_record,
+        save_with_metadata,
+        weights_sha256,
+    )
     from diffusionforge.pipelines.outputs import (
         atomic_write,
         check_finite_output,
-        output_or_nothing,
     )
+    from diffusionforge.plot import image_grid, to_pil
 
     guidance = pipe.cfg.sample.guidance if args.guidance is None else args.guidance
     if not guidance >= 0 or guidance > 100:
@@ -172,14 +196,12 @@ def _sample_images(args, pipe, out: Path) -> int:
         args.nfe, args.sampler, args.schedule, inpainting=bool(edit and edit.mask is not None)
     )
     nfe, sampler, schedule = plan.nfe, plan.sampler, plan.schedule
-    if pipe.num_classes:
+    if pipe.num_classes:  # --n counts per class, as in generate (per prompt), generate-audio
         classes = _parse_classes(args.cls or "all", pipe)
-        per = args.n // len(classes) if args.n else 10
-        n = args.n or per * len(classes)
-        if per == 0:
-            raise UserError(f"--n {n}: fewer than the {len(classes)} requested classes")
-        labels = [classes[min(i // per, len(classes) - 1)] for i in range(n)]
-        cols = per if n == per * len(classes) else min(n, 10)
+        per = args.n or 10
+        n = per * len(classes)
+        labels = [c for c in classes for _ in range(per)]
+        cols = per
     else:
         if args.cls is not None:
             _parse_classes(args.cls, pipe)  # raises: unconditional
@@ -187,16 +209,26 @@ def _sample_images(args, pipe, out: Path) -> int:
         cols = min(n, int(n**0.5 + 0.999))
     req = ImageRequest(args.seed, labels, guidance, plan, args.device, edit)
     check_values(n, math.prod(pipe.image_shape))
-    images = draw(pipe, req, n)
+    images = draw(pipe, req, n).float().cpu()
     check_finite_output(images, str(pipe.checkpoint.path))
-    if out.suffix == ".npy":
-        atomic_write(out, lambda f: np.save(f, images.numpy()), f"--out {out}")
-        print(f"wrote {n} images of shape {pipe.image_shape} to {out}")
-        return 0
-    with output_or_nothing(out, f"--out {out}"):
-        singles = write_images(pipe, req, images, out, cols)
+    grid_rec = grid_record(image_record(pipe, req, 0), req, n, pipe.classes) | {"dtype": args.dtype}
+    with out.writing():
+        if out.single and out.suffix == ".npy":
+            atomic_write(out.path, lambda f: np.save(f, images.numpy()), f"--out {out.path}")
+        elif out.single:
+            grid = image_grid(images, cols, value_range=(-1, 1))
+            save_with_metadata(grid, out.path, grid_rec)
+        else:
+            for i, image in enumerate(images):
+                rec = image_record(pipe, req, i) | {"dtype": args.dtype}
+                path = out.name(rec["seed"], "png", rec["class_name"], **{"class": rec["class"]})
+                save_with_metadata(to_pil(image), path, rec)
+            grid = image_grid(images, cols, value_range=(-1, 1))
+            save_with_metadata(grid, out.overview("grid.png"), grid_rec)
+    settings = _settings(args, pipe, plan) | {"n": n, "guidance": guidance}
+    where = out.finish(settings | {"classes": grid_rec["class"]})
     print(
-        f"wrote a grid of {n} images to {out} and single PNGs to {singles[0].parent}/ "
+        f"wrote {n} images to {where}{'' if out.single else '/ (one PNG each, grid.png)'} "
         f"({sampler}, {schedule}, NFE {nfe}, guidance {guidance:g}, seeds "
         f"{args.seed}..{args.seed + n - 1}, {pipe.weights} weights of {pipe.checkpoint.path})"
     )

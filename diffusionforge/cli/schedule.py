@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from diffusionforge.cli.common import add_device_flags
 from diffusionforge.errors import UserError
 
 
@@ -18,7 +19,14 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     from diffusionforge.cli import fit_schedule_targets as targets
 
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.cli.common import _check_writable_dir, _int_list, _parse_classes
+    from diffusionforge.cli.common import (
+        _check_writable_dir,
+        _int_list,
+        _parse_classes,
+        on_device,
+        precision,
+        resolve_device,
+    )
     from diffusionforge.pipelines.fitted_schedules import fit_entries, write_entries
     from diffusionforge.pipelines.pipeline import load_pipeline
     from diffusionforge.pipelines.text import is_text_checkpoint
@@ -55,6 +63,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         return targets.fit_text2image(args, nfes)
     if args.prompt:
         raise UserError(f"--prompt: {args.checkpoint} is not a text-to-image model")
+    device = resolve_device(args)
     torch.set_num_threads(args.threads)
     labels = None
     if pipe.num_classes:
@@ -63,7 +72,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     elif args.cls is not None:
         _parse_classes(args.cls, pipe)  # raises: unconditional
     f = pipe.formulation
-    denoise = f.precondition(pipe.net.eval())
+    denoise = on_device(f.precondition(pipe.net.eval()), pipe.net, device)
     guidance = pipe.cfg.sample.guidance if args.guidance is None else args.guidance
     if labels is not None and guidance != 1.0:  # fit what sampling runs: the guided denoiser
         # deferred: loaded only when this command runs, so `--help` stays fast
@@ -75,7 +84,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         if d["phase"] == "search" and args.verbose:
             print(f"  NFE {nfe}: {d['cpu_seconds']:.0f} CPU-s, rms to teacher {d['rms']:.4f}")
 
-    with torch.no_grad():
+    with torch.no_grad(), precision(args):
         entries = fit_entries(
             denoise, (args.batch, *pipe.shape), nfes, sigma_min=f.sigma_min,
             sigma_max=f.sigma_max, cond=labels, seconds=args.seconds, seed=args.seed,
@@ -118,4 +127,5 @@ def add_commands(sub) -> None:
     )
     f.add_argument("--no-ema", action="store_true", help="fit to the raw weights, not the EMA")
     f.add_argument("--verbose", action="store_true", help="print the search's progress")
+    add_device_flags(f)
     f.set_defaults(func=_cmd_fit_schedule)

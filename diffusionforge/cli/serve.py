@@ -14,6 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
+from diffusionforge.cli.common import add_device_flags
 from diffusionforge.errors import UserError
 
 
@@ -55,6 +56,7 @@ def add_commands(sub) -> None:
     s.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (results depend on it)"
     )
+    add_device_flags(s, "float32 (the server computes in float32 so far)")
     s.set_defaults(func=_cmd_serve)
 
 
@@ -132,10 +134,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli.common import resolve_device
+
+    # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.server.app import create_app
     from diffusionforge.server.protocol import uvicorn_config
     from diffusionforge.server.registry import scan
 
+    resolve_device(args, cpu_only="the server")  # its workers draw on the cpu (auto: cpu)
     settings = _settings(args)
     registry, skipped = scan(settings.models_dir)
     for line in skipped:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from diffusionforge.cli.common import OUT_HELP, add_device_flags, add_nfe_flag
 from diffusionforge.errors import UserError
 
 
@@ -22,6 +23,8 @@ def _cmd_generate_text(args) -> int:
     import torch
 
     # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli.common import precision, resolve_device
+    from diffusionforge.cli.outputs import resolve_out
     from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
     from diffusionforge.pipelines.text import load_text_pipeline
 
@@ -43,8 +46,14 @@ def _cmd_generate_text(args) -> int:
         raise UserError(f"--top-p: expected a number in (0, 1], got {args.top_p}")
     torch.set_num_threads(args.threads)
     pipe = load_text_pipeline(args.checkpoint, use_ema=not args.no_ema)
-    if _is_pairs(pipe):
-        return _answer_prompt(pipe, args)
+    pairs = _is_pairs(pipe)
+    cpu_only = (
+        "a prompt/response model" if pairs else "an autoregressive model" if pipe.is_ar else None
+    )
+    resolve_device(args, cpu_only=cpu_only)
+    out = resolve_out(args.out, "generate-text", (".txt",), "") if args.out else None
+    if pairs:
+        return _answer_prompt(pipe, args, out)
     args.nfe = args.nfe or 64
     args.temperature = 1.0 if args.temperature is None else args.temperature
     template = pipe.template(args.prompt, args.hole) if args.prompt else None
@@ -57,26 +66,56 @@ def _cmd_generate_text(args) -> int:
     length = args.length or (len(template) if holes else pipe.context)
     if template is not None and length < len(template):
         raise UserError(f"--length {length}: shorter than the prompt ({len(template)} tokens)")
-    out = pipe.generate(
-        args.n,
-        length,
-        template=template,
-        nfe=args.nfe,
-        sampler=args.sampler,
-        seed=args.seed,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-    )
-    for i, ids in enumerate(out):
+    with precision(args):
+        ids_all = pipe.generate(
+            args.n,
+            length,
+            template=template,
+            nfe=args.nfe,
+            sampler=args.sampler,
+            seed=args.seed,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            device=args.device,
+        )
+    texts = []
+    for ids in ids_all:
         mark = None
         if args.mark and template is not None:
             mark = torch.zeros(length, dtype=torch.bool)
             mark[: len(template)] = template == pipe.mask_id
             mark[len(template) :] = True
-        if args.n > 1:
-            print(f"--- sample {i} (seed {args.seed + i})")
-        print(pipe.decode(ids, mark=mark))
+        texts.append(pipe.decode(ids, mark=mark))
+    return _show(args, pipe, texts, out)
+
+
+def _show(args, pipe, texts: list[str], out) -> int:
+    """Print the samples; with --out, also one .txt per sample (+ samples.json) or one .txt."""
+    lines = []
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            lines.append(f"--- sample {i} (seed {args.seed + i})")
+        lines.append(text)
+    print("\n".join(lines))
+    if out is None:
+        return 0
+    with out.writing():
+        if out.single:
+            out.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for i, text in enumerate([] if out.single else texts):
+            out.name(args.seed + i, "txt").write_text(text + "\n", encoding="utf-8")
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.pipelines.images import weights_sha256
+
+    where = out.finish({
+        "checkpoint": str(pipe.checkpoint.path), "weights": pipe.weights,
+        "checkpoint_sha256": weights_sha256(pipe),
+        "sampler": args.sampler, "nfe": args.nfe, "seed": args.seed, "prompt": args.prompt,
+        "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+        "device": args.device, "dtype": args.dtype,
+    })  # fmt: skip
+    print(f"wrote {len(texts)} sample(s) to {where}", file=sys.stderr)
     return 0
 
 
@@ -87,23 +126,22 @@ def _is_pairs(pipe) -> bool:
     return is_pairs(pipe)
 
 
-def _answer_prompt(pipe, args) -> int:
+def _answer_prompt(pipe, args, out) -> int:
     """A (prompt, response) model: the response to --prompt (greedy unless --temperature)."""
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.pipelines.text_pairs import answer, show_sudoku
 
     if not args.prompt:
         raise UserError("--prompt: this model answers prompts (trained on prompt/response pairs)")
-    temperature = 0.0 if args.temperature is None else args.temperature
+    args.temperature = 0.0 if args.temperature is None else args.temperature
+    texts = []
     for i in range(args.n):
         (text,) = answer(
             pipe, [args.prompt], nfe=args.nfe, sampler=args.sampler, seed=args.seed + i,
-            temperature=temperature, top_k=args.top_k, top_p=args.top_p,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         )  # fmt: skip
-        if args.n > 1:
-            print(f"--- sample {i} (seed {args.seed + i})")
-        print(show_sudoku(args.prompt, text) if pipe.cfg.data.kind == "sudoku" else text)
-    return 0
+        texts.append(show_sudoku(args.prompt, text) if pipe.cfg.data.kind == "sudoku" else text)
+    return _show(args, pipe, texts, out)
 
 
 def cmd_eval_text(args) -> int:
@@ -124,6 +162,10 @@ def cmd_eval_text(args) -> int:
             raise UserError(f"{flag}: expected a positive number, got {value}")
     if args.ar and not Path(args.ar).exists():
         raise UserError(f"--ar {args.ar}: no such checkpoint")
+    # deferred: loaded only when this command runs, so `--help` stays fast
+    from diffusionforge.cli.common import resolve_device
+
+    resolve_device(args, cpu_only="text evaluation")
     torch.set_num_threads(args.threads)
     pipe = load_text_pipeline(args.checkpoint, use_ema=not args.no_ema)
     if _is_pairs(pipe):
@@ -169,10 +211,9 @@ def add_commands(sub) -> None:
         help="tokens in all (default: the prompt's with holes, else the model's context); "
         "longer than the context: semi-autoregressive blocks",
     )
-    g.add_argument(
-        "--nfe", "--steps", type=int, dest="nfe",
-        help="denoising steps (default 64; prompt/response models: one per response token)",
-    )  # fmt: skip
+    add_nfe_flag(
+        g, None, "denoising steps (default 64; prompt/response models: one per response token)"
+    )
     g.add_argument(
         "--sampler", default="confidence", help="confidence (LLaDA), margin or ancestral"
     )
@@ -187,6 +228,13 @@ def add_commands(sub) -> None:
     g.add_argument("--mark", action="store_true", help="bracket the generated spans")
     g.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    g.add_argument(
+        "--out",
+        help="also write the samples: "
+        + OUT_HELP
+        + "; .txt: all in one file (default: print only)",
+    )
+    add_device_flags(g)
     g.set_defaults(func=_cmd_generate_text)
 
     # text-only options of the shared `eval` command (image models ignore them)

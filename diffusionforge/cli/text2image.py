@@ -14,9 +14,8 @@ import json
 import re
 import sys
 import warnings
-from pathlib import Path
 
-from diffusionforge.cli.common import _load_png
+from diffusionforge.cli.common import OUT_HELP, _load_png, add_device_flags, add_nfe_flag
 from diffusionforge.errors import UserError
 
 DEFAULT_MODEL = "t2i-scenes"  # bundled in diffusionforge/assets/
@@ -33,12 +32,18 @@ def _cmd_generate(args) -> int:
     if cli_diffusers.handles(args.checkpoint):  # a Stable-Diffusion-layout diffusers folder
         return cli_diffusers.cmd_generate(args)
     # deferred: loaded only when this command runs, so `--help` stays fast
+    import numpy as np
     import torch
     from PIL import PngImagePlugin
+
+    from diffusionforge.cli.common import place, precision, resolve_device
+    from diffusionforge.cli.outputs import resolve_out
 
     # deferred: loaded only when this command runs, so `--help` stays fast
     from diffusionforge.core.samplers import SAMPLERS
     from diffusionforge.core.schedules import SCHEDULES
+    from diffusionforge.pipelines.images import save_with_metadata
+    from diffusionforge.pipelines.outputs import atomic_write
     from diffusionforge.pipelines.text2image import load_text2image
     from diffusionforge.plot import image_grid, to_pil
 
@@ -62,26 +67,31 @@ def _cmd_generate(args) -> int:
     for i, p in enumerate(args.prompt):
         if not p.strip():
             raise UserError(f"prompt {i + 1}: empty; describe the image, e.g. 'a red circle'")
+    device = resolve_device(args)
+    out = resolve_out(args.out, "generate", (".png", ".npy"), "generated")
     torch.set_num_threads(args.threads)
     pipe = load_text2image(args.checkpoint or DEFAULT_MODEL, use_ema=not args.no_ema)
+    place(pipe, device)  # the network (and decoder); prompts are encoded on the cpu
     init = _load_png(args.init_image, "--init-image", "RGB") if args.init_image else None
     mask = _load_png(args.mask, "--mask", "L") if args.mask else None
     prompts = [p for p in args.prompt for _ in range(args.n)]
     seeds = [args.seed + i for _ in args.prompt for i in range(args.n)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        images = pipe.generate(
-            prompts,
-            nfe=args.nfe,
-            guidance=args.guidance,
-            seeds=seeds,
-            sampler=args.sampler,
-            schedule=args.schedule,
-            negative_prompt=args.negative,
-            init_image=init,
-            strength=args.strength,
-            mask=mask,
-        )
+        with precision(args):
+            images = pipe.generate(
+                prompts,
+                nfe=args.nfe,
+                guidance=args.guidance,
+                seeds=seeds,
+                sampler=args.sampler,
+                schedule=args.schedule,
+                negative_prompt=args.negative,
+                init_image=init,
+                strength=args.strength,
+                mask=mask,
+            )
+    images = images.float().cpu()
     seen = set()
     for w in caught:  # one line per distinct warning (the same prompt repeats --n times)
         line = re.sub(r"^prompt \d+", "prompt", str(w.message))
@@ -89,22 +99,17 @@ def _cmd_generate(args) -> int:
             seen.add(line)
             print(f"warning: {line}", file=sys.stderr)
     # the resolved names and the weights' hash, as `sample` records them (never "auto")
-    # with no --schedule, the checkpoint's fitted one for this NFE (fit-schedule) if it has one
-    ran = pipe.plan(args.nfe, args.sampler, args.schedule, inpainting=mask is not None)
+    ran = pipe.cfg.sample.plan(args.nfe, args.sampler, args.schedule, inpainting=mask is not None)
     ck = pipe.checkpoint
     ema = not args.no_ema and ck.has("ema.safetensors")
     wfile = "ema.safetensors" if ema else "model.safetensors"
     sha = hashlib.sha256(ck.files[wfile]).hexdigest() if ck.has(wfile) else None
-    out = Path(args.out).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out: {out}: cannot create the folder ({e.strerror})") from None
     layouts = getattr(pipe.prompts, "layouts", None)  # layout-grounded models plan boxes
     planned = layouts(prompts, seeds) if layouts is not None else [None] * len(prompts)
     for prompt, plan in zip(args.prompt, planned[:: args.n], strict=True):
         if plan is not None:
             print(f"planned layout for {prompt!r}: {json.dumps(plan[0].to_dict())}")
+    records = []
     for k, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
         record = {
             "prompt": prompt,
@@ -117,6 +122,8 @@ def _cmd_generate(args) -> int:
             "model": str(args.checkpoint or DEFAULT_MODEL),
             "checkpoint_sha256": sha,
             "strength": args.strength if init is not None else None,
+            "device": args.device,
+            "dtype": args.dtype,
         }
         if planned[k] is not None:  # the scene the planner read and the boxes it placed
             spec, objects = planned[k]
@@ -131,16 +138,25 @@ def _cmd_generate(args) -> int:
                     for o in objects
                 ],
             }
-        info = PngImagePlugin.PngInfo()
-        info.add_text("diffusionforge", json.dumps(record))
-        info.add_text("prompt", prompt)
-        name = out / f"{k:03d}-{_slug(prompt)}-seed{seed}.png"
-        to_pil(images[k]).save(name, pnginfo=info)
-    if len(prompts) > 1:
-        image_grid(images, cols=args.n, value_range=(-1, 1)).save(out / "grid.png")
+        records.append(record)
+    grid_rec = {k: v for k, v in records[0].items() if k not in ("prompt", "seed", "layout")}
+    grid_rec |= {"prompts": args.prompt, "seeds": seeds, "count": len(prompts)}
+    with out.writing():
+        for k, record in enumerate([] if out.single else records):
+            info = PngImagePlugin.PngInfo()
+            info.add_text("diffusionforge", json.dumps(record))
+            info.add_text("prompt", record["prompt"])
+            name = out.name(record["seed"], "png", _slug(record["prompt"]))
+            to_pil(images[k]).save(name, pnginfo=info)
+        if out.single and out.suffix == ".npy":
+            atomic_write(out.path, lambda f: np.save(f, images.numpy()), f"--out {out.path}")
+        elif out.single or len(prompts) > 1:
+            grid = image_grid(images, cols=args.n, value_range=(-1, 1))
+            save_with_metadata(grid, out.path if out.single else out.overview("grid.png"), grid_rec)
+    where = out.finish(grid_rec)
     print(
         f"wrote {len(prompts)} image(s) of {pipe.resolution}x{pipe.resolution} "
-        f"({ran.sampler}, {ran.schedule}, NFE {ran.nfe}) to {out}"
+        f"({ran.sampler}, {ran.schedule}, NFE {ran.nfe}) to {where}"
     )
     return 0
 
@@ -157,7 +173,7 @@ def add_commands(sub) -> None:
         "--checkpoint", help=f"text-to-image checkpoint (default: bundled {DEFAULT_MODEL})"
     )
     g.add_argument("--n", type=int, default=1, help="images per prompt (seeds seed, seed+1, ...)")
-    g.add_argument("--nfe", type=int, default=20, help="network evaluations per image")
+    add_nfe_flag(g, 20, "network evaluations per image (default: 20)")
     g.add_argument(
         "--guidance",
         type=float,
@@ -176,11 +192,8 @@ def add_commands(sub) -> None:
         help="img2img: how much to change, (0, 1] (default 0.6; 1 with --mask)",
     )
     g.add_argument("--mask", help="inpainting: grayscale PNG, white = generate, black = keep")
-    g.add_argument("--out", default="generated", help="output folder")
+    g.add_argument("--out", default="generated", help=OUT_HELP + "; .png: one grid, .npy: an array")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     g.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
-    # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.cli import diffusers as cli_diffusers
-
-    cli_diffusers.add_dtype_flag(g)
+    add_device_flags(g)
     g.set_defaults(func=_cmd_generate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusionforge.cli.common import _log, _one_run_per_folder
+from diffusionforge.cli.common import _log, _one_run_per_folder, launcher_precision
 from diffusionforge.errors import ConfigError, UserError
 
 
@@ -67,7 +67,7 @@ def _cmd_train(args) -> int:
         overrides.append(f"train.steps={args.steps}")
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
-    cfg = apply_overrides(cfg, overrides)
+    cfg = launcher_precision(apply_overrides(cfg, overrides), overrides)
     if args.max_time:
         parse_duration(args.max_time)
     if args.max_cpu_time:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from diffusionforge.core.plan import Plan
@@ -54,13 +55,14 @@ class AudioPipeline:
         plan: Plan | None = None,
         callback=None,
         check=None,
+        device: str | torch.device = "cpu",
     ) -> Tensor:
         """Waveforms (n, length); `check()` runs between the network and the decoding (a server
-        job's cancellation point)."""
+        job's cancellation point). The network runs on `device`, the decoding on the cpu."""
         t0 = time.process_time()
         plan = plan or self.pipe.plan(nfe, sampler, schedule)
         x = self.pipe.generate_images(seeds, labels=labels, guidance=guidance, plan=plan,
-                                      callback=callback)  # fmt: skip
+                                      callback=callback, device=device).float().cpu()  # fmt: skip
         t1 = time.process_time()
         if check:
             check()

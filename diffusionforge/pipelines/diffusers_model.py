@@ -181,6 +181,18 @@ class DiffusersModel:
 
     # --- drawing ---------------------------------------------------------------------------
 
+    @staticmethod
+    def names(nfe: int, sampler: str | None, schedule: str | None, *, inpainting: bool = False):
+        """(sampler, schedule) that generate runs for these arguments: never None or "auto"."""
+        rec_sampler = recommended(nfe)[0]
+        if inpainting and rec_sampler == "unipc_gaussian":
+            rec_sampler = "unipc"  # as core.editing.edit: one local scale per sample
+        sampler = sampler or rec_sampler
+        if sampler not in SAMPLERS:
+            raise UserError(f"sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        # the schedule of the sampler actually run (a fitted one only for its own sampler)
+        return sampler, schedule or default_schedule(nfe, sampler, inpainting=inpainting)
+
     def generate(
         self,
         seeds: list[int],
@@ -204,14 +216,7 @@ class DiffusersModel:
         `init` (B, C, H, W) in [-1, 1] edits an image (img2img at `strength`), `mask` (B or 1,
         1, H, W), 1 = generate, inpaints it.
         """
-        rec_sampler = recommended(nfe)[0]
-        if mask is not None and rec_sampler == "unipc_gaussian":
-            rec_sampler = "unipc"  # as core.editing.edit: one local scale per sample
-        sampler = sampler or rec_sampler
-        if sampler not in SAMPLERS:
-            raise UserError(f"sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        # the schedule of the sampler actually run (a fitted one only for its own sampler)
-        schedule = schedule or default_schedule(nfe, sampler, inpainting=mask is not None)
+        sampler, schedule = self.names(nfe, sampler, schedule, inpainting=mask is not None)
         steps = SAMPLER_INFO[sampler].steps_for(nfe)
         if sigmas is None and schedule == "scheduler":
             sigmas = self.scheduler_sigmas(steps)

@@ -54,6 +54,7 @@ class EvalSettings:
     sweep_n: int = 500
     alpha: float = 1 / 3
     classifier_epochs: int = 30
+    device: str = "cpu"  # where the network draws (features and metrics: the cpu)
 
 
 def extractor_for(train_images: Tensor, labels: Tensor | None, inception: str | None, log):
@@ -93,7 +94,10 @@ def draw_batched(pipe: Pipeline, n: int, s: EvalSettings, nfe: int, sampler: str
                 guidance=s.guidance if lab is not None else 1.0,
                 nfe=nfe,
                 sampler=sampler,
+                device=s.device,
             )
+            .float()
+            .cpu()
         )
     return torch.cat(out)
 

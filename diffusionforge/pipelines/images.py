@@ -21,7 +21,6 @@ from torch import Tensor
 from diffusionforge.core.draw import Edit
 from diffusionforge.core.plan import Plan
 from diffusionforge.pipelines.pipeline import Pipeline
-from diffusionforge.plot import image_grid, to_pil
 
 META_KEY = "diffusionforge"  # PNG text chunk holding the JSON record; plain keys mirror it
 
@@ -104,10 +103,19 @@ def image_record(pipe: Pipeline, req: ImageRequest, index: int) -> dict:
     }
 
 
-def grid_record(first: dict, req: ImageRequest, n: int) -> dict:
-    """A grid's record: its first image's, for the whole batch (seed, count, classes)."""
+def grid_record(first: dict, req: ImageRequest, n: int, names: list[str] | None = None) -> dict:
+    """A grid's record: its first image's, for the whole batch (seed, count, and in "class"
+    every class it shows, in order; "classes" is the class of each image)."""
     rec = {k: v for k, v in first.items() if k != "index"}
-    return rec | {"seed": req.seed, "count": n, "classes": req.labels}
+    shown = None if req.labels is None else list(dict.fromkeys(req.labels[:n]))
+    named = None if shown is None or names is None else [names[c] for c in shown]
+    return rec | {
+        "seed": req.seed,
+        "count": n,
+        "classes": req.labels,
+        "class": shown,
+        "class_name": named,
+    }
 
 
 def _pnginfo(record: dict) -> PngImagePlugin.PngInfo:
@@ -144,19 +152,3 @@ def read_metadata(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"{path}: metadata lacks {', '.join(sorted(missing))}")
     return record
-
-
-def write_images(
-    pipe: Pipeline, req: ImageRequest, images: Tensor, grid_path: Path, cols: int
-) -> list[Path]:
-    """The grid at grid_path and single PNGs in a folder beside it (grid name without .png)."""
-    folder = grid_path.with_suffix("")
-    paths = []
-    for i, image in enumerate(images):
-        rec = image_record(pipe, req, i)
-        tag = f"-class{rec['class']}" if rec["class"] is not None else ""
-        name = f"{i:05d}{tag}-seed{rec['seed']}.png"
-        paths.append(save_with_metadata(to_pil(image), folder / name, rec))
-    grid_rec = grid_record(image_record(pipe, req, 0), req, len(images)) | {"images": str(folder)}
-    save_with_metadata(image_grid(images, cols, value_range=(-1, 1)), grid_path, grid_rec)
-    return paths

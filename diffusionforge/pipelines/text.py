@@ -77,10 +77,13 @@ class TextPipeline:
         top_k: int | None = None,
         top_p: float | None = None,
         block: int | None = None,
+        device: str | torch.device = "cpu",
     ) -> Tensor:
         """n token sequences (n, length). `template` (T,) T <= length is their start (holes as
         mask ids; everything after it is generated). Sample i uses a generator seeded seed + i,
-        so it does not depend on n."""
+        so it does not depend on n. `device`: where the network runs (masked diffusion; the
+        sampling loop and its generators stay on the cpu, so results match the cpu's draws
+        up to the network's rounding)."""
         x = torch.full((n, length), self.mask_id, dtype=torch.long)
         if template is not None:
             x[:, : len(template)] = template
@@ -89,6 +92,8 @@ class TextPipeline:
         if self.is_ar:
             return self._generate_ar(x, gens, shaping)
         denoise = self.objective.precondition(self.net)
+        if torch.device(device).type != "cpu":
+            denoise = _on_device(denoise, self.net, torch.device(device))
         kw = dict(mask_id=self.mask_id, schedule=self.objective.schedule, generator=gens)
         inner = TOKEN_SAMPLERS[sampler]
         if length <= self.context:
@@ -127,6 +132,18 @@ class TextPipeline:
             run.append(i)
         out.append(self.tokenizer.decode(run))
         return "".join(out) + (marks[1] if inside else "")
+
+
+def _on_device(denoise, net, device: torch.device):
+    """denoise with the network on `device`: tensors go there, logits come back as float32."""
+    net.to(device)
+
+    def moved(*args, **kwargs):
+        args = [a.to(device) if isinstance(a, Tensor) else a for a in args]
+        kwargs = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        return denoise(*args, **kwargs).float().cpu()
+
+    return moved
 
 
 def encode_template(tokenizer: TextTokenizer, prompt: str, hole: int) -> Tensor:

@@ -140,7 +140,7 @@ class Text2ImagePipeline:
             self.net, self.formulation, self.shape, seeds, plan, cond=cond, guidance=guidance,
             uncond=neg.expand_as(cond), edit=edit, decoder=self.autoencoder, callback=callback,
         )  # fmt: skip
-        return x.clamp(-1, 1)
+        return x.float().cpu().clamp(-1, 1)  # on the cpu in float32 wherever the net ran
 
     def decode(self, x: Tensor) -> Tensor:
         return self.autoencoder.decode(x) if self.autoencoder is not None else x

@@ -22,6 +22,7 @@ from diffusionforge.pipelines.audio import AudioPipeline, load_audio_pipeline
 from diffusionforge.plot import spectrogram_image as spectrograms
 from diffusionforge.server.base import (
     ID_PATTERN,
+    NFE_ALIAS,
     Handler,
     ModelEntry,
     RequestError,
@@ -51,7 +52,9 @@ class AudioParams(BaseModel):
         None, alias="class", description="class index or name; null: the classes in turn"
     )
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)
-    nfe: int = Field(DEFAULT_NFE, ge=1, description="network evaluations per clip")
+    nfe: int = Field(
+        DEFAULT_NFE, ge=1, validation_alias=NFE_ALIAS, description="network evaluations per clip"
+    )
     sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
     schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="clip i uses seed + i")

@@ -16,12 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 
 from diffusionforge.server.jobs import JobContext, JobError, safe_reason
 from diffusionforge.server.settings import Limits
 
 log = logging.getLogger("diffusionforge.server")
+
+# `nfe` (network evaluations), also accepted as `steps` (what diffusers/A1111 clients send);
+# responses and docs say `nfe`.
+NFE_ALIAS = AliasChoices("nfe", "steps")
 
 # Model ids: a folder name of the models folder, letters, digits, '-' and '_' only: no dots,
 # no slashes, so an id can never name anything outside that folder.

@@ -27,7 +27,7 @@ from diffusionforge.pipelines.diffusers_import import PIPELINES, read_json
 from diffusionforge.pipelines.diffusers_model import load
 from diffusionforge.pipelines.images import save_with_metadata
 from diffusionforge.plot import image_grid, to_pil
-from diffusionforge.server.base import ID_PATTERN, Handler, ModelEntry, RequestError, Run
+from diffusionforge.server.base import ID_PATTERN, NFE_ALIAS, Handler, ModelEntry, RequestError, Run
 from diffusionforge.server.image_handler import INIT_HELP, MASK_HELP, STRENGTH_HELP
 from diffusionforge.server.jobs import JobContext
 from diffusionforge.server.settings import Limits
@@ -48,7 +48,9 @@ class DiffusersParams(BaseModel):
     negative_prompt: str = Field("", description="text-to-image folders: the unguided branch")
     class_: int | None = Field(None, alias="class", description="class-conditional: the label")
     guidance: float | None = Field(None, ge=0, le=50.0, allow_inf_nan=False)
-    nfe: int | None = Field(None, ge=1, description="network evaluations per image")
+    nfe: int | None = Field(
+        None, ge=1, validation_alias=NFE_ALIAS, description="network evaluations per image"
+    )
     sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
     schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")

@@ -34,6 +34,7 @@ from diffusionforge.pipelines.pipeline import Pipeline, load_pipeline
 from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import (
     ID_PATTERN,
+    NFE_ALIAS,
     Handler,
     ModelEntry,
     RequestError,
@@ -73,7 +74,9 @@ class ImageParams(BaseModel):
     guidance: float | None = Field(
         None, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="CFG scale (1: none)"
     )
-    nfe: int | None = Field(None, ge=1, description="network evaluations per image")
+    nfe: int | None = Field(
+        None, ge=1, validation_alias=NFE_ALIAS, description="network evaluations per image"
+    )
     sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
     schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")

@@ -24,6 +24,7 @@ from diffusionforge.pipelines.text2image import Text2ImagePipeline, load_text2im
 from diffusionforge.plot import image_grid, to_pil
 from diffusionforge.server.base import (
     ID_PATTERN,
+    NFE_ALIAS,
     Handler,
     ModelEntry,
     RequestError,
@@ -55,7 +56,9 @@ class Text2ImageParams(BaseModel):
     prompt: str = Field(description="what to draw, e.g. 'two red circles left of a blue square'")
     negative_prompt: str = Field("", description="the unguided branch (default: empty caption)")
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)
-    nfe: int = Field(DEFAULT_NFE, ge=1, description="network evaluations per image")
+    nfe: int = Field(
+        DEFAULT_NFE, ge=1, validation_alias=NFE_ALIAS, description="network evaluations per image"
+    )
     sampler: SamplerName | None = Field(None, description="null: recommended for the NFE")
     schedule: ScheduleName | None = Field(None, description="null: recommended for the NFE")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i uses seed + i")

@@ -29,6 +29,7 @@ from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_te
 from diffusionforge.pipelines.text_pairs import fill, prompt_window
 from diffusionforge.server.base import (
     ID_PATTERN,
+    NFE_ALIAS,
     Counted,
     Handler,
     ModelEntry,
@@ -55,7 +56,9 @@ class TextParams(BaseModel):
         None, ge=1, description="tokens in all (default: the prompt's if it has holes, else the "
         "model's context)"
     )  # fmt: skip
-    nfe: int | None = Field(None, ge=1, description="denoising steps (default: the model's)")
+    nfe: int | None = Field(
+        None, ge=1, validation_alias=NFE_ALIAS, description="denoising steps (default: the model's)"
+    )
     sampler: Literal["confidence", "margin", "ancestral"] = DEFAULT_SAMPLER
     seed: int = Field(0, ge=0, le=MAX_SEED, description="sample i uses seed + i")
     n: int = Field(1, ge=1, description="number of texts")
