@@ -284,3 +284,20 @@ def test_accelerate_launch_mixed_precision_wins_over_the_config(monkeypatch, cap
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # the launcher's default: no say
     assert common.launcher_precision(load_preset("moons"), []).train.mixed_precision == "no"
     assert capsys.readouterr().err == ""
+
+
+# --- progress without a terminal -----------------------------------------------------------
+
+
+def test_train_no_progress_logs_loss_lines_periodically(tmp_path, monkeypatch, capsys):
+    """`train --no-progress` (or a log file) writes plain step/loss lines, at most every
+    PLAIN_EVERY seconds (30); with the interval at zero, one per logged step."""
+    from diffusionforge.train import trainer_progress
+
+    monkeypatch.setattr(trainer_progress, "PLAIN_EVERY", 0.0)
+    code, out, err = cli(capsys, "train", "--preset", "moons", "--steps", 20, "--set",
+                         "train.log_every=5", "--set", "train.batch_size=16", "--no-progress",
+                         "--run-dir", tmp_path / "run")  # fmt: skip
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("step ") and " loss " in ln]
+    assert [ln.split()[1] for ln in lines] == ["5/20", "10/20", "15/20", "20/20"], err
