@@ -32,6 +32,7 @@ from diffusionforge.core.schedules import SCHEDULES
 from diffusionforge.errors import CheckpointError, UserError
 from diffusionforge.limits import limit
 from diffusionforge.pipelines import diffusers_import as di
+from diffusionforge.pipelines import fitted_schedules as fs
 from diffusionforge.pipelines.diffusers_noise import NoiseProcess, noise_process
 
 MULTISTEP = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler")
@@ -181,9 +182,26 @@ class DiffusersModel:
 
     # --- drawing ---------------------------------------------------------------------------
 
-    @staticmethod
-    def names(nfe: int, sampler: str | None, schedule: str | None, *, inpainting: bool = False):
-        """(sampler, schedule) that generate runs for these arguments: never None or "auto"."""
+    def fitted_sigmas(
+        self, nfe: int, sampler: str | None = None, *, inpainting: bool = False
+    ) -> Tensor | None:
+        """The sigmas `diffusionforge fit-schedule` fitted to this folder for the sampler a plan
+        of `nfe` runs (`sampler`, else the recommended one), read from FOLDER/schedules.json or
+        the sidecar FOLDER.schedules.json (pipelines/fitted_schedules.py), or None."""
+        path = fs.schedules_file_for(self.path)
+        if path is None:
+            return None
+        run, _ = self.names(nfe, sampler, "-", inpainting=inpainting)
+        table = fs.fitted_table(fs.read_file(path), run)
+        return table.get(SAMPLER_INFO[run].steps_for(nfe))
+
+    def names(
+        self, nfe: int, sampler: str | None, schedule: str | None, *, inpainting: bool = False
+    ):
+        """(sampler, schedule) that generate runs for these arguments: never None or "auto";
+        "fitted" when no schedule is named and the folder has one for them (fitted_sigmas)."""
+        if schedule is None and self.fitted_sigmas(nfe, sampler, inpainting=inpainting) is not None:
+            schedule = "fitted"
         rec_sampler = recommended(nfe)[0]
         if inpainting and rec_sampler == "unipc_gaussian":
             rec_sampler = "unipc"  # as core.editing.edit: one local scale per sample
@@ -218,6 +236,8 @@ class DiffusersModel:
         """
         sampler, schedule = self.names(nfe, sampler, schedule, inpainting=mask is not None)
         steps = SAMPLER_INFO[sampler].steps_for(nfe)
+        if sigmas is None and schedule == "fitted":  # no schedule named, the folder has one
+            sigmas = self.fitted_sigmas(nfe, sampler, inpainting=mask is not None)
         if sigmas is None and schedule == "scheduler":
             sigmas = self.scheduler_sigmas(steps)
         elif sigmas is None:

@@ -161,6 +161,9 @@ class DiffusersHandler(Handler):
 
         def run(ctx: JobContext) -> None:
             model = entry.load()
+            # the names run, recorded in the images: "fitted" when the folder has a schedule
+            # fitted for this NFE (FOLDER.schedules.json, fit-schedule) and none is named
+            echo["sampler"], echo["schedule"] = model.names(nfe, sampler, params.schedule)
             steps = SAMPLER_INFO[sampler].steps_for(nfe) if sampler else nfe
             ctx.plan(params.n * steps)
             labels = None
