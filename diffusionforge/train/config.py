@@ -164,7 +164,7 @@ class DataConfig:
     labels: str = ""  # kind = "images" with a .npy stack: optional int labels .npy (N,)
     image_size: int = 0  # resize/centre-crop side of image folders; 0: from the data (32 else)
     channels: int = 3  # kind = "images": 1 (grayscale) or 3 (RGB)
-    cache_mb: int = 1024  # image folders decoding to at most this many MiB are held in memory
+    cache_mb: int = 256  # image folders decoding to at most this many MiB are held in memory
     num_workers: int = 0  # larger folders stream: decoding processes (0: inline; data/stream.py)
     size: int = 20000  # number of toy points generated
     seed: int = 0  # seed that generates the toy points

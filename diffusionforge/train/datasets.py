@@ -66,7 +66,9 @@ def _image_dataset(cfg: Config) -> ArrayDataset | FolderStream:
             images, seed=cfg.train.seed, augment=cfg.data.augment, jitter=cfg.data.jitter
         )
     images.keep_verified()  # a cached folder: every file verified and decoded in full
-    x = torch.stack([images.load(i) for i in range(len(images))])
+    x = torch.empty(len(images), images.channels, images.size, images.size)  # filled in place:
+    for i in range(len(images)):  # no second copy (a stack of a list held both, 2x the cache)
+        x[i] = images.load(i)
     labels = torch.tensor([lab for _, lab in images.samples], dtype=torch.long)
     return _arrays(cfg, images, x, labels)
 
