@@ -130,3 +130,18 @@ def test_expected_time_line_is_per_step_cost_times_steps_left():
     assert "about 3 min CPU time" in line and "8 min wall clock" in line  # 200 s, 500 s
     assert "0.20 CPU-s/step" in line
     assert "about 20 s CPU time" in auto_size.expected_line(0.6, 0.6, 3, 100)
+
+
+def test_train_data_folder_without_a_preset_uses_images(tmp_path, capsys, monkeypatch):
+    from diffusionforge.cli import main
+
+    root = _folder(tmp_path / "mine", n=20, size=(10, 9), classes=())
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--data", str(root), "--steps", "2", "--no-progress"]
+    for item in ("train.sample_every=0", "train.tensorboard=false", "train.batch_size=8"):
+        argv += ["--set", item]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "training at 8x8, picked from the data" in err
+    saved = io.latest_checkpoint(tmp_path / "runs" / "images-mine")[0].config
+    assert saved["preset"] == "images" and saved["data"]["image_size"] == 8
