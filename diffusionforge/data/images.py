@@ -18,7 +18,9 @@ Folder policy (each rule is tested in tests/test_data_images.py):
   plain conversion (no ICC profile).
 - **Bad files** are skipped, counted in ``skipped`` and reported with one line naming the file:
   non-images, truncated or corrupt files (each file is verified and fully decoded once when the
-  dataset is built), decompression bombs (more than ``max_pixels`` pixels, default
+  dataset is built; with ``check="header"``, for folders streamed from disk, only the header is
+  read then and a file that fails to decode later is replaced as below), decompression bombs
+  (more than ``max_pixels`` pixels, default
   ``limit("image_pixels")``, Pillow's 89,478,485; Pillow's own DecompressionBombWarning becomes
   this one line, not a printed warning) and images whose long side is more than ``max_aspect``
   (default ``limit("image_aspect")``, 16) times the short one (a 50,000,000 x 1 PNG is 6 KB
