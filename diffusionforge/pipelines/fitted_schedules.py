@@ -30,12 +30,14 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.fit_schedule import fit_schedule
+from diffusionforge.core.plan import Plan
 from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.errors import CheckpointError
 from diffusionforge.limits import limit
 from diffusionforge.pipelines.outputs import atomic_write
 from diffusionforge.train.checkpoint import Checkpoint, write_folder
+from diffusionforge.train.config import SampleConfig
 
 SCHEDULES_FILE = "schedules.json"
 FORMAT = 1
@@ -129,6 +131,26 @@ def fitted_for_plan(
         sampler = recommended(nfe)[0]
         sampler = "unipc" if inpainting and sampler == "unipc_gaussian" else sampler
     return fitted_table(ckpt, sampler)
+
+
+def checkpoint_plan(
+    ckpt: Checkpoint | None,
+    sample: SampleConfig,
+    nfe: int | None = None,
+    sampler: str | None = None,
+    schedule: str | Tensor | None = None,
+    *,
+    inpainting: bool = False,
+) -> Plan:
+    """A checkpoint's sampling plan, for every pipeline: what is given, else its config's
+    `sample` settings; with no schedule named, the checkpoint's own schedule fitted for that NFE
+    and sampler (`diffusionforge fit-schedule`, schedule name "fitted") when it has one (none
+    without a checkpoint)."""
+    fitted = None
+    if ckpt is not None:
+        want = sampler or (None if sample.sampler == "auto" else sample.sampler)
+        fitted = fitted_for_plan(ckpt, nfe or sample.nfe, want, inpainting=inpainting)
+    return sample.plan(nfe, sampler, schedule, inpainting=inpainting, fitted=fitted)
 
 
 def fit_entries(

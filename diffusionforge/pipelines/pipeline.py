@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from diffusionforge.core.draw import Edit, draw
 from diffusionforge.core.plan import Plan
 from diffusionforge.errors import CheckpointError
-from diffusionforge.pipelines.fitted_schedules import fitted_for_plan
+from diffusionforge.pipelines.fitted_schedules import checkpoint_plan
 from diffusionforge.train.builders import build_formulation, build_model
 from diffusionforge.train.checkpoint import Checkpoint, resolve_checkpoint
 from diffusionforge.train.config import Config
@@ -60,11 +60,9 @@ class Pipeline:
         """The sampling plan: what is given, else the config's sample settings; with no
         schedule named, the checkpoint's own schedule fitted for that NFE and sampler
         (`diffusionforge fit-schedule`, schedule name "fitted") when it has one."""
-
-        s = self.cfg.sample
-        want = sampler or (None if s.sampler == "auto" else s.sampler)
-        fitted = fitted_for_plan(self.checkpoint, nfe or s.nfe, want, inpainting=inpainting)
-        return s.plan(nfe, sampler, schedule, inpainting=inpainting, fitted=fitted)
+        return checkpoint_plan(
+            self.checkpoint, self.cfg.sample, nfe, sampler, schedule, inpainting=inpainting
+        )
 
     def generate(
         self,

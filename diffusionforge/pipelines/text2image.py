@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from diffusionforge.core.draw import Edit, draw
 from diffusionforge.core.plan import Plan
 from diffusionforge.errors import CheckpointError, UserError
-from diffusionforge.pipelines.fitted_schedules import fitted_for_plan
+from diffusionforge.pipelines.fitted_schedules import checkpoint_plan
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.builders_t2i import prompt_encoder
 from diffusionforge.train.checkpoint import Checkpoint
@@ -98,12 +98,9 @@ class Text2ImagePipeline:
         """The sampling plan as Pipeline.plan makes it: the config's recipe, and with no
         schedule named the checkpoint's fitted schedule for that NFE and sampler (`diffusionforge
         fit-schedule`, schedule name "fitted") when it has one."""
-        s = self.cfg.sample
-        fitted = None
-        if self.checkpoint is not None:
-            want = sampler or (None if s.sampler == "auto" else s.sampler)
-            fitted = fitted_for_plan(self.checkpoint, nfe or s.nfe, want, inpainting=inpainting)
-        return s.plan(nfe, sampler, schedule, inpainting=inpainting, fitted=fitted)
+        return checkpoint_plan(
+            self.checkpoint, self.cfg.sample, nfe, sampler, schedule, inpainting=inpainting
+        )
 
     @torch.no_grad()
     def generate(
