@@ -9,9 +9,10 @@ The Python API in five names:
     df.sample(denoise, (16, 2), nfe=16)  # any denoiser D(x, sigma, cond) -> x0, any sampler
     df.SAMPLERS, df.SCHEDULES, df.SAMPLER_INFO  # sampler / schedule functions and facts
 
-- load(path): our checkpoints, run folders (their newest checkpoint) and bundled names give a
-  pipelines.pipeline.Pipeline; diffusers folders a DiffusersModel. Text models are sampled by
-  pipelines.text, audio by pipelines.audio (CLI: generate-text, generate-audio).
+- load(path): our checkpoints, run folders (their newest checkpoint) and bundled names give the
+  pipeline of their kind, whose call returns PIL images (image and text-to-image models),
+  strings (text: `df.load("grammar")(2, prompt="the cat [____] sleeps.")`) or waveforms
+  (audio: `df.load("audio-digits")(2, labels="seven")`); diffusers folders a DiffusersModel.
 - sample(denoise, shape, nfe=, sampler=, schedule=): the recommended sampler and schedule for
   the NFE unless named (core.plan.Plan.resolve); a named sampler runs its own default schedule.
 - fit_schedule(denoise, shape, nfe): step positions fitted to one model and sampler.
@@ -30,7 +31,10 @@ def load(path, *, dtype: str = "float32", device: str = "cpu"):
     """A model folder, ready to sample: a diffusers folder (one network or a pipeline) becomes
     a pipelines.diffusers_model.DiffusersModel (`.denoiser`, `.generate`, `.encode_prompt`,
     `.decode`), loaded in `dtype` on `device`; one of our checkpoints (or a run folder, or a
-    bundled name) its pipelines.generate.Pipeline."""
+    bundled name) the pipeline of its kind, each callable: Pipeline (images: `pipe(n, seed=,
+    labels=)` -> PIL images; vectors: arrays), TextPipeline (`pipe(n, prompt=)` -> strings),
+    AudioPipeline (`pipe(n, labels=)` -> waveforms), Text2ImagePipeline (`pipe("a red
+    circle", n)` -> PIL images)."""
     # deferred: `import diffusionforge` stays light (no pipelines until a model is loaded)
     from diffusionforge.pipelines.diffusers_import import is_diffusers_folder
 
@@ -39,6 +43,25 @@ def load(path, *, dtype: str = "float32", device: str = "cpu"):
         from diffusionforge.pipelines.diffusers_model import load as load_diffusers
 
         return load_diffusers(path, dtype=dtype, device=device)
+    # deferred: as above
+    from diffusionforge.modalities import MODALITIES, modality_at
+
+    kind = modality_at(path)
+    if kind is MODALITIES["text"]:
+        # deferred: as above
+        from diffusionforge.pipelines.text import load_text_pipeline
+
+        return load_text_pipeline(path)
+    if kind is MODALITIES["audio"]:
+        # deferred: as above
+        from diffusionforge.pipelines.audio import load_audio_pipeline
+
+        return load_audio_pipeline(path)
+    if kind is MODALITIES["text2image"]:
+        # deferred: as above
+        from diffusionforge.pipelines.text2image import load_text2image
+
+        return load_text2image(path)
     # deferred: as above
     from diffusionforge.pipelines.pipeline import load_pipeline
 

@@ -70,6 +70,13 @@ class AudioPipeline:
         self.timings = {"network": t1 - t0, "decode": time.process_time() - t1}
         return waves
 
+    def __call__(self, n: int = 1, *, seed: int = 0, labels=None, **kwargs) -> list:
+        """n waveforms (float32 numpy arrays in [-1, 1] at self.rate) from seeds seed..seed+n-1;
+        `labels`: one class (index or name) for all or one per clip; other keywords as
+        generate (guidance, nfe, sampler, schedule, device)."""
+        waves = self.generate(list(range(seed, seed + n)), labels=labels, **kwargs)
+        return [w.numpy() for w in waves.float()]
+
 
 def load_audio_pipeline(path: str | Path, *, use_ema: bool = True) -> AudioPipeline:
     """An audio checkpoint (or run folder); a checkpoint of another modality is refused."""

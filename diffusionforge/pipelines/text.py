@@ -24,6 +24,7 @@ from diffusionforge.data.tokenizers import TextTokenizer, load_tokenizer
 from diffusionforge.errors import CheckpointError, UserError
 from diffusionforge.nets.kv_cache import KVCache
 from diffusionforge.train.builders import build_formulation, build_model
+from diffusionforge.train.builders_text import PAIR_KINDS
 from diffusionforge.train.checkpoint import (
     Checkpoint,
     resolve_checkpoint,
@@ -101,6 +102,32 @@ class TextPipeline:
         return sample_semi_ar(
             denoise, x, nfe, **kw, **shaping, window=self.context, block=block, inner=inner
         )
+
+    def __call__(
+        self,
+        n: int = 1,
+        *,
+        seed: int = 0,
+        prompt: str | None = None,
+        hole: int = 8,
+        length: int | None = None,
+        **kwargs,
+    ) -> list[str]:
+        """n texts from seeds seed..seed+n-1, as `diffusionforge generate-text` makes them:
+        `prompt` with [____] holes (of `hole` tokens, or [____:k]) to fill or a start to
+        continue; length: the prompt's (holes filled) or the model's context. Other keywords
+        as generate (nfe, sampler, temperature, top_k, top_p, device). A prompt/response model
+        answers through pipelines.text_pairs.answer instead."""  # fmt: skip
+        if self.cfg.data.kind in PAIR_KINDS:
+            raise UserError(
+                "a prompt/response model: answer prompts with "
+                "diffusionforge.pipelines.text_pairs.answer(pipe, [prompt])"
+            )
+        template = self.template(prompt, hole) if prompt else None
+        holes = template is not None and bool((template == self.mask_id).any())
+        length = length or (len(template) if holes else self.context)
+        ids = self.generate(n, length, template=template, seed=seed, **kwargs)
+        return [self.decode(row) for row in ids]
 
     def _generate_ar(self, x: Tensor, gens, shaping: dict) -> Tensor:
         masked = (x == self.mask_id).int()

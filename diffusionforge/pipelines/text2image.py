@@ -142,6 +142,28 @@ class Text2ImagePipeline:
     def decode(self, x: Tensor) -> Tensor:
         return self.autoencoder.decode(x) if self.autoencoder is not None else x
 
+    def __call__(
+        self,
+        prompt,
+        n: int = 1,
+        *,
+        seed: int = 0,
+        nfe: int | None = None,
+        guidance: float = 1.0,
+        **kwargs,
+    ) -> list:
+        """n PIL images per prompt (a string or a list), image i of each from seed + i, as
+        `diffusionforge generate` draws them; other keywords as generate."""  # fmt: skip
+        # deferred: pipelines stay free of Pillow until a picture is asked for
+        from diffusionforge.plot import to_pil
+
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        seeds = [seed + i for _ in prompts for i in range(n)]
+        prompts = [p for p in prompts for _ in range(n)]
+        nfe = nfe or self.cfg.sample.nfe
+        x = self.generate(prompts, nfe=nfe, guidance=guidance, seeds=seeds, **kwargs)
+        return [to_pil(img) for img in x]
+
 
 def edit_inputs(
     init_image: Tensor | None, mask: Tensor | None, n: int, resolution: int
