@@ -30,11 +30,53 @@ def test_named_sampler_runs_its_own_default_unless_it_is_the_recommended_one(nam
     assert plan.sampler == name and plan.schedule == want == default_schedule(nfe, name)
 
 
-def test_heun_no_longer_inherits_the_unipc_schedule():
-    # the issue's case: `sample runs/moons --nfe 16 --sampler heun` ran UniPC's `optimized`
+def test_heun_runs_the_levels_of_its_own_step_count():
+    # the issue's case, `sample runs/moons --nfe 16 --sampler heun`: 9 Heun steps (2 * 9 - 2
+    # evaluations), on `optimized`'s levels for 9 steps, not UniPC's 16 levels
     assert Plan.resolve(16).sampler == "unipc" and Plan.resolve(16).schedule == "optimized"
-    assert Plan.resolve(16, "heun").schedule == "vp_trailing"
-    assert Plan.resolve(16, "heun", "optimized").schedule == "optimized"  # asked for: kept
+    plan = Plan.resolve(16, "heun")
+    assert (plan.schedule, plan.steps) == ("optimized", 9)
+    assert torch.equal(plan.sigmas(0.002, 80.0), SCHEDULES["optimized"](9, 0.002, 80.0))
+    assert Plan.resolve(16, "heun", "karras").schedule == "karras"  # asked for: kept
+
+
+@pytest.mark.parametrize("name", list(SAMPLER_INFO))
+def test_every_sampler_spends_exactly_the_nfe_it_is_given(name):
+    # A counting denoiser: each sampler on its plan's sigmas calls it exactly SAMPLER_INFO's
+    # nfe(steps) times, and that is the budget, except Heun at an odd budget (2n - 2 is even)
+    g = GaussianMixture.random(2, 3, std_range=(0.1, 0.3), seed=1)
+    calls = []
+
+    def counting(x, sigma, cond=None):
+        calls.append(1)
+        return g.denoise(x, sigma, cond)
+
+    for nfe in range(1, 21):
+        plan, x = Plan.resolve(nfe, name), torch.randn(4, 2, dtype=F64) * 80.0
+        calls.clear()
+        plan.sample_fn(counting, x, plan.sigmas(0.002, 80.0), generator=torch.Generator())
+        assert len(calls) == SAMPLER_INFO[name].nfe(plan.steps), (nfe, len(calls))
+        short = 1 if name == "heun" and nfe % 2 and nfe > 1 else 0
+        assert len(calls) == nfe - short, (nfe, len(calls))
+
+
+def test_heun_first_step_is_euler_exact_for_gaussian_data():
+    # Gaussian data N(mu, s^2): D(x, sigma) = mu + s^2 / (s^2 + sigma^2) (x - mu). Two steps
+    # 80 -> 1 -> 0 are Euler then Euler (2 evaluations): after the first, x1 = D0 + (1/80)(x -
+    # D0), after the second x = D(x1, 1). Algorithm 1's Heun first step would add
+    # (80 / 1 - 1) / 2 (D(x1', 1) - D0), a different number.
+    mu, s = 0.25, 0.5
+    g = GaussianMixture(torch.tensor([[mu]], dtype=F64), torch.tensor([s], dtype=F64),
+                        torch.ones(1, dtype=F64))  # fmt: skip
+    x = torch.tensor([[80.0], [-40.0]], dtype=F64)
+
+    def d(x, sigma):
+        return mu + s**2 / (s**2 + sigma**2) * (x - mu)
+
+    x1 = d(x, 80.0) + (x - d(x, 80.0)) / 80.0
+    plan = Plan.resolve(2, "heun", torch.tensor([80.0, 1.0, 0.0], dtype=F64))
+    got = plan.sample_fn(g.denoise, x, plan.sigmas(0.002, 80.0))
+    assert torch.allclose(got, d(x1, 1.0), atol=1e-12, rtol=0)
 
 
 def test_inpainting_keeps_the_recommended_schedule_for_its_substitute_sampler():
@@ -43,9 +85,10 @@ def test_inpainting_keeps_the_recommended_schedule_for_its_substitute_sampler():
 
 
 def test_fitted_table_is_used_only_when_given_for_the_sampler_run():
-    table = {8: torch.tensor([80.0, 10.0, 3.0, 1.0, 0.5, 0.2, 0.1, 0.02, 0.0], dtype=F64)}
-    assert Plan.resolve(16, "heun", fitted=table).schedule == "fitted"  # 8 Heun steps
-    assert Plan.resolve(16, "heun", fitted={}).schedule == "vp_trailing"
+    table = {9: torch.tensor([80.0, 10.0, 3.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.0], dtype=F64)}
+    assert Plan.resolve(16, "heun", fitted=table).schedule == "fitted"  # 9 Heun steps
+    assert Plan.resolve(16, "heun", fitted={}).schedule == "optimized"
+    assert Plan.resolve(16, "unipc", fitted=table).schedule == "optimized"  # 16 steps: none
 
 
 @pytest.mark.parametrize("name", [k for k, v in SAMPLER_INFO.items() if not v.stochastic])
@@ -69,7 +112,7 @@ def test_help_shows_each_samplers_default_schedule(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "heun: vp_trailing" in text and "unipc at NFE 8+" in text
+    assert "heun, ddim" in text and "ipndm: optimized" in text and "unipc at NFE 8+" in text
 
 
 def test_eval_sweep_includes_the_recommended_pair():

@@ -38,9 +38,10 @@ FORM = EDM()
 
 def test_plan_resolves_names_once_and_checks_them():
     p = Plan.resolve(8, "heun", "karras")
-    assert (p.sampler, p.schedule, p.nfe, p.steps) == ("heun", "karras", 8, 4)
+    # Heun's n steps cost 2n - 2 evaluations (its first and last steps are Euler): 5 for 8
+    assert (p.sampler, p.schedule, p.nfe, p.steps) == ("heun", "karras", 8, 5)
     assert p.sample_fn is SAMPLERS["heun"]
-    assert torch.equal(p.sigmas(0.002, 80.0), karras(4, 0.002, 80.0))
+    assert torch.equal(p.sigmas(0.002, 80.0), karras(5, 0.002, 80.0))
     assert Plan.resolve(1).sampler == recommended(1)[0]
     with pytest.raises(ValueError, match="unknown sampler 'nope'"):
         Plan.resolve(8, "nope")

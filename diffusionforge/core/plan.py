@@ -11,8 +11,8 @@ schedule table the model supplies (`fitted`, keyed by the number of sampler step
 fitted per checkpoint. With no schedule named, a fitted entry for the step count is used when
 the model has one, else the default schedule for the sampler actually run
 (`default_schedule`): the recommended pair's schedule only when the sampler is the recommended
-one (a schedule fitted for one sampler is no default for another: `--sampler heun` with UniPC's
-`optimized` steps scatters samples), else the sampler's own `SAMPLER_INFO[name].schedule`.
+one, else the sampler's own `SAMPLER_INFO[name].schedule`, built for the step count that
+sampler affords at the budget (Heun at NFE 16: `optimized`'s levels for 9 steps, not UniPC's 16).
 """
 
 from __future__ import annotations

@@ -134,10 +134,17 @@ def sample_heun(
     s_tmax: float = float("inf"),
     s_noise: float = 1.0,
 ) -> Tensor:
-    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2); s_churn = 0 is Algorithm 1.
+    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2); s_churn = 0 is Algorithm 1,
+    except that the first step, like the step to sigma = 0 (line 8 of Algorithm 1), is Euler.
 
     Each step first raises the noise level by gamma (when sigma in [s_tmin, s_tmax]), then takes
-    a Heun step; the step to sigma = 0 is plain Euler (line 8 of Algorithm 1).
+    a Heun step. n steps cost 2n - 2 evaluations (n >= 2), so an even budget is spent exactly
+    (Algorithm 1's 2n - 1 left one of 16 unused). Why the first step: in x-space Heun's
+    correction of a step from s to s' adds (s / s' - 1) / 2 (D(s') - D(s)), which outgrows the
+    step itself when s / s' is large, as on the jump down from sigma_max; Euler there is
+    x' = D + (s' / s)(x - D), exact while D stays put. On the moons network at 16 NFE this took
+    Heun from SW2 0.161 to 0.060 on the same `optimized` placement (BENCHMARKS.md, "Heun's
+    evaluations and its default schedule").
     """
     x, s = working(x), sigmas.tolist()
     n = len(s) - 1
@@ -149,7 +156,7 @@ def sample_heun(
         d = denoise_at(denoise, x, s_hat, cond)
         slope = (x - d) / s_hat
         x_next = x + (s[i + 1] - s_hat) * slope
-        if s[i + 1] > 0:
+        if 0 < i and s[i + 1] > 0:
             d2 = denoise_at(denoise, x_next, s[i + 1], cond)
             slope2 = (x_next - d2) / s[i + 1]
             x_next = x + (s[i + 1] - s_hat) * (slope + slope2) / 2
@@ -166,19 +173,27 @@ class SamplerInfo:
     order: int  # order of convergence of the deterministic version (1 for ancestral)
     evals_per_step: int  # network evaluations per step (the step to sigma = 0 may take fewer)
     stochastic: bool
-    last_step_saves: int = 0  # evaluations the final step to sigma = 0 skips
+    # evaluations the first and the last step (to sigma = 0) skip; one step is both, and costs 1
+    first_step_saves: int = 0
+    last_step_saves: int = 0
     # The schedule this sampler runs when none is named and the recommended pair for the NFE is
-    # another sampler's (core.plan.default_schedule), chosen per sampler by measurement
-    # (BENCHMARKS.md, "Each sampler's default schedule"): `optimized`, although fitted for UniPC,
-    # was the best or within noise of the best for every sampler but Heun, both on Gaussian
-    # mixtures and on the moons network at NFE 16; Heun's best there was `vp_trailing`.
+    # another sampler's (core.plan.default_schedule), chosen per sampler by measurement on the
+    # moons network and on Gaussian mixtures none was chosen on (BENCHMARKS.md, "Each sampler's
+    # default schedule" and "Heun's evaluations and its default schedule"): `optimized` (its
+    # levels for the sampler's own step count), although fitted for UniPC, was the best or near
+    # it for every sampler once Heun's first step is Euler.
     schedule: str = "optimized"
 
     def nfe(self, steps: int) -> int:
-        return steps * self.evals_per_step - self.last_step_saves
+        """Network evaluations of `steps` steps (a schedule of steps + 1 sigmas)."""
+        saves = self.first_step_saves + self.last_step_saves
+        return max(steps, steps * self.evals_per_step - saves)
 
     def steps_for(self, nfe: int) -> int:
-        return max(1, (nfe + self.last_step_saves) // self.evals_per_step)
+        """The most steps whose evaluations fit in `nfe` (nfe(steps) <= nfe; equal unless the
+        sampler's costs skip it, e.g. Heun's 2n - 2 at an odd nfe)."""
+        saves = self.first_step_saves + self.last_step_saves
+        return max(1, (nfe + saves) // self.evals_per_step)
 
 
 SAMPLERS = {
@@ -198,7 +213,7 @@ SAMPLERS = {
 SAMPLER_INFO = {
     "euler": SamplerInfo(1, 1, False),
     "euler_ancestral": SamplerInfo(1, 1, True),
-    "heun": SamplerInfo(2, 2, False, last_step_saves=1, schedule="vp_trailing"),
+    "heun": SamplerInfo(2, 2, False, first_step_saves=1, last_step_saves=1),
     "ddim": SamplerInfo(1, 1, False),
     "ddpm": SamplerInfo(1, 1, True),
     "dpmpp_2m": SamplerInfo(2, 1, False),
