@@ -1,4 +1,4 @@
-"""Sudoku as infilling (#19): learned absolute positions in the text transformer (exact KV cache,
+"""Sudoku as infilling (#19): learned and grid positions in the text transformer (exact KV cache,
 old RoPE checkpoints still load), the grid format's data, and a grid model's sampling, which
 fills the blanks and never changes a given."""
 
@@ -41,8 +41,22 @@ def test_learned_positions_are_the_only_position_signal():
         torch.testing.assert_close(net(x[:, perm]), net(x)[:, perm], atol=1e-5, rtol=1e-5)
 
 
-def test_kv_cache_is_exact_with_learned_positions():
-    net = _net(positions="learned", causal=True)
+def test_grid_positions_are_row_plus_column_embeddings():
+    """positions="grid": position p of a 5-wide grid gets row_pos[p // 5] + col_pos[p % 5]."""
+    net = _net(positions="grid", grid_width=5)
+    assert net.row_pos.shape == (3, 16) and net.col_pos.shape == (5, 16)  # 12 cells: 3 rows
+    tokens = torch.tensor([[2, 3, 4, 5, 6]])
+    x, cos, sin = net.embed_positions(tokens, 6)  # positions 6..10: (1, 1) .. (2, 0)
+    expected = [net.row_pos[p // 5] + net.col_pos[p % 5] for p in range(6, 11)]
+    assert cos is None and sin is None
+    torch.testing.assert_close(x[0] - net.embed(tokens)[0], torch.stack(expected))
+    with pytest.raises(ValueError, match="grid_width: expected 1..12 cells a row, got 0"):
+        _net(positions="grid")
+
+
+@pytest.mark.parametrize("kw", [{"positions": "learned"}, {"positions": "grid", "grid_width": 4}])
+def test_kv_cache_is_exact_with_added_positions(kw):
+    net = _net(causal=True, **kw)
     x = torch.randint(2, 7, (2, 12), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         full = net(x)
@@ -52,12 +66,15 @@ def test_kv_cache_is_exact_with_learned_positions():
 
 
 def test_unknown_positions_is_one_line():
-    with pytest.raises(ValueError, match="positions: expected one of rope, learned, got 'abs'"):
+    with pytest.raises(ValueError, match="positions: expected one of rope, learned, grid, got 'ab"):
         _net(positions="abs")
     cfg = load_preset("sudoku")
     cfg.model.transformer.positions = "abs"
     cfg.model.transformer.vocab_size = 13
     with pytest.raises(ConfigError, match="model.transformer.positions: expected one of"):
+        builders_text.build_transformer(cfg, (81,))
+    cfg.model.transformer.positions, cfg.model.transformer.grid_width = "grid", 82
+    with pytest.raises(ConfigError, match="grid_width: positions grid needs 1..81 cells a row"):
         builders_text.build_transformer(cfg, (81,))
 
 
@@ -65,7 +82,7 @@ def test_a_config_without_positions_builds_the_old_rope_net():
     """Checkpoints written before the option hold no `positions` key: they get RoPE, whose
     parameters are exactly the old ones (no position table), so their weights load strictly."""
     raw = to_dict(load_preset("sudoku"))
-    del raw["model"]["transformer"]["positions"]
+    del raw["model"]["transformer"]["positions"], raw["model"]["transformer"]["grid_width"]
     raw["model"]["transformer"]["vocab_size"] = 13
     cfg = from_dict(raw)
     assert cfg.model.transformer.positions == "rope"

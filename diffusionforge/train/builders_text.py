@@ -243,6 +243,11 @@ def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
             f"model.transformer.positions: expected one of {', '.join(POSITIONS)}, "
             f"got {tr.positions!r}"
         )
+    if tr.positions == "grid" and not 0 < tr.grid_width <= shape[0]:
+        raise ConfigError(
+            f"model.transformer.grid_width: positions grid needs 1..{shape[0]} cells a row, "
+            f"got {tr.grid_width}"
+        )
     if tr.vocab_size < 3:
         raise ConfigError("model.transformer.vocab_size: unset; train on text data (data.kind)")
     if cfg.formulation.kind not in TOKEN_OBJECTIVES:
@@ -257,6 +262,7 @@ def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         dropout=tr.dropout,
         causal=cfg.formulation.kind == "ar",
         positions=tr.positions,
+        grid_width=tr.grid_width,
         **kw,
     )
 

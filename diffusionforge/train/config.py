@@ -68,7 +68,8 @@ class TransformerConfig:
     mlp_ratio: int = 4
     dropout: float = 0.0
     vocab_size: int = 0
-    positions: str = "rope"  # or "learned": an embedding per position (grids such as Sudoku)
+    positions: str = "rope"  # "learned": one embedding per position; "grid": row + column
+    grid_width: int = 0  # positions "grid": cells per row (Sudoku: 9)
 
 
 @dataclass
