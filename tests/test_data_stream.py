@@ -122,7 +122,11 @@ def test_own_images_pick_side_and_batch_and_say_so(tmp_path, capsys):
     assert "batch size 64 for 16x16 images - set train.batch_size to change" in text
     assert "expected: 1 more steps take about" in text
     with pytest.raises(ConfigError, match="train.batch_size: 0"):
-        auto_size.batch_size(digits_cfg("train.batch_size=0"), (2,), 1, print)
+        auto_size.batch_size(digits_cfg("train.batch_size=0"), (2,), 100, 1, print)
+    small = digits_cfg("train.batch_size=0")
+    lines.clear()
+    auto_size.batch_size(small, (3, 8, 8), 80, 1, lines.append)
+    assert small.train.batch_size == 80 and "(capped at the 80 examples)" in lines[0]
 
 
 def test_expected_time_line_is_per_step_cost_times_steps_left():

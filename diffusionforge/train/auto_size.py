@@ -19,8 +19,9 @@ BATCH_BY_SIDE = {8: 128, 16: 64, 32: 32, 64: 16}
 TIMED_STEPS = 3  # steps timed after the first (warm-up) one for the expected-time line
 
 
-def batch_size(cfg, shape: tuple[int, ...], world: int, log: Callable[[str], None]) -> None:
-    """Fill in train.batch_size = 0 from the examples' shape (C, H, W); other values stay."""
+def batch_size(cfg, shape: tuple[int, ...], n: int, world: int, log: Callable[[str], None]) -> None:
+    """Fill in train.batch_size = 0 from the examples' shape (C, H, W), at most the `n`
+    examples there are; other values stay."""
     if cfg.train.batch_size:
         return
     if len(shape) != 3:
@@ -29,10 +30,11 @@ def batch_size(cfg, shape: tuple[int, ...], world: int, log: Callable[[str], Non
         )
     side = shape[-1]
     size = next((b for s, b in sorted(BATCH_BY_SIDE.items()) if side <= s), 8)
-    size = max(size, world * cfg.train.grad_accum)
+    capped = f" (capped at the {n} examples)" if n < size else ""
+    size = max(min(size, n), world * cfg.train.grad_accum)
     cfg.train.batch_size = size - size % (world * cfg.train.grad_accum)
     log(
-        f"batch size {cfg.train.batch_size} for {side}x{side} images - "
+        f"batch size {cfg.train.batch_size} for {side}x{side} images{capped} - "
         "set train.batch_size to change"
     )
 

@@ -110,7 +110,7 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
             torch.set_num_threads(cfg.train.threads)
         self.world = self.acc.num_processes
         self.dataset = self.dataset or self.build_dataset(cfg)  # may pick data.image_size
-        auto_size.batch_size(cfg, self.dataset.shape, self.world, self.log)  # if it is 0
+        auto_size.batch_size(cfg, self.dataset.shape, len(self.dataset), self.world, self.log)
         micro_count = self.world * cfg.train.grad_accum
         if cfg.train.batch_size % micro_count:
             raise ConfigError(
