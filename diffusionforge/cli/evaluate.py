@@ -71,6 +71,9 @@ def _cmd_eval(args) -> int:
     if not pipe.makes_images:
         raise UserError(f"{args.checkpoint}: eval is for image models; this one makes {pipe.shape}")
     data = build_dataset(cli_latent.pixel_config(pipe.cfg))  # a latent model's data as pixels
+    # a folder too large to cache streams in training (data/stream.py); eval's features and
+    # nearest neighbours read every training image, so it is decoded whole here
+    real = data.data if isinstance(data.data, torch.Tensor) else data.data[:]
     if not args.inception_weights and data.labels is None:
         raise UserError(
             f"{args.checkpoint}: its data has no labels to train the classifier features on; "
@@ -85,7 +88,7 @@ def _cmd_eval(args) -> int:
     out = Path(args.out) if args.out else default
     _check_writable_dir(out, f"--out {out}")
     try:
-        extractor = extractor_for(data.data, data.labels, args.inception_weights, _log)
+        extractor = extractor_for(real, data.labels, args.inception_weights, _log)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(f"--inception-weights: {str(e).splitlines()[0]}") from None
     settings = EvalSettings(
@@ -101,6 +104,6 @@ def _cmd_eval(args) -> int:
         device=args.device,
     )
     with precision(args):
-        evaluate(pipe, data.data, extractor, settings, out, _log)
+        evaluate(pipe, real, extractor, settings, out, _log)
     print(f"wrote metrics.json, sweep.csv, sweep.png, samples.png, memorization.png to {out}")
     return 0

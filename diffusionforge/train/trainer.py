@@ -373,6 +373,6 @@ class Trainer(Checkpoints, DeviceSteps, Progress):
         timed = auto_size.TIMED_STEPS
         if self.step == first + 1:
             self._timing = (time.process_time(), time.monotonic())
-        elif self.step == first + 1 + timed and self.acc.is_main_process:
+        elif self.step == first + 1 + timed < self.cfg.train.steps and self.acc.is_main_process:
             cpu, wall = time.process_time() - self._timing[0], time.monotonic() - self._timing[1]
             self.log(auto_size.expected_line(cpu, wall, timed, self.cfg.train.steps - self.step))
