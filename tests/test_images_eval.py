@@ -97,3 +97,21 @@ def test_eval_command_end_to_end_with_classifier_features(ckpt, tmp_path):
     assert "held-out accuracy" in p.stderr and "FID" in p.stderr
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["features"] == "classifier" and m["samples"] == 50
+
+
+def test_evaluate_names_the_schedule_and_the_as_requested_rate(ckpt, tmp_path):
+    """A classifier-like extractor that reads every sample as class 0: with n = 30 samples of
+    10 classes in turn, exactly 3 were asked for 0, so the as-requested rate is 0.1."""
+
+    class ReadsZero(PixelFeatures):
+        def predict(self, images):
+            return torch.zeros(len(images), dtype=torch.long)
+
+    torch.set_num_threads(1)
+    pipe = load_pipeline(ckpt)
+    train = build_dataset(pipe.cfg).data
+    s = EvalSettings(n=30, nfe=2, sweep_samplers=[])
+    lines = []
+    m = evaluate(pipe, train, ReadsZero(), s, tmp_path, log=lines.append)
+    assert m["as_requested"] == pytest.approx(0.1) and m["schedule"] == pipe.plan(2).schedule
+    assert any(f"+ {m['schedule']}, NFE 2" in line for line in lines)

@@ -107,7 +107,10 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     real = extract_features(extractor, train).double().numpy()
     t0 = time.monotonic()
-    log(f"drawing {s.n} samples ({s.sampler or 'recommended'} sampler, NFE {s.nfe})")
+    # the schedule run: "fitted" when the checkpoint has one for this NFE (fit-schedule)
+    plan = pipe.plan(s.nfe, s.sampler) if hasattr(pipe, "plan") else None
+    ran = f"{plan.sampler} + {plan.schedule}" if plan else f"{s.sampler or 'recommended'} sampler"
+    log(f"drawing {s.n} samples ({ran}, NFE {s.nfe})")
     x = draw_batched(pipe, s.n, s, s.nfe, s.sampler)
     sample_s = time.monotonic() - t0
     fake = extract_features(extractor, x).double().numpy()
@@ -124,6 +127,7 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
         "samples": s.n,
         "nfe": s.nfe,
         "sampler": s.sampler or "recommended",
+        "schedule": plan.schedule if plan else None,
         "guidance": s.guidance if pipe.num_classes else None,
         "fid": fid(real, fake),
         "kid": k_mean,
@@ -134,6 +138,10 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
         "memorization_alpha": s.alpha,
         "seconds_per_sample": sample_s / s.n,
     }
+    if pipe.num_classes and hasattr(extractor, "predict"):  # the classifier reads the class
+        asked = torch.arange(s.n) % pipe.num_classes  # draw_batched's labels
+        metrics["as_requested"] = float((extractor.predict(x) == asked).double().mean())
+        log(f"as requested (the classifier reads the asked class): {metrics['as_requested']:.3f}")
     log(
         f"{fid_label(metrics['features'])} {metrics['fid']:.3f}  KID {k_mean:.5f} +- {k_std:.5f}  "
         f"precision {prec:.3f}  "
