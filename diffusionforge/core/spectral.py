@@ -116,9 +116,14 @@ class MelSpec:
         return torch.einsum("mf,bmt->bft", fb, density).sqrt()
 
     def to_wave(
-        self, image: Tensor, length: int, iters: int = 32, upsample: int = 5, seed: int = 0
+        self,
+        image: Tensor,
+        length: int,
+        iters: int = 32,
+        upsample: int = 5,
+        seed: int | list[int] = 0,
     ) -> Tensor:
-        """Griffin-Lim: (B, n_mels, T) log-mel -> (B, length) waveforms.
+        """Griffin-Lim: (B, n_mels, T) log-mel -> (B, length) waveforms; `seed` as griffin_lim.
 
         The magnitudes are interpolated in time to hop / upsample before the phase search: with
         a hop of ~half the window, overlap-add has too little redundancy for Griffin-Lim."""
@@ -133,14 +138,28 @@ class MelSpec:
         return griffin_lim(mag, self, hop, length, iters, seed)
 
 
+def initial_phases(shape: tuple[int, ...], seed: int | list[int]) -> Tensor:
+    """Uniform [0, 1) turns of shape (B, ...): from one generator seeded `seed` for the batch,
+    or with a list of B seeds row i from its own generator (so it depends on seeds[i] only)."""
+    if isinstance(seed, int):
+        return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    rows = [torch.Generator().manual_seed(s) for s in seed]
+    return torch.stack([torch.rand(shape[1:], generator=g, dtype=torch.float64) for g in rows])
+
+
 def griffin_lim(
-    mag: Tensor, spec: MelSpec, hop: int, length: int, iters: int = 32, seed: int = 0
+    mag: Tensor,
+    spec: MelSpec,
+    hop: int,
+    length: int,
+    iters: int = 32,
+    seed: int | list[int] = 0,
 ) -> Tensor:
-    """Phase retrieval from STFT magnitudes (B, F, T) with hop `hop` (fast Griffin-Lim)."""
+    """Phase retrieval from STFT magnitudes (B, F, T) with hop `hop` (fast Griffin-Lim); the
+    initial phases from `seed` (initial_phases: a list gives each row its own)."""  # fmt: skip
     w = spec.window()
     scale = 2.0 / w.sum()
-    g = torch.Generator().manual_seed(seed)
-    angles = torch.exp(2j * math.pi * torch.rand(mag.shape, generator=g, dtype=torch.float64))
+    angles = torch.exp(2j * math.pi * initial_phases(tuple(mag.shape), seed))
     prev = torch.zeros_like(angles)
     wave = torch.zeros(mag.shape[0], length, dtype=torch.float64)
     for _ in range(iters):

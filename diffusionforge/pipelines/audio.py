@@ -66,7 +66,8 @@ class AudioPipeline:
         t1 = time.process_time()
         if check:
             check()
-        waves = decode(x, self.route, self.spec, self.length, self.gl_iters)
+        # each clip's phase search from its own seed: clip i is the same alone or in a batch
+        waves = decode(x, self.route, self.spec, self.length, self.gl_iters, seeds=list(seeds))
         self.timings = {"network": t1 - t0, "decode": time.process_time() - t1}
         return waves
 

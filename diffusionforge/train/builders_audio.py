@@ -113,11 +113,14 @@ AUDIO_KINDS = {"spoken-digits": audio_dataset, "audio": audio_dataset}
 # --- model outputs -> sound (pipelines/audio.py, the training preview) -----------------
 
 
-def decode(x: Tensor, route: str, spec: MelSpec | None, length: int, gl_iters: int) -> Tensor:
-    """Model outputs (n, 1, ...) -> waveforms (n, length)."""
+def decode(
+    x: Tensor, route: str, spec: MelSpec | None, length: int, gl_iters: int, seeds=None
+) -> Tensor:
+    """Model outputs (n, 1, ...) -> waveforms (n, length). `seeds` (one per clip): the mel
+    route's phase search of clip i starts from seeds[i] alone (else one seed for the batch)."""
     if route == "wave":
         return x[:, 0, :length].clamp(-1, 1)
-    waves = spec.to_wave(x[:, 0], length, iters=gl_iters)
+    waves = spec.to_wave(x[:, 0], length, iters=gl_iters, seed=0 if seeds is None else seeds)
     return waves.clamp(-1, 1)
 
 
