@@ -29,6 +29,7 @@ def digits(out: Path, quick: bool) -> Section:
         list(range(len(labels))), labels=labels, guidance=DIGITS_GUIDANCE, nfe=nfe
     )
     sample_s = time.monotonic() - t0
+    ran = pipe.plan(nfe)  # "fitted" when the checkpoint has a schedule fitted for this NFE
     panels = [(f"bundled model, guidance {DIGITS_GUIDANCE:g}, {nfe} NFE", samples)]
     try:  # the real digits beside them (scikit-learn is in the dev extra)
         real = real_examples(build_dataset(pipe.cfg), labels, 0)
@@ -43,7 +44,8 @@ def digits(out: Path, quick: bool) -> Section:
             f"UNet with {params:,} parameters, trained {pipe.checkpoint.step} steps on "
             "scikit-learn's 1,797 8x8 digits (EMA weights)",
             f"sampled {len(labels)} digits, one row per class 0-9, in {sample_s:.1f}s "
-            f"({nfe} NFE, classifier-free guidance {DIGITS_GUIDANCE:g})",
+            f"({nfe} NFE, {ran.sampler} + {ran.schedule} schedule, classifier-free guidance "
+            f"{DIGITS_GUIDANCE:g})",
             "more: diffusionforge sample " + str(pipe.checkpoint.path) + " --class 7 --out 7.png",
         ],
         files=[png],
