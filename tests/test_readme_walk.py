@@ -1,8 +1,9 @@
 """The README's "Command line" block, walked in order in a temp folder (#18): every line exits 0
 and writes what it says. Training lines get the tiny settings appended (the same flags a user
 has: --set), `demo` runs --quick, `eval-prompts` fewer prompts; `serve` (it does not return) is
-left out. The bundled-name shadowing case follows: `sample digits --out digits.png` writes a
-local digits/ folder of PNGs, and `info digits` / `eval digits` still find the bundled model."""
+left out. The bundled-name shadowing case follows: `sample digits --out digits` writes a local
+digits/ folder of PNGs (and `--out digits.png` one grid), and `info digits` / `eval digits`
+still find the bundled model."""
 
 from __future__ import annotations
 
@@ -97,8 +98,10 @@ def test_readme_command_line_block_in_order(tmp_path, monkeypatch, capsys):
     code, text = run(["sample", "digits", "--class", "3,7", "--nfe", "4", "--out", "digits.png"],
                      capsys)  # fmt: skip
     assert code == 0, text
-    assert (tmp_path / "digits.png").is_file()  # one grid; no ./digits/ folder any more
+    assert (tmp_path / "digits.png").is_file()  # one grid; no ./digits/ folder beside it
     assert not (tmp_path / "digits").exists()
+    code, text = run(["sample", "digits", "--class", "3", "--nfe", "4", "--out", "digits"], capsys)
+    assert code == 0 and (tmp_path / "digits" / "samples.json").is_file(), text
     code, text = run(["info", "digits"], capsys)
     assert code == 0 and re.search(r"assets[/\\]digits", text), text
     code, text = run(["eval", "digits", "--n", "20", "--sweep-samplers", ""], capsys)
