@@ -95,14 +95,15 @@ def test_fitted_table_is_used_only_when_given_for_the_sampler_run():
 def test_each_default_schedule_solves_gaussian_data(name):
     # Gaussian data N(mu, s^2 I) has the closed-form PF-ODE map x0 = mu + (x - mu) s /
     # sqrt(s^2 + sigma^2); at NFE 32 every sampler on its default schedule lands near it
-    # (first order: ~0.085 measured; higher order: <= 0.015).
+    # (first order: ~0.085 measured; Heun, whose first step is Euler: 0.029; higher order:
+    # <= 0.015).
     mu, s = torch.tensor([0.3, -0.2, 0.1], dtype=F64), 0.5
     g = GaussianMixture(mu[None], torch.tensor([s], dtype=F64), torch.ones(1, dtype=F64))
     x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=F64) * 80
     exact = mu + (x - mu) * s / math.sqrt(s**2 + 80.0**2)
     plan = Plan.resolve(32, name)
     out = plan.sample_fn(g.denoise, x, plan.sigmas(0.002, 80.0))
-    tol = 0.12 if SAMPLER_INFO[name].order == 1 or name == "heun" else 0.02
+    tol = 0.12 if SAMPLER_INFO[name].order == 1 else 0.04 if name == "heun" else 0.02
     assert (out - exact).abs().max().item() < tol
 
 
