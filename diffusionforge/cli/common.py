@@ -18,7 +18,7 @@ class _DefaultsHelp(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        quiet = action.default is None or action.default is False
+        quiet = action.default is None or action.default is False or action.default == ""
         if (
             "default" in text
             or not action.option_strings

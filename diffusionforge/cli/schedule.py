@@ -111,8 +111,8 @@ def add_commands(sub) -> None:
     f.add_argument(
         "--guidance", type=float, help="class-conditional models: guidance (default: config's)"
     )
-    f.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per NFE (60)")
-    f.add_argument("--batch", type=int, default=64, help="draws per network call (64)")
+    f.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per NFE")
+    f.add_argument("--batch", type=int, default=64, help="draws per network call")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     f.add_argument(
