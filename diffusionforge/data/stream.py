@@ -63,7 +63,6 @@ class FolderStream:
         self.cond = self.null_cond = None
         self.shape = (folder.channels, folder.size, folder.size)
         self.data = _Rows(self)
-        self.decoded = 0  # files decoded by this process (tests: nothing is decoded up front)
 
     @property
     def num_classes(self) -> int:
@@ -78,7 +77,6 @@ class FolderStream:
         for attempt in range(n):
             i = (index + attempt) % n
             try:
-                self.decoded += 1
                 return self.folder.load(i)
             except Exception as e:  # changed on disk since the scan: report, take the next
                 self.folder._skip(self.folder.samples[i][0], f"failed at load time ({e})")
