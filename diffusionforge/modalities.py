@@ -1,6 +1,7 @@
 """Every kind of checkpoint the package makes, in one table: the data kinds it is trained on
 and how each is built, the picture training draws of it, the CLI verb that samples it and the
-server handler that serves it. Nothing else lists data kinds or previews.
+server handler that serves it. No other module says which data kinds make a modality, or
+which builder and preview each gets.
 
 A checkpoint's modality follows from its config.json alone (`modality_of`): an autoencoder by
 its model.kind, every other model by the data.kind it was trained on. The CLI (`train`,
