@@ -39,7 +39,7 @@ sys.stderr.write(p.stderr[-3000:])
 
 def make_folder(n: int, side: int = 16) -> Path:
     folder = ROOT / f"imgs-{n}"
-    done = folder / ".complete"
+    done = ROOT / f"imgs-{n}.complete"  # beside the folder: inside, it is a 'not an image' line
     if done.exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)

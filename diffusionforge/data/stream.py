@@ -14,6 +14,7 @@ crash in a worker.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -98,6 +99,13 @@ class _Keyed:
         return key[:2], self.dataset.batch(torch.as_tensor(indices), epoch)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Ctrl-C and SIGTERM reach the whole process group: the trainer saves a checkpoint and
+    stops between steps, which needs its workers alive until it closes the loader."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class BatchLoader:
     """Batches of the coming (step, shard) keys, decoded ahead by `workers` processes.
 
@@ -115,6 +123,7 @@ class BatchLoader:
                 sampler=self._keys,
                 num_workers=workers,
                 prefetch_factor=prefetch,
+                worker_init_fn=_ignore_stop_signals,
             )
             self._it = iter(loader)
 
