@@ -161,4 +161,6 @@ def test_a_truncated_file_is_dropped_when_cached_and_replaced_when_streamed(tmp_
     assert len(stream) == 4  # headers only: the break shows when the file is decoded
     x = stream.batch(torch.tensor([1, 0]), 0)
     assert "001.png: failed at load time" in capsys.readouterr().err
+    stream.batch(torch.tensor([1]), 1)
+    assert capsys.readouterr().err == ""  # reported once, not every epoch
     assert torch.equal(x[0], cached.data[1]) and torch.equal(x[1], cached.data[0])  # 002, 000

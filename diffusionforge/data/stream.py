@@ -7,9 +7,9 @@ tensors are those of `ImageFolder.load`, bit for bit. `BatchLoader` decodes the 
 coming steps in DataLoader worker processes, in order, so any worker count gives the same
 batches.
 
-A file that no longer decodes (changed on disk after the scan) is reported once and replaced by
-the next readable file of the folder, as `ImageFolder.__getitem__` does: deterministic, never a
-crash in a worker.
+A file that no longer decodes (changed on disk after the scan) is reported once (per process)
+and replaced by the next readable file of the folder, as `ImageFolder.__getitem__` does:
+deterministic, never a crash in a worker.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class FolderStream:
         self.cond = self.null_cond = None
         self.shape = (folder.channels, folder.size, folder.size)
         self.data = _Rows(self)
+        self._broken: set[int] = set()  # indices that failed to decode (reported once)
 
     @property
     def num_classes(self) -> int:
@@ -80,7 +81,9 @@ class FolderStream:
             try:
                 return self.folder.load(i)
             except Exception as e:  # changed on disk since the scan: report, take the next
-                self.folder._skip(self.folder.samples[i][0], f"failed at load time ({e})")
+                if i not in self._broken:  # once per process, not once per epoch
+                    self._broken.add(i)
+                    self.folder._skip(self.folder.samples[i][0], f"failed at load time ({e})")
         raise ValueError(f"{self.folder.root}: no image could be read any more")
 
     def batch(self, indices: Tensor, epoch: int) -> Tensor:
