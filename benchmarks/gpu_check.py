@@ -134,8 +134,9 @@ def sampling_equality(device: str, quick: bool, out: Path) -> dict:
     arrays = {}
     for where in ("cpu", device):
         path = out / f"samples-{where.replace(':', '')}.npy"
-        cmd = [sys.executable, "-m", "diffusionforge", "sample", "digits", "--n", str(n)]
-        cmd += ["--class", ",".join(str(k) for k in range(min(n, 10)))]
+        classes = list(range(min(n, 10)))  # --n counts per class: n images in all
+        cmd = [sys.executable, "-m", "diffusionforge", "sample", "digits"]
+        cmd += ["--n", str(max(1, n // len(classes))), "--class", ",".join(map(str, classes))]
         cmd += ["--nfe", str(nfe), "--seed", "0", "--device", where, "--out", str(path)]
         env = {**os.environ, "NVIDIA_TF32_OVERRIDE": "0"}  # float32 on the GPU as on the CPU
         p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
