@@ -63,7 +63,10 @@ def test_images_regenerate_bit_for_bit_and_name_no_server_path(server, models):
     r = client.post("/api/generate/image", params={"wait": "true"}, json=req)
     assert r.status_code == 200, r.text
     job = r.json()
-    assert job["status"] == "done" and job["progress"] == {"done": 6, "total": 6}  # heun: 2/img
+    assert job["status"] == "done" and job["progress"] == {
+        "done": 9,
+        "total": 9,
+    }  # heun at NFE 4: 3 steps/img (Euler, Heun, Euler)
     grid, *singles = job["outputs"]
     assert grid["role"] == "grid" and len(singles) == 3
     pipe = load_pipeline(models / "tiny")
