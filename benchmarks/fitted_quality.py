@@ -31,6 +31,7 @@ def main() -> None:
     p.add_argument("fitted", help="the same network with schedules.json (fit-schedule --out)")
     p.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 16])
     p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="first seed (eval's default: 0)")
     args = p.parse_args()
     torch.set_num_threads(1)
     c0 = time.process_time()
@@ -42,7 +43,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for nfe in args.nfe:
         for name, pipe in pipes.items():
-            s = EvalSettings(n=args.n, nfe=nfe, guidance=pipe.cfg.sample.guidance)
+            s = EvalSettings(n=args.n, nfe=nfe, guidance=pipe.cfg.sample.guidance, seed=args.seed)
             plan = pipe.plan(nfe)
             x = draw_batched(pipe, args.n, s, nfe, None).clamp(-1, 1)
             feats = extract_features(clf, x).double().numpy()
