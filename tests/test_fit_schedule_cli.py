@@ -158,3 +158,19 @@ def test_kept_must_be_a_bool(digits):
     write_folder(digits, {**ckpt.files, "schedules.json": raw}, step=1)
     with pytest.raises(CheckpointError, match="kept true/false"):
         fitted_schedules.read_entries(load_checkpoint(digits))
+
+
+def test_the_server_image_job_plans_with_the_fit(digits, stub_fit):
+    """serve's image handler echoes (and draws with) the checkpoint's fitted schedule."""
+    from diffusionforge.server.base import ModelEntry
+    from diffusionforge.server.image_handler import ImageHandler, ImageParams
+    from diffusionforge.server.settings import Limits
+
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    handler = ImageHandler()
+    config = json.loads((digits / "config.json").read_text())
+    entry = ModelEntry("digits", "digits", handler, digits, config)
+    for nfe, schedule, fitted in ((8, None, True), (8, "karras", False), (10, None, False)):
+        params = ImageParams(model="digits", nfe=nfe, schedule=schedule, n=1)
+        echo, _run = handler.prepare(params, entry, Limits())
+        assert (echo["schedule"] == "fitted") == fitted
