@@ -25,6 +25,7 @@ import torch
 from samplers import run_diffusers  # same folder
 
 from diffusionforge.core.fit_schedule import fit_schedule
+from diffusionforge.core.guidance import cfg as guided
 from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras
@@ -69,6 +70,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--no-diffusers", action="store_true")
     ap.add_argument("--no-fit", action="store_true", help="default and diffusers only")
+    ap.add_argument(
+        "--fitted-from",
+        help="score the kept schedules of this checkpoint's schedules.json (fit-schedule) "
+        "instead of fitting here (e.g. runs/glyphs32-fitted)",
+    )
+    ap.add_argument("--guidance", type=float, default=1.0, help="CFG scale of every method")
     args = ap.parse_args()
     torch.set_num_threads(1)
     pipe = load_pipeline(args.checkpoint)
@@ -78,7 +85,16 @@ def main() -> None:
     if pipe.num_classes:
         labels = torch.arange(args.samples) % pipe.num_classes
     denoise = form.precondition(pipe.net.eval())
+    if labels is not None and args.guidance != 1.0:  # as fit-schedule and sample guide
+        denoise = guided(denoise, args.guidance, torch.full_like(labels, pipe.num_classes))
     model = Bound(denoise, labels, pipe.shape)
+    stored = {}
+    if args.fitted_from:
+        from diffusionforge.pipelines.fitted_schedules import read_entries
+
+        entries = read_entries(load_pipeline(args.fitted_from).checkpoint)
+        stored = {e["nfe"]: torch.tensor(e["sigmas"], dtype=torch.float64)
+                  for e in entries if e.get("kept", True)}  # fmt: skip
     noise = torch.randn(args.samples, *pipe.shape, generator=torch.Generator().manual_seed(0))
     noise = noise.reshape(args.samples, -1)  # flat rows; the fit gets the image shape
     cache: dict = {}
@@ -107,7 +123,8 @@ def main() -> None:
             e_def = _rms(SAMPLERS[sampler](model.denoise, x, SCHEDULES[schedule](steps, lo, hi)),
                          ref(x, hi))  # fmt: skip
             c0 = time.process_time()
-            sig = None if args.no_fit else fit_schedule(
+            sig = stored.get(nfe) if args.fitted_from else None
+            sig = sig if args.no_fit or args.fitted_from else fit_schedule(
                 denoise, (args.samples, *pipe.shape), nfe, cond=labels, seconds=args.seconds,
                 generator=torch.Generator().manual_seed(123), sigma_min=lo, sigma_max=hi,
             )  # fmt: skip
