@@ -98,13 +98,13 @@ def evaluate(pipe, puzzles, *, sampler: str, batch: int, kv_cache: bool = True) 
     }
 
 
-def trend(out: Path, puzzles, batch: int) -> None:
+def trend(out: Path, puzzles, batch: int, ema: bool) -> None:
     from diffusionforge.pipelines.text import load_text_pipeline
 
     rows = []
     for kind, sampler in (("masked", "margin"), ("ar", "")):
         for ckpt in sorted((out / kind / "checkpoints").glob("step-*")):
-            pipe = load_text_pipeline(ckpt)
+            pipe = load_text_pipeline(ckpt, use_ema=ema)
             r = evaluate(pipe, puzzles, sampler=sampler, batch=batch)
             rows.append({"kind": kind, "step": pipe.checkpoint.step, **r})
             print(json.dumps(rows[-1]), flush=True)
@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--samplers", nargs="+", default=["margin", "confidence"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--trend", action="store_true", help="every checkpoint, one sampler each")
+    ap.add_argument("--no-ema", action="store_true", help="raw weights (short runs: EMA lags)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -135,7 +136,8 @@ def main() -> None:
     from diffusionforge.data import sudoku
     from diffusionforge.pipelines.text import load_text_pipeline
 
-    pipes = {kind: load_text_pipeline(out / kind) for kind in ("masked", "ar")}
+    ema = not args.no_ema
+    pipes = {kind: load_text_pipeline(out / kind, use_ema=ema) for kind in ("masked", "ar")}
     seed = pipes["masked"].cfg.data.seed
     puzzles = sudoku.puzzles(
         args.n, 1, seed, args.min_givens, args.max_givens, heldout=True
@@ -143,12 +145,13 @@ def main() -> None:
     for p, s in puzzles:
         assert sudoku.solve(p, limit=2) == [s]  # unique, checked by the solver
     if args.trend:
-        trend(out, puzzles, args.batch)
+        trend(out, puzzles, args.batch, ema)
         return
     results: dict = {
         "puzzles": args.n,
         "givens": [args.min_givens, args.max_givens],
         "machine": platform.processor() or platform.machine(),
+        "weights": "ema" if ema else "model",
     }
     for kind, pipe in pipes.items():
         results[f"{kind}_checkpoint"] = {
