@@ -83,11 +83,11 @@ def test_a_config_without_positions_builds_the_old_rope_net():
     parameters are exactly the old ones (no position table), so their weights load strictly."""
     raw = to_dict(load_preset("sudoku"))
     del raw["model"]["transformer"]["positions"], raw["model"]["transformer"]["grid_width"]
-    raw["model"]["transformer"]["vocab_size"] = 13
+    raw["model"]["transformer"].update(vocab_size=13, preset="tiny", dim=0, depth=0, heads=0)
     cfg = from_dict(raw)
     assert cfg.model.transformer.positions == "rope"
     net = builders_text.build_transformer(cfg, (81,))
-    old = TransformerLM(13, 81, dim=64, depth=4, heads=4)  # the signature before the option
+    old = TransformerLM(13, 81, dim=64, depth=2, heads=4)  # the signature before the option
     net.load_state_dict(old.state_dict(), strict=True)
 
 
