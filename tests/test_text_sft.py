@@ -239,7 +239,8 @@ def test_pairs_model_answers_a_prompt(tmp_path):
         base + ["train", "--preset", "sudoku", "--set", "data.kind=pairs", "--set",
                 f"data.path={f}", "--set", "data.text.length=8", "--set", "data.text.heldout=0",
                 "--set", "model.transformer.preset=tiny", "--steps", "2", "--set",
-                "train.batch_size=4", "--run-dir", str(run), "--no-progress"],
+                "train.batch_size=4", "--set", "model.transformer.positions=rope",
+                "--run-dir", str(run), "--no-progress"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

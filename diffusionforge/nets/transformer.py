@@ -114,8 +114,8 @@ class TransformerLM(nn.Module):
         self.vocab_size, self.length, self.causal = vocab_size, length, causal
         self.positions = positions
         self.embed = nn.Embedding(vocab_size, dim)
-        if positions == "grid" and not 0 < grid_width <= length:
-            raise ValueError(f"grid_width: expected 1..{length} cells a row, got {grid_width}")
+        if positions == "grid" and grid_width < 1:
+            raise ValueError(f"grid_width: expected at least 1 cell a row, got {grid_width}")
         self.grid_width = grid_width
         if positions == "learned":  # (length, dim), initialised like the token embeddings
             self.pos = nn.Parameter(torch.randn(length, dim) * 0.02)
