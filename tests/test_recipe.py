@@ -186,7 +186,8 @@ def test_audio_pipeline_is_the_recipe_then_its_route():
                         schedule="karras")  # fmt: skip
     x = _recipe(pipe.pipe.net, pipe.pipe.formulation, pipe.pipe.shape, [2], labels, 2.0,
                 torch.full_like(labels, pipe.num_classes), 2, "euler", "karras")  # fmt: skip
-    assert torch.equal(got, decode(x, pipe.route, pipe.spec, pipe.length, pipe.gl_iters))
+    # each clip's Griffin-Lim phases start from the clip's own seed
+    assert torch.equal(got, decode(x, pipe.route, pipe.spec, pipe.length, pipe.gl_iters, seeds=[2]))
 
 
 def test_text_to_image_pipeline_is_the_recipe():
