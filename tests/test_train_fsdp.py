@@ -99,7 +99,18 @@ def test_fsdp_on_two_processes_matches_one_process_resumes_exactly_and_samples_a
     images = {}
     for name, ckpt in (("fsdp", a.path), ("one", b.path)):
         out = tmp_path / f"{name}.npy"
-        cmd = ["sample", str(ckpt), "--n", "10", "--nfe", "8", "--seed", "3", "--out", str(out)]
+        cmd = [
+            "sample",
+            str(ckpt),
+            "--n",
+            "1",
+            "--nfe",
+            "8",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ]  # --n per class: 10 images
         p = run_cli(cmd)
         assert p.returncode == 0, p.stderr
         images[name] = np.load(out)
