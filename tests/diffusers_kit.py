@@ -31,6 +31,26 @@ def tiny_unet(channels: int = 3, size: int = 8, num_class_embeds: int | None = N
     )
 
 
+def tiny_sd3_transformer():
+    """A one-layer SD3 transformer on 8x8x4 latents (seeded)."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    return SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        pos_embed_max_size=8,
+    )
+
+
 def scheduler(cls_name: str = "DDIMScheduler", **kw):
     import diffusers
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from diffusionforge.cli import main
 from diffusionforge.errors import CheckpointError
 from diffusionforge.train.checkpoint import (
     bundled_names,
@@ -15,14 +14,7 @@ from diffusionforge.train.checkpoint import (
     resolve_checkpoint,
 )
 
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from trainkit import cli
 
 
 def test_local_folder_of_pictures_does_not_shadow_a_bundled_name(tmp_path, monkeypatch, capsys):

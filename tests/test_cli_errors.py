@@ -12,16 +12,7 @@ import pytest
 from diffusionforge.cli import main
 from diffusionforge.train import checkpoint as io
 
-from trainkit import assert_one_line_error, run_cli, tiny_args
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from trainkit import assert_one_line_error, cli, run_cli, tiny_args
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,13 @@ import pytest
 import torch
 
 from diffusionforge.cli import common
-from diffusionforge.cli.main import build_parser, main
+from diffusionforge.cli.main import build_parser
 from diffusionforge.errors import UserError
+
+from trainkit import cli
 
 DRAWING = ("sample", "generate", "generate-text", "generate-audio")
 DEVICE_COMMANDS = (*DRAWING, "eval", "eval-prompts", "serve", "fit-schedule")
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def manifest(folder) -> dict:

@@ -14,7 +14,7 @@ pytest.importorskip("diffusers", reason=MISSING)
 pytest.importorskip("transformers", reason=MISSING)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from diffusers_kit import save_ddpm, scheduler, tiny_sd  # noqa: E402
+from diffusers_kit import save_ddpm, scheduler, tiny_sd, tiny_sd3_transformer  # noqa: E402
 
 from diffusionforge.cli import main  # noqa: E402
 from diffusionforge.pipelines import diffusers_import as di  # noqa: E402
@@ -136,21 +136,9 @@ def test_eval_needs_data_and_runs(tmp_path, capsys):
 
 
 def test_sd3_transformer_alone_says_what_is_missing(tmp_path, capsys):
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
-    net = SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        out_channels=4,
-        num_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        caption_projection_dim=16,
-        pooled_projection_dim=8,
-        pos_embed_max_size=8,
-    )
+    net = tiny_sd3_transformer()
     net.save_pretrained(tmp_path / "sd3")
     FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(tmp_path / "sd3")
     assert main(["info", str(tmp_path / "sd3")]) == 0

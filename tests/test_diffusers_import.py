@@ -22,7 +22,7 @@ pytest.importorskip(
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from diffusers_kit import save_ddpm, scheduler, seeded, tiny_sd  # noqa: E402
+from diffusers_kit import save_ddpm, scheduler, seeded, tiny_sd, tiny_sd3_transformer  # noqa: E402
 
 from diffusionforge.core.samplers import SAMPLERS  # noqa: E402
 from diffusionforge.pipelines.diffusers_model import load  # noqa: E402
@@ -274,22 +274,9 @@ def test_stable_diffusion_inpaint_matches(sd, cls):
 
 
 def test_flow_transformer_matches_flow_match_euler(tmp_path):
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
-    torch.manual_seed(0)
-    net = SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        out_channels=4,
-        num_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        caption_projection_dim=16,
-        pooled_projection_dim=8,
-        pos_embed_max_size=8,
-    ).eval()
+    net = tiny_sd3_transformer().eval()
     net.save_pretrained(tmp_path / "m")
     sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
     sched.save_pretrained(tmp_path / "m")

@@ -25,16 +25,7 @@ from safetensors.torch import save
 from diffusionforge.cli import main
 from diffusionforge.train import checkpoint as io
 
-from trainkit import assert_one_line_error, tiny_args
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from trainkit import assert_one_line_error, cli, tiny_args
 
 
 @pytest.fixture(scope="module")

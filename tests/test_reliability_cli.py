@@ -22,18 +22,9 @@ from diffusionforge.errors import ConfigError, UserError
 from diffusionforge.train import checkpoint as io
 from diffusionforge.train.config import apply_overrides, load_config_file, load_preset
 
-from trainkit import assert_one_line_error, tiny_args
+from trainkit import assert_one_line_error, cli, tiny_args
 
 HUGE = "99999999999999999999999"
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

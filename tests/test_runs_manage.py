@@ -6,18 +6,7 @@ from __future__ import annotations
 
 import json
 
-from diffusionforge.cli import main
-
-from trainkit import tiny_args
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from trainkit import cli, tiny_args
 
 
 def _steps(run) -> list[str]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from diffusionforge.cli import main
 from diffusionforge.train.config import Config, apply_overrides, load_preset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,3 +122,13 @@ def launch_two_processes(mode: list[str], train_args: list[str]) -> subprocess.C
     p = subprocess.run(launch, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return p
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit code, stdout, stderr); argparse usage errors exit."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
