@@ -60,6 +60,9 @@ def test_infilling_through_the_api_equals_the_pipeline(text_models):
             ({"length": 5000}, "length: at most"),
             ({"sampler": "heun"}, "sampler:"),
             ({"temperature": -1}, "temperature:"),
+            ({"draws": 3}, "draws: only prompt/response models"),
+            ({"draws": 0}, "draws:"),
+            ({"accept": 1.5}, "accept:"),
         ):
             r = client.post("/api/generate/text", json={"model": "grammar-tiny", **body})
             assert r.status_code == 422 and r.json()["error"].startswith(field), (body, r.text)

@@ -282,13 +282,31 @@ def test_server_answers_a_sudoku_prompt_as_the_pipeline_does(sudoku_model):
         client = httpx.Client(base_url=url, timeout=60)
         (model,) = client.get("/api/models").json()["models"]
         assert model["conditional"] is True and "81 cells" in model["prompt_hint"]
-        req = {"model": "sudoku-tiny", "prompt": CLASSIC, "nfe": 9, "seed": 2, "n": 2}
+        req = {"model": "sudoku-tiny", "prompt": CLASSIC, "nfe": 9, "seed": 2, "n": 2, "draws": 3}
         job = client.post("/api/generate/text?wait=true", json=req).json()
         assert job["status"] == "done", job
         assert job["progress"]["done"] == job["progress"]["total"] == 9
+        meta = job["outputs"][0]["metadata"]
+        assert meta["sampler"] == "margin" and meta["draws"] == 3  # a Sudoku model's default
         texts = [client.get(o["url"]).text for o in job["outputs"] if o["role"] == "text"]
         r = client.post("/api/generate/text", json={**req, "prompt": CLASSIC[:-1]})
         assert r.status_code == 422 and "prompt: a Sudoku grid has 81 cells" in r.json()["error"]
     torch.set_num_threads(1)
     pipe = load_text_pipeline(run)
-    assert texts == [answer(pipe, [CLASSIC], nfe=9, seed=2 + i)[0] for i in range(2)]
+    assert texts == [answer(pipe, [CLASSIC], nfe=9, seed=2 + i, draws=3)[0] for i in range(2)]
+
+
+def test_generate_text_verifies_a_sudoku_answer_and_records_it(sudoku_model, tmp_path, capsys):
+    from trainkit import cli
+
+    _, run = sudoku_model
+    out = tmp_path / "answers"
+    code, _, err = cli(capsys, "generate-text", run, "--prompt", CLASSIC, "--draws", "2",
+                       "--out", out)  # fmt: skip
+    assert code == 0, err
+    meta = json.loads((out / "samples.json").read_text())
+    assert meta["sampler"] == "margin" and meta["draws"] == 2 and meta["accept"] == 0.9
+    for flags, why in ((["--draws", "0"], "--draws: expected a positive number"),
+                       (["--accept", "1.5"], "--accept: expected a probability")):  # fmt: skip
+        code, _, err = cli(capsys, "generate-text", run, "--prompt", CLASSIC, *flags)
+        assert code == 2 and why in err, err

@@ -26,20 +26,26 @@ def _cmd_generate_text(args) -> int:
     from diffusionforge.cli.common import precision, resolve_device
     from diffusionforge.cli.outputs import resolve_out
     from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS
-    from diffusionforge.pipelines.text import load_text_pipeline
+    from diffusionforge.pipelines.text import DEFAULT_SAMPLER, load_text_pipeline
 
     for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--hole", args.hole)):
         if value is not None and value <= 0:
             raise UserError(f"{flag}: expected a positive number, got {value}")
     if args.length is not None and args.length <= 0:
         raise UserError(f"--length: expected a positive number of tokens, got {args.length}")
-    if args.sampler not in TOKEN_SAMPLERS or args.sampler == "semi_ar":
+    if args.sampler is not None and (
+        args.sampler not in TOKEN_SAMPLERS or args.sampler == "semi_ar"
+    ):
         raise UserError(
             f"--sampler: expected ancestral, confidence or margin, got {args.sampler!r} (longer"
             " outputs than the model's context switch to semi-autoregressive blocks by themselves)"
         )
     if args.temperature is not None and args.temperature < 0:
         raise UserError(f"--temperature: expected 0 or more, got {args.temperature}")
+    if args.draws is not None and args.draws <= 0:
+        raise UserError(f"--draws: expected a positive number, got {args.draws}")
+    if not 0 < args.accept <= 1:
+        raise UserError(f"--accept: expected a probability in (0, 1], got {args.accept}")
     if args.top_k is not None and args.top_k <= 0:
         raise UserError(f"--top-k: expected a positive number, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
@@ -54,6 +60,9 @@ def _cmd_generate_text(args) -> int:
     out = resolve_out(args.out, "generate-text", (".txt",), "") if args.out else None
     if pairs:
         return _answer_prompt(pipe, args, out)
+    if args.draws not in (None, 1):
+        raise UserError("--draws: only prompt/response models verify and redraw their answers")
+    args.sampler = args.sampler or DEFAULT_SAMPLER
     args.nfe = args.nfe or 64
     args.temperature = 1.0 if args.temperature is None else args.temperature
     template = pipe.template(args.prompt, args.hole) if args.prompt else None
@@ -113,7 +122,7 @@ def _show(args, pipe, texts: list[str], out) -> int:
         "checkpoint_sha256": weights_sha256(pipe),
         "sampler": args.sampler, "nfe": args.nfe, "seed": args.seed, "prompt": args.prompt,
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-        "device": args.device, "dtype": args.dtype,
+        "draws": args.draws or 1, "accept": args.accept, "device": args.device, "dtype": args.dtype,
     })  # fmt: skip
     print(f"wrote {len(texts)} sample(s) to {where}", file=sys.stderr)
     return 0
@@ -129,16 +138,20 @@ def _is_pairs(pipe) -> bool:
 def _answer_prompt(pipe, args, out) -> int:
     """A (prompt, response) model: the response to --prompt (greedy unless --temperature)."""
     # deferred: loaded only when this command runs, so `--help` stays fast
-    from diffusionforge.pipelines.text_pairs import answer, show_sudoku
+    from diffusionforge.pipelines.text_pairs import answer, answer_defaults, show_sudoku
 
     if not args.prompt:
         raise UserError("--prompt: this model answers prompts (trained on prompt/response pairs)")
     args.temperature = 0.0 if args.temperature is None else args.temperature
+    defaults = answer_defaults(pipe)
+    args.sampler = args.sampler or defaults["sampler"]
+    args.draws = args.draws or defaults["draws"]
     texts = []
     for i in range(args.n):
         (text,) = answer(
             pipe, [args.prompt], nfe=args.nfe, sampler=args.sampler, seed=args.seed + i,
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+            draws=args.draws, accept=args.accept,
         )  # fmt: skip
         texts.append(show_sudoku(args.prompt, text) if pipe.cfg.data.kind == "sudoku" else text)
     return _show(args, pipe, texts, out)
@@ -215,8 +228,19 @@ def add_commands(sub) -> None:
         g, None, "denoising steps (default 64; prompt/response models: one per response token)"
     )
     g.add_argument(
-        "--sampler", default="confidence", help="confidence (LLaDA), margin or ancestral"
+        "--sampler",
+        help="confidence (LLaDA), margin or ancestral (default: confidence; Sudoku models: margin)",
     )
+    g.add_argument(
+        "--draws", type=int,
+        help="prompt/response models: draw again, up to this many draws in all, while the model "
+        "doubts its answer (a written token's probability with the rest filled in below --accept)"
+        "; keeps the answer it scores highest (default 1; Sudoku models: 24)",
+    )  # fmt: skip
+    g.add_argument(
+        "--accept", type=float, default=0.9,
+        help="with --draws: the probability every written token must reach (default 0.9)",
+    )  # fmt: skip
     g.add_argument(
         "--temperature", type=float,
         help="0: most probable tokens (default 1; prompt/response models: 0)",

@@ -26,7 +26,7 @@ from diffusionforge import limits
 from diffusionforge.data.pairs import response_text
 from diffusionforge.errors import UserError
 from diffusionforge.pipelines.text import DEFAULT_SAMPLER, TextPipeline, load_text_pipeline
-from diffusionforge.pipelines.text_pairs import fill, prompt_window
+from diffusionforge.pipelines.text_pairs import answer_defaults, fill, prompt_window
 from diffusionforge.server.base import (
     ID_PATTERN,
     NFE_ALIAS,
@@ -65,6 +65,15 @@ class TextParams(BaseModel):
     temperature: float = Field(1.0, ge=0, le=10, allow_inf_nan=False)
     top_k: int | None = Field(None, ge=1)
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    draws: int | None = Field(
+        None, ge=1, le=64,
+        description="prompt/response models: redraw a doubted answer, up to this many draws "
+        "(default 1; Sudoku models 24)",
+    )  # fmt: skip
+    accept: float = Field(
+        0.9, gt=0, le=1, allow_inf_nan=False,
+        description="with draws: the probability every written token must reach",
+    )  # fmt: skip
 
 
 class TextHandler(Handler):
@@ -106,6 +115,8 @@ class TextHandler(Handler):
         pipe: TextPipeline = entry.load()  # the tokenizer decides what a prompt means
         if self.describe(entry)["conditional"]:
             return _prepare_answer(pipe, entry, params, nfe if params.nfe is not None else None)
+        if params.draws not in (None, 1):
+            raise RequestError("draws", "only prompt/response models verify and redraw answers")
         try:
             template = pipe.template(params.prompt, params.hole) if params.prompt else None
         except UserError as e:
@@ -147,7 +158,11 @@ def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None
     steps = nfe or int((window == pipe.mask_id).sum())  # one step per token to write
     greedy = "temperature" not in params.model_fields_set
     temperature = 0.0 if greedy else params.temperature
-    echo = {"prompt": params.prompt, "nfe": steps, "sampler": params.sampler}
+    defaults = answer_defaults(pipe)
+    sampler = params.sampler if "sampler" in params.model_fields_set else defaults["sampler"]
+    draws = params.draws or defaults["draws"]
+    echo = {"prompt": params.prompt, "nfe": steps, "sampler": sampler, "draws": draws}
+    echo |= {"accept": params.accept}
     echo |= {"seed": params.seed, "n": params.n, "temperature": temperature}
     echo |= {"top_k": params.top_k, "top_p": params.top_p}
 
@@ -156,8 +171,9 @@ def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None
         counted = dataclasses.replace(pipe, net=Counted(pipe.net, ctx.step))
         x = window.repeat(params.n, 1)
         out = fill(
-            counted, x, nfe=steps, sampler=params.sampler, seed=params.seed,
+            counted, x, nfe=steps, sampler=sampler, seed=params.seed,
             temperature=temperature, top_k=params.top_k, top_p=params.top_p,
+            draws=draws, accept=params.accept,
         )  # fmt: skip
         weights = pipe.checkpoint.files[f"{pipe.weights}.safetensors"]
         base = {"model": entry.id, "checkpoint_sha256": hashlib.sha256(weights).hexdigest()}
