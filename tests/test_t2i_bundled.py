@@ -59,6 +59,6 @@ def test_generate_cli_defaults_to_the_bundled_model(tmp_path):
 
 def test_all_bundled_weights_stay_under_20_mb():
     folder = bundled_path("digits").parent
-    names = [*BUNDLED, *AUTOENCODERS, "judge", "t2i-scenes", "glyphs32"]
+    names = [*BUNDLED, *AUTOENCODERS, "judge", "t2i-scenes", "glyphs32", "sudoku"]
     total = sum(f.stat().st_size for n in names for f in (folder / n).rglob("*") if f.is_file())
     assert total < 20 * 2**20, total

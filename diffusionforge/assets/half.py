@@ -4,7 +4,8 @@ Only the EMA weights (what pipelines sample with), stored in float16 as the fold
 `model.safetensors`: a quarter of the bytes of `python -m diffusionforge.assets`, which keeps raw
 and EMA weights in float32. Loading casts them
 back to float32 (load_state_dict copies into the float32 model). Files a model needs besides
-its weights (a latent model's autoencoder/, a layout model's planner/) are copied as they are.
+its weights (a latent model's autoencoder/, a layout model's planner/, a text model's
+tokenizer.json) are copied as they are.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def bundle_half(checkpoint: str | Path, name: str, dest: Path | None = None) -> 
         }
         files[rel] = tensors_to_bytes({k: v.contiguous() for k, v in half.items()})
     files |= {
-        rel: b for rel, b in ckpt.files.items() if rel.startswith(("autoencoder/", "planner/"))
+        rel: b
+        for rel, b in ckpt.files.items()
+        if rel.startswith(("autoencoder/", "planner/")) or rel == "tokenizer.json"
     }
     dest = dest or Path(__file__).parent / name
     return write_folder(dest, files, step=ckpt.step)
