@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from diffusionforge.cli import main
+from diffusionforge.core.samplers import SAMPLER_INFO
 from diffusionforge.pipelines import fitted_schedules
 from diffusionforge.pipelines.pipeline import load_pipeline
 from diffusionforge.train.checkpoint import load_checkpoint
@@ -35,7 +36,7 @@ def stub_fit(monkeypatch):
     def fake(denoise, shape, nfe, **kw):
         calls.append((tuple(shape), nfe, kw))
         kw["callback"]({"phase": "search", "trajectories": shape[0], "rms": 0.01})
-        steps = len(FAKE) - 1 if nfe == 8 else nfe
+        steps = len(FAKE) - 1 if nfe == 8 else SAMPLER_INFO[kw["sampler"]].steps_for(nfe)
         return torch.tensor(
             FAKE if nfe == 8 else [80.0] + [1.0 / (i + 1) for i in range(steps)][:-1] + [0.0],
             dtype=torch.float64,
@@ -70,6 +71,22 @@ def test_refitting_one_nfe_keeps_the_others(digits, stub_fit):
     assert [e["nfe"] for e in entries] == [5, 8]
 
 
+def test_a_fit_for_another_sampler_sits_beside_the_recommended_one(digits, stub_fit):
+    """--sampler heun fits for Heun; sampling with --sampler heun at that NFE uses it, the
+    recommended sampler keeps its own entry, and refitting one replaces only that one."""
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    argv = ["fit-schedule", str(digits), "--nfe", "16", "--sampler", "heun", "--seconds", "5"]
+    assert main(argv) == 0
+    assert stub_fit[-1][2]["sampler"] == "heun" and stub_fit[-1][1] == 16
+    assert main(argv) == 0  # refit: replaces the heun entry only
+    entries = json.loads(load_checkpoint(digits).files["schedules.json"])["entries"]
+    assert [(e["nfe"], e["sampler"]) for e in entries] == [(8, "unipc"), (16, "heun")]
+    pipe = load_pipeline(digits)
+    plan = pipe.plan(16, sampler="heun")
+    assert plan.schedule == "fitted" and plan.sigmas(0.002, 80.0).tolist() == entries[1]["sigmas"]
+    assert pipe.plan(8).schedule == "fitted" and pipe.plan(16).schedule != "fitted"
+
+
 def test_sample_says_it_used_the_fitted_schedule(digits, stub_fit, tmp_path, capsys):
     assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
     out = tmp_path / "s.png"
@@ -90,6 +107,7 @@ def test_sample_says_it_used_the_fitted_schedule(digits, stub_fit, tmp_path, cap
         (["DIR", "--nfe", "0"], "--nfe"),
         (["DIR", "--nfe", "8", "--seconds", "0"], "--seconds"),
         (["DIR", "--nfe", "8", "--class", "x"], "--class"),
+        (["DIR", "--nfe", "8", "--sampler", "rk45"], "--sampler: unknown sampler 'rk45'"),
     ],
 )
 def test_bad_input_is_one_line(argv, msg, digits, stub_fit, capsys):

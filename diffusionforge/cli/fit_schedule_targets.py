@@ -74,7 +74,7 @@ def _fit(args, nfes, denoise, shape, cond, process) -> list[dict]:
         entries = fit_entries(
             denoise, (args.batch, *shape), nfes, sigma_min=process.sigma_min,
             sigma_max=process.sigma_max, cond=cond, seconds=args.seconds, seed=args.seed,
-            progress=progress,
+            progress=progress, sampler=args.sampler,
         )  # fmt: skip
     return report(entries, args.seconds)
 

@@ -42,6 +42,13 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         raise UserError(f"--batch: expected 1 to 4096 draws per network call, got {args.batch}")
     if args.threads <= 0:
         raise UserError(f"--threads: expected a positive number, got {args.threads}")
+    if args.sampler is not None:
+        from diffusionforge.core.samplers import SAMPLERS
+
+        if args.sampler not in SAMPLERS:
+            raise UserError(
+                f"--sampler: unknown sampler {args.sampler!r} (one of {', '.join(SAMPLERS)})"
+            )
     if cli_diffusers.handles(args.checkpoint):  # written beside the folder, never into it
         return targets.fit_diffusers(args, nfes)
     if is_text_checkpoint(args.checkpoint):
@@ -88,7 +95,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         entries = fit_entries(
             denoise, (args.batch, *pipe.shape), nfes, sigma_min=f.sigma_min,
             sigma_max=f.sigma_max, cond=labels, seconds=args.seconds, seed=args.seed,
-            progress=progress,
+            progress=progress, sampler=args.sampler,
         )  # fmt: skip
     fitted = targets.report(entries, args.seconds)
     for e in fitted:
@@ -110,6 +117,11 @@ def add_commands(sub) -> None:
     )
     f.add_argument(
         "--guidance", type=float, help="class-conditional models: guidance (default: config's)"
+    )
+    f.add_argument(
+        "--sampler",
+        help="fit for this sampler (default: the recommended one for each NFE); sampling with "
+        "--sampler NAME at that NFE then uses it",
     )
     f.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per NFE")
     f.add_argument("--batch", type=int, default=64, help="draws per network call")

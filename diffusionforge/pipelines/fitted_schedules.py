@@ -110,13 +110,22 @@ def read_file(path: str | Path) -> list[dict]:
     return _checked(raw, str(path))
 
 
+def _merged(old: list[dict], new: list[dict]) -> dict:
+    """The schedules table of `old` entries with `new` ones replacing those of the same NFE and
+    sampler (a fit for another sampler at that NFE is kept beside it)."""
+    fresh = {(e["nfe"], e["sampler"]) for e in new}
+    kept = [e for e in old if (e["nfe"], e["sampler"]) not in fresh]
+    return {
+        "format": FORMAT,
+        "entries": sorted(kept + new, key=lambda e: (e["nfe"], e["sampler"])),
+    }
+
+
 def write_file(path: str | Path, entries: list[dict]) -> Path:
-    """`entries` into the schedules file `path` (replacing its entries of the same NFE),
-    atomically (temp file, fsync, rename)."""
+    """`entries` into the schedules file `path` (replacing its entries of the same NFE and
+    sampler), atomically (temp file, fsync, rename)."""
     path = Path(path).expanduser()
-    kept = read_file(path) if path.exists() else []
-    kept = [e for e in kept if e["nfe"] not in {n["nfe"] for n in entries}]
-    table = {"format": FORMAT, "entries": sorted(kept + entries, key=lambda e: e["nfe"])}
+    table = _merged(read_file(path) if path.exists() else [], entries)
     data = json.dumps(table, indent=1).encode()
     return atomic_write(path, lambda f: f.write(data), "fit-schedule --out")
 
@@ -164,14 +173,16 @@ def fit_entries(
     seconds: float = 60.0,
     seed: int = 0,
     progress=None,
+    sampler: str | None = None,
 ) -> list[dict]:
-    """One entry per NFE: the recommended sampler's sigmas fitted to `denoise` within `seconds`
-    CPU seconds each. `shape` is one fit batch's (B, ...); `cond` per batch (e.g. labels).
+    """One entry per NFE: `sampler`'s sigmas (default: the recommended sampler for that NFE)
+    fitted to `denoise` within `seconds` CPU seconds each. `shape` is one fit batch's (B, ...);
+    `cond` per batch (e.g. labels).
     An entry whose fit lost to the default on held-out draws has "kept": False and the fitted
     (rejected) sigmas, for the record."""
     entries = []
     for nfe in nfes:
-        sampler = recommended(nfe)[0]
+        run = sampler or recommended(nfe)[0]
         c0 = time.process_time()
         seen: dict = {}
 
@@ -181,7 +192,7 @@ def fit_entries(
                 progress(nfe, d)
 
         sig = fit_schedule(
-            denoise, shape, nfe, sampler=sampler, cond=cond, seconds=seconds,
+            denoise, shape, nfe, sampler=run, cond=cond, seconds=seconds,
             generator=torch.Generator().manual_seed(seed), sigma_min=sigma_min,
             sigma_max=sigma_max, callback=tell,
         )  # fmt: skip
@@ -194,8 +205,8 @@ def fit_entries(
         entries.append(
             {
                 "nfe": nfe,
-                "sampler": sampler,
-                "steps": SAMPLER_INFO[sampler].steps_for(nfe),
+                "sampler": run,
+                "steps": SAMPLER_INFO[run].steps_for(nfe),
                 "sigmas": [float(v) for v in sig],
                 "cpu_seconds": round(time.process_time() - c0, 1),
                 "trajectories": seen.get("trajectories", 0),
@@ -209,9 +220,8 @@ def fit_entries(
 
 def write_entries(ckpt: Checkpoint, entries: list[dict], out: Path | None = None) -> Path:
     """The checkpoint with schedules.json holding `entries` (replacing earlier entries of the
-    same NFE), written atomically in place, or as a new checkpoint folder `out`."""
-    kept = [e for e in read_entries(ckpt) if e["nfe"] not in {n["nfe"] for n in entries}]
-    table = {"format": FORMAT, "entries": sorted(kept + entries, key=lambda e: e["nfe"])}
+    same NFE and sampler), written atomically in place, or as a new checkpoint folder `out`."""
+    table = _merged(read_entries(ckpt), entries)
     files = dict(ckpt.files)
     files[SCHEDULES_FILE] = json.dumps(table, indent=1).encode()
     return write_folder(Path(out) if out is not None else ckpt.path, files, step=ckpt.step)
