@@ -87,6 +87,23 @@ def test_a_fit_for_another_sampler_sits_beside_the_recommended_one(digits, stub_
     assert pipe.plan(8).schedule == "fitted" and pipe.plan(16).schedule != "fitted"
 
 
+def test_a_fit_is_used_only_at_the_guidance_it_was_fitted_for(digits, stub_fit, tmp_path, capsys):
+    argv = ["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5", "--guidance", "2"]
+    assert main(argv) == 0
+    (entry,) = json.loads(load_checkpoint(digits).files["schedules.json"])["entries"]
+    assert entry["guidance"] == 2.0
+    pipe = load_pipeline(digits)
+    assert pipe.plan(8, guidance=2.0).schedule == "fitted"
+    assert pipe.plan(8, guidance=1.0).schedule != "fitted"  # another ODE: the default
+    assert pipe.plan(8).schedule == "fitted"  # guidance not given: any entry matches
+    capsys.readouterr()
+    for scale, used in (("1", False), ("2", True)):
+        out = tmp_path / f"g{scale}.png"
+        argv = ["sample", str(digits), "--nfe", "8", "--n", "1", "--class", "3"]
+        assert main([*argv, "--guidance", scale, "--out", str(out)]) == 0
+        assert ("fitted, NFE 8" in capsys.readouterr().out) is used
+
+
 def test_sample_says_it_used_the_fitted_schedule(digits, stub_fit, tmp_path, capsys):
     assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
     out = tmp_path / "s.png"

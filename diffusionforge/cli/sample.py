@@ -193,8 +193,9 @@ def _sample_images(args, pipe, out) -> int:
         )
     edit = getattr(args, "edit", None)  # img2img / inpainting inputs (cli_latent)
     plan = pipe.plan(
-        args.nfe, args.sampler, args.schedule, inpainting=bool(edit and edit.mask is not None)
-    )
+        args.nfe, args.sampler, args.schedule, inpainting=bool(edit and edit.mask is not None),
+        guidance=guidance,
+    )  # fmt: skip
     nfe, sampler, schedule = plan.nfe, plan.sampler, plan.schedule
     if pipe.num_classes:  # --n counts per class, as in generate (per prompt), generate-audio
         classes = _parse_classes(args.cls or "all", pipe)

@@ -100,7 +100,9 @@ def _cmd_generate(args) -> int:
             print(f"warning: {line}", file=sys.stderr)
     # the resolved names and the weights' hash, as `sample` records them (never "auto")
     # with no --schedule, the checkpoint's fitted one for this NFE (fit-schedule) if it has one
-    ran = pipe.plan(args.nfe, args.sampler, args.schedule, inpainting=mask is not None)
+    ran = pipe.plan(
+        args.nfe, args.sampler, args.schedule, inpainting=mask is not None, guidance=args.guidance
+    )
     ck = pipe.checkpoint
     ema = not args.no_ema and ck.has("ema.safetensors")
     wfile = "ema.safetensors" if ema else "model.safetensors"

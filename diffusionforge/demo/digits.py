@@ -29,7 +29,9 @@ def digits(out: Path, quick: bool) -> Section:
         list(range(len(labels))), labels=labels, guidance=DIGITS_GUIDANCE, nfe=nfe
     )
     sample_s = time.monotonic() - t0
-    ran = pipe.plan(nfe)  # "fitted" when the checkpoint has a schedule fitted for this NFE
+    ran = pipe.plan(
+        nfe, guidance=DIGITS_GUIDANCE
+    )  # "fitted" when the checkpoint has a schedule fitted for this NFE
     panels = [(f"bundled model, guidance {DIGITS_GUIDANCE:g}, {nfe} NFE", samples)]
     try:  # the real digits beside them (scikit-learn is in the dev extra)
         real = real_examples(build_dataset(pipe.cfg), labels, 0)

@@ -108,7 +108,8 @@ def evaluate(pipe: Pipeline, train: Tensor, extractor, s: EvalSettings, out: Pat
     real = extract_features(extractor, train).double().numpy()
     t0 = time.monotonic()
     # the schedule run: "fitted" when the checkpoint has one for this NFE (fit-schedule)
-    plan = pipe.plan(s.nfe, s.sampler) if hasattr(pipe, "plan") else None
+    scale = s.guidance if pipe.num_classes else 1.0
+    plan = pipe.plan(s.nfe, s.sampler, guidance=scale) if hasattr(pipe, "plan") else None
     ran = f"{plan.sampler} + {plan.schedule}" if plan else f"{s.sampler or 'recommended'} sampler"
     log(f"drawing {s.n} samples ({ran}, NFE {s.nfe})")
     x = draw_batched(pipe, s.n, s, s.nfe, s.sampler)

@@ -72,15 +72,26 @@ def _checked(raw, where: str) -> list[dict]:
     return entries
 
 
-def fitted_table(ckpt: Checkpoint | list[dict], sampler: str) -> dict[int, Tensor]:
+def fitted_table(
+    ckpt: Checkpoint | list[dict], sampler: str, guidance: float | None = None
+) -> dict[int, Tensor]:
     """{steps: sigmas} of the kept entries fitted for `sampler` (Plan.resolve's `fitted`),
-    from a checkpoint or from entries already read (read_file)."""
+    from a checkpoint or from entries already read (read_file). With `guidance`, an entry
+    fitted for another guidance scale is left out (the guided denoiser is another ODE); entries
+    that record none (unconditional models) and calls that give none match any."""
     entries = ckpt if isinstance(ckpt, list) else read_entries(ckpt)
     return {
         len(e["sigmas"]) - 1: torch.tensor(e["sigmas"], dtype=torch.float64)
         for e in entries
-        if e["sampler"] == sampler and e.get("kept", True)
+        if e["sampler"] == sampler and e.get("kept", True) and _same_guidance(e, guidance)
     }
+
+
+def _same_guidance(entry: dict, guidance: float | None) -> bool:
+    fitted = entry.get("guidance")
+    if guidance is None or not isinstance(fitted, (int, float)):
+        return True
+    return math.isclose(float(fitted), float(guidance), rel_tol=1e-9, abs_tol=1e-9)
 
 
 def sidecar(folder: str | Path) -> Path:
@@ -131,7 +142,12 @@ def write_file(path: str | Path, entries: list[dict]) -> Path:
 
 
 def fitted_for_plan(
-    ckpt: Checkpoint | list[dict], nfe: int, sampler: str | None, *, inpainting: bool = False
+    ckpt: Checkpoint | list[dict],
+    nfe: int,
+    sampler: str | None,
+    *,
+    inpainting: bool = False,
+    guidance: float | None = None,
 ) -> dict[int, Tensor]:
     """The fitted table for the sampler a plan of `nfe` would run (`sampler`, else the
     recommended one, plain UniPC for inpainting as in Plan.resolve): what a pipeline passes
@@ -139,7 +155,7 @@ def fitted_for_plan(
     if sampler is None:
         sampler = recommended(nfe)[0]
         sampler = "unipc" if inpainting and sampler == "unipc_gaussian" else sampler
-    return fitted_table(ckpt, sampler)
+    return fitted_table(ckpt, sampler, guidance)
 
 
 def checkpoint_plan(
@@ -150,15 +166,18 @@ def checkpoint_plan(
     schedule: str | Tensor | None = None,
     *,
     inpainting: bool = False,
+    guidance: float | None = None,
 ) -> Plan:
     """A checkpoint's sampling plan, for every pipeline: what is given, else its config's
-    `sample` settings; with no schedule named, the checkpoint's own schedule fitted for that NFE
-    and sampler (`diffusionforge fit-schedule`, schedule name "fitted") when it has one (none
-    without a checkpoint)."""
+    `sample` settings; with no schedule named, the checkpoint's own schedule fitted for that NFE,
+    sampler and (when given) guidance scale (`diffusionforge fit-schedule`, schedule name
+    "fitted") when it has one (none without a checkpoint)."""
     fitted = None
     if ckpt is not None:
         want = sampler or (None if sample.sampler == "auto" else sample.sampler)
-        fitted = fitted_for_plan(ckpt, nfe or sample.nfe, want, inpainting=inpainting)
+        fitted = fitted_for_plan(
+            ckpt, nfe or sample.nfe, want, inpainting=inpainting, guidance=guidance
+        )
     return sample.plan(nfe, sampler, schedule, inpainting=inpainting, fitted=fitted)
 
 

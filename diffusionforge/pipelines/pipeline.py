@@ -56,13 +56,16 @@ class Pipeline:
         schedule: str | Tensor | None = None,
         *,
         inpainting: bool = False,
+        guidance: float | None = None,
     ) -> Plan:
         """The sampling plan: what is given, else the config's sample settings; with no
-        schedule named, the checkpoint's own schedule fitted for that NFE and sampler
-        (`diffusionforge fit-schedule`, schedule name "fitted") when it has one."""
+        schedule named, the checkpoint's own schedule fitted for that NFE, sampler and guidance
+        (`diffusionforge fit-schedule`, schedule name "fitted") when it has one. `guidance`:
+        the scale the draw uses (1: none; None: any fitted entry matches)."""
         return checkpoint_plan(
-            self.checkpoint, self.cfg.sample, nfe, sampler, schedule, inpainting=inpainting
-        )
+            self.checkpoint, self.cfg.sample, nfe, sampler, schedule, inpainting=inpainting,
+            guidance=guidance,
+        )  # fmt: skip
 
     def generate(
         self,
@@ -76,7 +79,7 @@ class Pipeline:
         callback=None,
     ) -> Tensor:
         """n samples from one generator seeded `seed` (the same seed gives the same bytes)."""
-        plan = self.plan(nfe, sampler, schedule)
+        plan = self.plan(nfe, sampler, schedule, guidance=1.0)
         return draw(
             self.net, self.formulation, self.shape, seed, plan, n=n, device=device,
             callback=callback,
@@ -104,8 +107,9 @@ class Pipeline:
         and guidance != 1, classifier-free guidance against the null label `num_classes`.
         `edit`: img2img / inpainting (core.draw.Edit). Latent models return decoded images."""
         inpainting = edit is not None and edit.mask is not None
-        plan = plan or self.plan(nfe, sampler, schedule, inpainting=inpainting)
         labels = self._labels(labels, len(seeds))
+        scale = guidance if labels is not None else 1.0
+        plan = plan or self.plan(nfe, sampler, schedule, inpainting=inpainting, guidance=scale)
         uncond = None if labels is None else torch.full_like(labels, self.num_classes)
         return draw(
             self.net, self.formulation, self.shape, seeds, plan, cond=labels,

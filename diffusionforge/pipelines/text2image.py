@@ -94,13 +94,15 @@ class Text2ImagePipeline:
         schedule: str | Tensor | None = None,
         *,
         inpainting: bool = False,
+        guidance: float | None = None,
     ) -> Plan:
         """The sampling plan as Pipeline.plan makes it: the config's recipe, and with no
         schedule named the checkpoint's fitted schedule for that NFE and sampler (`diffusionforge
         fit-schedule`, schedule name "fitted") when it has one."""
         return checkpoint_plan(
-            self.checkpoint, self.cfg.sample, nfe, sampler, schedule, inpainting=inpainting
-        )
+            self.checkpoint, self.cfg.sample, nfe, sampler, schedule, inpainting=inpainting,
+            guidance=guidance,
+        )  # fmt: skip
 
     @torch.no_grad()
     def generate(
@@ -132,7 +134,9 @@ class Text2ImagePipeline:
         if init_image is not None or mask is not None:
             init, m = edit_inputs(init_image, mask, len(prompts), self.resolution)
             edit = Edit(init, strength, m)
-        plan = plan or self.plan(nfe, sampler, schedule, inpainting=mask is not None)
+        plan = plan or self.plan(
+            nfe, sampler, schedule, inpainting=mask is not None, guidance=guidance
+        )
         x = draw(
             self.net, self.formulation, self.shape, seeds, plan, cond=cond, guidance=guidance,
             uncond=neg.expand_as(cond), edit=edit, decoder=self.autoencoder, callback=callback,

@@ -137,9 +137,12 @@ class ImageHandler(Handler):
         edit = edit_of(params, entry.load(), limits)
         # the pipeline's plan: its checkpoint's fitted schedule for the NFE when it has one
         inpainting = edit is not None and edit.mask is not None
-        plan = entry.load().plan(nfe, params.sampler, params.schedule, inpainting=inpainting)
+        scale = guidance if labels else 1.0
+        plan = entry.load().plan(
+            nfe, params.sampler, params.schedule, inpainting=inpainting, guidance=scale
+        )
         sampler, schedule = plan.sampler, plan.schedule
-        req = ImageRequest(params.seed, labels, guidance if labels else 1.0, plan, edit=edit)
+        req = ImageRequest(params.seed, labels, scale, plan, edit=edit)
         echo = {
             "class": params.class_,
             "n": params.n,

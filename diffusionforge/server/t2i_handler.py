@@ -115,7 +115,10 @@ class Text2ImageHandler(Handler):
         # as `generate` plans it: the config's recipe, inpainting-aware
         inpainting = edit is not None and edit[1] is not None
         # (with no schedule named, the checkpoint's fitted one for the NFE when it has one)
-        plan = pipe.plan(params.nfe, params.sampler, params.schedule, inpainting=inpainting)
+        plan = pipe.plan(
+            params.nfe, params.sampler, params.schedule, inpainting=inpainting,
+            guidance=params.guidance,
+        )  # fmt: skip
         sampler, schedule = plan.sampler, plan.schedule
         uploads = {"init_image", "mask", "strength"}
         echo = params.model_dump(exclude={"model"} | uploads)
