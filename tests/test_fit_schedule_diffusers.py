@@ -101,3 +101,14 @@ def test_a_bad_sidecar_is_one_line(ddpm, capsys):
     assert main(["sample", str(ddpm), "--nfe", "8", "--n", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "pixels.schedules.json" in err and "\n" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_diffusers_fit_loads_on_the_device_asked_for(ddpm, stub_fit, capsys):
+    """--device is honoured (it was ignored: the folder always loaded on the cpu): asking for
+    CUDA where there is none is the same one-line error as sample's, before any fit."""
+    argv = ["fit-schedule", str(ddpm), "--nfe", "8", "--seconds", "5", "--device", "cuda"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device cuda: no CUDA device is available here" in err and "\n" not in err
+    assert not stub_fit

@@ -109,14 +109,15 @@ def fit_diffusers(args: argparse.Namespace, nfes: list[int]) -> int:
     # deferred: loaded only when this command runs, so `--help` stays fast
     import torch
 
+    from diffusionforge.cli.common import on_device
+    from diffusionforge.cli.diffusers import _load
     from diffusionforge.core.guidance import cfg
-    from diffusionforge.pipelines.diffusers_model import load
     from diffusionforge.pipelines.fitted_schedules import sidecar, write_file
 
     out = Path(args.out).expanduser() if args.out else sidecar(args.checkpoint)
     if out.suffix != ".json" or out.is_dir():
         raise UserError(f"--out {out}: for a diffusers folder, name a .json file to write")
-    model = load(args.checkpoint)
+    model = _load(args)  # on --device, weights in --dtype, as sample/generate load it
     prompts = labels = None
     if model.is_text_to_image:
         prompts = _prompts(args, args.batch)
@@ -141,6 +142,8 @@ def fit_diffusers(args: argparse.Namespace, nfes: list[int]) -> int:
         if uncond is None:
             raise UserError(f"--guidance: {args.checkpoint} has no unconditional branch")
         denoise = cfg(denoise, guidance, uncond)
+    # the network runs on --device; the fit's own arithmetic stays on the cpu in float32
+    denoise = on_device(denoise, model._net, model.device)
     fitted = _fit(args, nfes, denoise, model.shape, cond, model.process)
     for e in fitted:
         e["classes"] = None if labels is None else sorted(set(labels.tolist()))
