@@ -11,6 +11,11 @@
    every given; masked diffusion with confidence (LLaDA) and margin (adaptive order) remasking,
    greedy, one cell per step (81 steps); the AR twin greedy left to right, with and without its
    key/value cache (same outputs), and tokens per second of each (shared machine: relative).
+   With `--draws K` (default 24) also masked diffusion with self-verification (margin, then
+   fresh draws at temperature 1 for the puzzles whose weakest written cell the model doubts
+   with the rest filled in, leave-one-out probability below `--accept`; the draw of highest
+   pseudo-likelihood is kept: core/discrete_verify.py) and, to be fair, the AR twin's best of K
+   draws by its own likelihood. `--offset` skips the first held-out puzzles (a fresh set).
 
     python benchmarks/sudoku.py --cpu-minutes 14 --out runs/bench-sudoku
     python benchmarks/sudoku.py --skip-train --out runs/bench-sudoku --n 200
@@ -53,7 +58,32 @@ def train(out: Path, cpu_minutes: float, steps: int, extra: list[str]) -> None:
             sys.exit(f"training failed ({p.args})")
 
 
-def evaluate(pipe, puzzles, *, sampler: str, batch: int, kv_cache: bool = True) -> dict:
+def ar_best_of(pipe, x: torch.Tensor, draws: int, seed: int) -> torch.Tensor:
+    """The AR twin's counterpart of the verified sampler: a greedy draw and draws - 1 at
+    temperature 1, keeping per row the one of highest likelihood under the AR model itself."""
+    from diffusionforge.pipelines import text_pairs
+
+    free = x == pipe.mask_id
+    best, best_ll = None, None
+    for d in range(draws):
+        temp = 0.0 if d == 0 else 1.0
+        y = text_pairs.fill(pipe, x, nfe=0, sampler="", seed=seed + 100_000 * d, temperature=temp)
+        inp = torch.cat([torch.full_like(y[:, :1], pipe.objective.bos_id), y[:, :-1]], dim=1)
+        with torch.no_grad():
+            logp = pipe.net(inp, torch.zeros(len(y)), None).float().log_softmax(-1)
+        ll = (logp.gather(-1, y.unsqueeze(-1)).squeeze(-1) * free).sum(1)
+        if best is None:
+            best, best_ll = y, ll
+        else:
+            better = ll > best_ll
+            best[better], best_ll[better] = y[better], ll[better]
+    return best
+
+
+def evaluate(
+    pipe, puzzles, *, sampler: str, batch: int, kv_cache: bool = True, draws: int = 1,
+    accept: float = 0.9,
+) -> dict:  # fmt: skip
     from diffusionforge.data import sudoku
     from diffusionforge.data.pairs import response_text
     from diffusionforge.pipelines import text_pairs
@@ -75,8 +105,13 @@ def evaluate(pipe, puzzles, *, sampler: str, batch: int, kv_cache: bool = True) 
                     pipe.net, x, bos_id=pipe.objective.bos_id, mask_id=pipe.mask_id,
                     generator=gens, temperature=0.0,
                 )  # fmt: skip
+        elif pipe.is_ar and draws > 1:
+            y = ar_best_of(pipe, x, draws, seed=start)
         else:
-            y = text_pairs.fill(pipe, x, nfe=nfe, sampler=sampler, seed=start, temperature=0.0)
+            y = text_pairs.fill(
+                pipe, x, nfe=nfe, sampler=sampler, seed=start, temperature=0.0, draws=draws,
+                accept=accept,
+            )  # fmt: skip
         seconds += time.perf_counter() - t0
         tokens += int((x == pipe.mask_id).sum())
         for r, (puzzle, solution) in enumerate(chunk):
@@ -124,6 +159,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--samplers", nargs="+", default=["margin", "confidence"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--draws", type=int, default=24,
+        help="also: masked margin + self-verification with up to this many draws; AR best of "
+        "this many by its likelihood (0: skip)",
+    )  # fmt: skip
+    ap.add_argument("--accept", type=float, default=0.9, help="verification threshold")
+    ap.add_argument("--offset", type=int, default=0, help="skip the first held-out puzzles")
     ap.add_argument("--trend", action="store_true", help="every checkpoint, one sampler each")
     ap.add_argument("--no-ema", action="store_true", help="raw weights (short runs: EMA lags)")
     args = ap.parse_args()
@@ -140,8 +182,8 @@ def main() -> None:
     pipes = {kind: load_text_pipeline(out / kind, use_ema=ema) for kind in ("masked", "ar")}
     seed = pipes["masked"].cfg.data.seed
     puzzles = sudoku.puzzles(
-        args.n, 1, seed, args.min_givens, args.max_givens, heldout=True
-    )  # fmt: skip
+        args.offset + args.n, 1, seed, args.min_givens, args.max_givens, heldout=True
+    )[args.offset :]  # fmt: skip
     for p, s in puzzles:
         assert sudoku.solve(p, limit=2) == [s]  # unique, checked by the solver
     if args.trend:
@@ -149,6 +191,7 @@ def main() -> None:
         return
     results: dict = {
         "puzzles": args.n,
+        "offset": args.offset,
         "givens": [args.min_givens, args.max_givens],
         "machine": platform.processor() or platform.machine(),
         "weights": "ema" if ema else "model",
@@ -162,11 +205,23 @@ def main() -> None:
         r = evaluate(pipes["masked"], puzzles, sampler=sampler, batch=args.batch)
         results[f"masked/{sampler}"] = r
         print(f"masked diffusion, {sampler:10s}: {json.dumps(r)}", flush=True)
+    if args.draws > 1:
+        r = evaluate(
+            pipes["masked"], puzzles, sampler="margin", batch=args.batch, draws=args.draws,
+            accept=args.accept,
+        )  # fmt: skip
+        results[f"masked/margin+verify{args.draws}"] = r
+        label = f"masked diffusion, margin + verify ({args.draws} draws)"
+        print(f"{label}: {json.dumps(r)}", flush=True)
     for cache in (True, False):
         r = evaluate(pipes["ar"], puzzles, sampler="", batch=args.batch, kv_cache=cache)
         name = "ar/kv-cache" if cache else "ar/no-cache"
         results[name] = r
         print(f"{name:28s}: {json.dumps(r)}", flush=True)
+    if args.draws > 1:
+        r = evaluate(pipes["ar"], puzzles, sampler="", batch=args.batch, draws=args.draws)
+        results[f"ar/best-of-{args.draws}"] = r
+        print(f"AR twin, best of {args.draws} by its likelihood: {json.dumps(r)}", flush=True)
     (out / "sudoku.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {out / 'sudoku.json'}")
 
