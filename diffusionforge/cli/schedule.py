@@ -43,6 +43,7 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
     if args.threads <= 0:
         raise UserError(f"--threads: expected a positive number, got {args.threads}")
     if args.sampler is not None:
+        # deferred: loaded only when this command runs, so `--help` stays fast
         from diffusionforge.core.samplers import SAMPLERS
 
         if args.sampler not in SAMPLERS:
