@@ -3,15 +3,18 @@ parameters and equal training CPU time; then sample quality against NFE.
 
 1. Trains the `fortunes` preset twice through the engine, `formulation.kind=masked` and `=ar`
    (the same 0.8M-parameter transformer, bidirectional vs causal), each capped by the same
-   `--max-cpu-time` (process CPU time: fair while other jobs share the machine), in parallel.
-2. Held-out perplexity: exp(NELBO per character) for masked diffusion (an upper bound), exact
-   exp(NLL per character) for AR, on the same held-out windows; the ratio is the headline.
-3. Quality vs NFE: masked-diffusion samples (one context of 128 characters) at each NFE, scored
-   by the AR model (generative perplexity) with per-sample unigram entropy, beside AR samples of
-   the same length and held-out text; wall-clock per sample for each (the machine is shared:
-   rerun alone before quoting the timings).
+   `--max-cpu-time` (process CPU time: fair while other jobs share the machine), in parallel,
+   on `--tokenizer` tokens (BPE by default); `--judge` also trains a third model, AR with
+   another seed, that scores the samples instead of the AR twin scoring its own rival's.
+2. Held-out perplexity: exp(NELBO per token) for masked diffusion (an upper bound), exact
+   exp(NLL per token) for AR, on the same held-out windows, and both per character (tokens per
+   character of those windows); the ratio is the headline.
+3. Quality vs NFE: masked-diffusion samples (one context) at each NFE, scored by the judge
+   (generative perplexity per token) with per-sample unigram entropy over tokens, each also as
+   a ratio to held-out text's; beside AR samples (KV cache) of the same length and held-out
+   text; tokens per second of each (the machine is shared: rerun alone before quoting them).
 
-    python benchmarks/text_fortunes.py --cpu-minutes 10              # train, then evaluate
+    python benchmarks/text_fortunes.py --cpu-minutes 30 --steps 3300 --judge   # train + evaluate
     python benchmarks/text_fortunes.py --skip-train --out runs/bench-fortunes
 """
 
@@ -29,17 +32,19 @@ from pathlib import Path
 import torch
 
 
-def train(out: Path, cpu_minutes: float, steps: int) -> None:
+def train(out: Path, cpu_minutes: float, steps: int, tokenizer: str, judge: bool) -> None:
     procs = []
-    for kind in ("masked", "ar"):
+    runs = [("masked", "masked", 0), ("ar", "ar", 0)] + ([("judge", "ar", 1)] if judge else [])
+    for name, kind, seed in runs:
         cmd = [
             sys.executable, "-m", "diffusionforge", "train", "--preset", "fortunes",
-            "--run-dir", str(out / kind), "--no-progress", "--steps", str(steps),
+            "--run-dir", str(out / name), "--no-progress", "--steps", str(steps),
             "--max-cpu-time", f"{cpu_minutes}m", "--set", f"formulation.kind={kind}",
-            "--set", "train.tensorboard=false",
+            "--set", "train.tensorboard=false", "--set", f"data.text.tokenizer={tokenizer}",
+            "--set", f"train.seed={seed}",
         ]  # fmt: skip
         print(" ".join(cmd), flush=True)
-        log = open(out / f"{kind}.log", "w")  # noqa: SIM115 - closed when the process ends
+        log = open(out / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
     for p in procs:
         if p.wait():
@@ -57,12 +62,18 @@ def main() -> None:
     ap.add_argument("--nfe", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--sampler", default="ancestral")
+    ap.add_argument("--tokenizer", default="bpe", choices=["bpe", "char"])
+    ap.add_argument(
+        "--judge", action="store_true",
+        help="train a third model, AR with another seed, that scores the samples (else the "
+        "AR twin scores them; with --skip-train: used if OUT/judge exists)",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.skip_train:
-        train(out, args.cpu_minutes, args.steps)
+        train(out, args.cpu_minutes, args.steps, args.tokenizer, args.judge)
 
     from diffusionforge.eval.text_metrics import unigram_entropy
     from diffusionforge.pipelines.text import load_text_pipeline
@@ -73,7 +84,16 @@ def main() -> None:
     mdlm, ar = load_text_pipeline(out / "masked"), load_text_pipeline(out / "ar")
     corpus = load_corpus(mdlm.cfg)
     data = heldout(mdlm, corpus, args.windows)
-    rows: dict = {"machine": f"{platform.processor() or platform.machine()}, 1 torch thread"}
+    judge = load_text_pipeline(out / "judge") if (out / "judge").exists() else ar
+    # characters per token of the held-out windows: per-token figures -> per-character ones
+    chars = sum(len(mdlm.tokenizer.decode(x.tolist())) for x in data)
+    per_char = data.numel() / chars
+    rows: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, 1 torch thread",
+        "tokenizer": mdlm.cfg.data.text.tokenizer,
+        "tokens_per_char": per_char,
+        "judge": str(judge.checkpoint.path),
+    }
     for name, pipe in (("masked", mdlm), ("ar", ar)):
         state = resolve_checkpoint(out / name)
         log = (out / f"{name}.log").read_text() if (out / f"{name}.log").exists() else ""
@@ -83,34 +103,42 @@ def main() -> None:
             "params": sum(p.numel() for p in pipe.net.parameters()),
             "heldout_nll": nll,
             "heldout_ppl": math.exp(nll),
+            "heldout_ppl_per_char": math.exp(nll * per_char),
             "log_tail": log.strip().splitlines()[-1:] if log else [],
         }
         print(name, rows[name], flush=True)
     rows["ratio"] = rows["masked"]["heldout_ppl"] / rows["ar"]["heldout_ppl"]
-    print(f"held-out perplexity per character: MDLM <= {rows['masked']['heldout_ppl']:.3f}, "
-          f"AR {rows['ar']['heldout_ppl']:.3f}, ratio {rows['ratio']:.3f}")  # fmt: skip
+    rows["ratio_per_char"] = (
+        rows["masked"]["heldout_ppl_per_char"] / rows["ar"]["heldout_ppl_per_char"]
+    )
+    print(f"held-out perplexity per token: MDLM <= {rows['masked']['heldout_ppl']:.3f}, "
+          f"AR {rows['ar']['heldout_ppl']:.3f}, ratio {rows['ratio']:.3f}; per character "
+          f"{rows['masked']['heldout_ppl_per_char']:.3f} vs "
+          f"{rows['ar']['heldout_ppl_per_char']:.3f}, "
+          f"ratio {rows['ratio_per_char']:.3f}")  # fmt: skip
 
     n, length = args.samples, mdlm.context
     ref = data[:n]
     quality = [{
         "model": "held-out text", "nfe": "-",
-        "gen_ppl": math.exp(nll_per_token(ar, ref)),
+        "gen_ppl": math.exp(nll_per_token(judge, ref)),
         "entropy": sum(unigram_entropy(x.tolist()) for x in ref) / n, "sec_per_sample": 0.0,
     }]  # fmt: skip
     t0 = time.perf_counter()
     ar_samples = ar.generate(n, length, seed=0)
     quality.append({
-        "model": "AR", "nfe": length, "gen_ppl": math.exp(nll_per_token(ar, ar_samples)),
+        "model": "AR", "nfe": length, "gen_ppl": math.exp(nll_per_token(judge, ar_samples)),
         "entropy": sum(unigram_entropy(x.tolist()) for x in ar_samples) / n,
         "sec_per_sample": (time.perf_counter() - t0) / n,
     })  # fmt: skip
+    print(quality[-1], flush=True)
     for sampler in dict.fromkeys([args.sampler, "confidence"]):
         for nfe in args.nfe:
             t0 = time.perf_counter()
             s = mdlm.generate(n, length, nfe=nfe, sampler=sampler, seed=0)
             quality.append({
                 "model": f"MDLM {sampler}", "nfe": nfe,
-                "gen_ppl": math.exp(nll_per_token(ar, s)),
+                "gen_ppl": math.exp(nll_per_token(judge, s)),
                 "entropy": sum(unigram_entropy(x.tolist()) for x in s) / n,
                 "sec_per_sample": (time.perf_counter() - t0) / n,
             })  # fmt: skip
@@ -123,11 +151,15 @@ def main() -> None:
         "\n----\n".join(ar.tokenizer.decode(x.tolist()) for x in ar_samples[:8])
     )
     rows["quality"] = quality
-    print("| model | NFE | gen. perplexity (AR judge) | unigram entropy | s/sample |")
-    print("|---|---|---|---|---|")
+    print("| model | NFE | gen. perplexity per token (AR judge) | vs held-out | unigram entropy "
+          "| vs held-out | tokens/s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    base = quality[0]
     for q in quality:
-        print(f"| {q['model']} | {q['nfe']} | {q['gen_ppl']:.2f} | {q['entropy']:.2f} "
-              f"| {q['sec_per_sample']:.3f} |")  # fmt: skip
+        speed = f"{length / q['sec_per_sample']:.0f}" if q["sec_per_sample"] else "-"
+        print(f"| {q['model']} | {q['nfe']} | {q['gen_ppl']:.2f} | "
+              f"{q['gen_ppl'] / base['gen_ppl']:.2f}x | {q['entropy']:.2f} | "
+              f"{q['entropy'] / base['entropy']:.2f}x | {speed} |")  # fmt: skip
     (out / "results.json").write_text(json.dumps(rows, indent=2))
 
 
