@@ -13,6 +13,7 @@ from diffusionforge.demo.audio import spoken_digits
 from diffusionforge.demo.digits import digits
 from diffusionforge.demo.editing import editing
 from diffusionforge.demo.section import Section
+from diffusionforge.demo.sudoku import sudoku_section
 from diffusionforge.demo.text import text
 from diffusionforge.demo.text2image import t2i
 from diffusionforge.demo.toy2d import toy2d
@@ -23,6 +24,7 @@ SECTIONS = {
     "toy2d": toy2d,
     "digits": digits,
     "text": text,
+    "sudoku": sudoku_section,
     "spoken-digits": spoken_digits,
     "editing": editing,
     "t2i": t2i,
