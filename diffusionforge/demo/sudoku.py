@@ -14,6 +14,7 @@ def sudoku_section(out: Path, quick: bool):
     self-verification: core/discrete_verify.py); the rules only judge the answers."""
     import torch
 
+    # deferred: loaded only when the section runs, so importing the demo stays light
     from diffusionforge.data import sudoku
     from diffusionforge.pipelines.text import load_text_pipeline
     from diffusionforge.pipelines.text_pairs import answer, show_sudoku
