@@ -50,9 +50,8 @@ def leave_one_out(
         rows = tokens[b].clone()
         k = torch.arange(len(b), device=tokens.device)
         rows[k, j] = mask_id
-        c = cond[b] if isinstance(cond, Tensor) else cond
         t = torch.full((len(b),), 1.0 / length, device=tokens.device)
-        logp = denoise_tokens(rows, t, c).float().log_softmax(-1)  # normalised whatever came in
+        logp = denoise_tokens(rows, t, _rows(cond, b)).float().log_softmax(-1)  # normalised anyway
         out[b, j] = logp[k, j].gather(-1, tokens[b, j].unsqueeze(-1)).squeeze(-1)
     return out
 
@@ -90,18 +89,15 @@ def sample_verified(
     threshold = math.log(accept)
 
     def run(rows: Tensor, temp: float) -> Tensor:
-        gens = _rows(generator, rows)
-        c = cond[rows] if isinstance(cond, Tensor) else cond
         return inner(
             denoise_tokens, tokens[rows], steps, mask_id=mask_id, temperature=temp,
-            generator=gens, cond=c, **kw,
+            generator=_rows(generator, rows), cond=_rows(cond, rows), **kw,
         )  # fmt: skip
 
     def check(x: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        c = cond[rows] if isinstance(cond, Tensor) else cond
-        lp = leave_one_out(denoise_tokens, x, free[rows], mask_id=mask_id, cond=c)
-        weakest = lp.masked_fill(~free[rows], 0.0).min(1).values
-        return lp.sum(1), weakest
+        # 0 at given tokens, so the minimum is the weakest generated token's
+        lp = leave_one_out(denoise_tokens, x, free[rows], mask_id=mask_id, cond=_rows(cond, rows))
+        return lp.sum(1), lp.min(1).values
 
     def report(d: int, drawn: int) -> None:
         if callback is not None:
@@ -125,9 +121,11 @@ def sample_verified(
     return best
 
 
-def _rows(generator: Generator, rows: Tensor) -> Generator:
-    """The generators of `rows` when there is one per row; a single one (or None) as it is."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    gens: Sequence[torch.Generator] = generator
-    return [gens[int(r)] for r in rows]
+def _rows(per_row: Any, rows: Tensor) -> Any:
+    """The entries of `rows` of something given per row (a cond tensor, a list of generators);
+    anything else (one generator, a cond shared by the batch, None) as it is."""
+    if isinstance(per_row, Tensor):
+        return per_row[rows]
+    if isinstance(per_row, Sequence):
+        return [per_row[int(r)] for r in rows]
+    return per_row
