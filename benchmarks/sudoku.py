@@ -63,15 +63,13 @@ def ar_best_of(pipe, x: torch.Tensor, draws: int, seed: int) -> torch.Tensor:
     temperature 1, keeping per row the one of highest likelihood under the AR model itself."""
     from diffusionforge.pipelines import text_pairs
 
-    free = x == pipe.mask_id
+    start = (x == pipe.mask_id).int().argmax(1)  # where each row's response begins
     best, best_ll = None, None
     for d in range(draws):
         temp = 0.0 if d == 0 else 1.0
         y = text_pairs.fill(pipe, x, nfe=0, sampler="", seed=seed + 100_000 * d, temperature=temp)
-        inp = torch.cat([torch.full_like(y[:, :1], pipe.objective.bos_id), y[:, :-1]], dim=1)
-        with torch.no_grad():
-            logp = pipe.net(inp, torch.zeros(len(y)), None).float().log_softmax(-1)
-        ll = (logp.gather(-1, y.unsqueeze(-1)).squeeze(-1) * free).sum(1)
+        with torch.no_grad():  # log p(response | puzzle) per response token (AutoregressiveSFT)
+            ll = -pipe.objective.nll(pipe.net, y, start)
         if best is None:
             best, best_ll = y, ll
         else:
