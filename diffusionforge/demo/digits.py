@@ -29,9 +29,8 @@ def digits(out: Path, quick: bool) -> Section:
         list(range(len(labels))), labels=labels, guidance=DIGITS_GUIDANCE, nfe=nfe
     )
     sample_s = time.monotonic() - t0
-    ran = pipe.plan(
-        nfe, guidance=DIGITS_GUIDANCE
-    )  # "fitted" when the checkpoint has a schedule fitted for this NFE
+    # "fitted" when the checkpoint has a schedule fitted for this NFE and guidance
+    ran = pipe.plan(nfe, guidance=DIGITS_GUIDANCE)
     panels = [(f"bundled model, guidance {DIGITS_GUIDANCE:g}, {nfe} NFE", samples)]
     try:  # the real digits beside them (scikit-learn is in the dev extra)
         real = real_examples(build_dataset(pipe.cfg), labels, 0)
