@@ -16,6 +16,7 @@ parameters and equal training CPU time; then sample quality against NFE.
 
     python benchmarks/text_fortunes.py --cpu-minutes 30 --steps 3300 --judge   # train + evaluate
     python benchmarks/text_fortunes.py --skip-train --out runs/bench-fortunes
+    python benchmarks/text_fortunes.py --trend --out runs/bench-fortunes --elbo-steps 32
 """
 
 from __future__ import annotations
@@ -51,6 +52,30 @@ def train(out: Path, cpu_minutes: float, steps: int, tokenizer: str, judge: bool
             raise SystemExit(f"training failed; see {out}/*.log")
 
 
+def trend(out: Path, n: int, elbo_steps: int) -> None:
+    """Held-out and training NLL (NELBO for masked diffusion) per token of each checkpoint kept
+    in OUT/masked and OUT/ar, on n windows of each split, into trend.json."""
+    from diffusionforge.pipelines.text import load_text_pipeline
+    from diffusionforge.pipelines.text_eval import heldout, nll_per_token
+    from diffusionforge.train.builders_text import load_corpus, windows
+
+    first = load_text_pipeline(out / "masked")
+    corpus = load_corpus(first.cfg)
+    held = heldout(first, corpus, n)
+    seen = windows(first.tokenizer, corpus.train[:2000], corpus.sep, first.context)[:n]
+    rows = []
+    for kind in ("ar", "masked"):
+        for ckpt in sorted((out / kind / "checkpoints").glob("step-*")):
+            pipe = load_text_pipeline(ckpt)
+            rows.append({
+                "kind": kind, "step": pipe.checkpoint.step,
+                "heldout_nll": nll_per_token(pipe, held, steps=elbo_steps),
+                "train_nll": nll_per_token(pipe, seen, steps=elbo_steps),
+            })  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+    (out / "trend.json").write_text(json.dumps(rows, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench-fortunes")
@@ -68,9 +93,17 @@ def main() -> None:
         help="train a third model, AR with another seed, that scores the samples (else the "
         "AR twin scores them; with --skip-train: used if OUT/judge exists)",
     )  # fmt: skip
+    ap.add_argument(
+        "--trend", action="store_true",
+        help="instead: held-out and training nats per token of every kept checkpoint of both "
+        "runs (the data-constrained view: when does held-out stop improving?)",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
+    if args.trend:
+        trend(out, args.windows, args.elbo_steps)
+        return
     out.mkdir(parents=True, exist_ok=True)
     if not args.skip_train:
         train(out, args.cpu_minutes, args.steps, args.tokenizer, args.judge)
