@@ -134,6 +134,53 @@ def test_deterministic_given_the_generator_and_reports_progress():
     assert all(b <= a for a, b in zip(rms, rms[1:], strict=False))
 
 
+class Jittered(Gaussian):
+    """Gaussian whose calls cost 0.01 s +- `jitter` (relative, drawn from a seeded generator):
+    a machine whose speed varies with what else runs."""
+
+    def __init__(self, jitter: float, seed: int):
+        super().__init__()
+        self.t, self.jitter = 0.0, jitter
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x, sigma, cond=None):
+        u = float(torch.rand((), generator=self.g, dtype=F64)) * 2 - 1
+        self.t += 0.01 * (1 + self.jitter * u)
+        return super().__call__(x, sigma, cond)
+
+    def clock(self) -> float:
+        return self.t
+
+
+def fit_on(model, **kw) -> torch.Tensor:
+    return fit_schedule(
+        model, (32, 4), 8, sampler="unipc", clock=model.clock,
+        generator=torch.Generator().manual_seed(4), **kw,
+    )  # fmt: skip
+
+
+def test_the_plan_is_in_calls_so_varying_speed_gives_the_same_fit():
+    """The budget is planned in denoiser calls: a machine up to 10% faster or slower here and there
+    (the same 40 s budget, calls costing 0.01 s +- 10%) gives exactly the sigmas of a steady
+    one, so a fit does not depend on what else the machine runs."""
+    steady = fit_on(Gaussian(), seconds=40.0)
+    for seed in (0, 1, 2):
+        assert torch.equal(fit_on(Jittered(0.1, seed), seconds=40.0), steady)
+
+
+def test_a_budget_in_calls_is_kept_and_ignores_the_clock():
+    """calls= replaces the time budget: the same sigmas whatever a call costs, and no more calls
+    than asked for (plus at most one objective evaluation: 8 calls on one chunk)."""
+    fits = []
+    for model in (Gaussian(cost=0.01), Gaussian(cost=5.0), Jittered(0.5, 0)):
+        fits.append(fit_on(model, calls=2500))
+        assert model.calls <= 2500 + 8
+    assert torch.equal(fits[0], fits[1]) and torch.equal(fits[0], fits[2])
+    assert not torch.equal(fits[0], SCHEDULES["optimized"](8, 0.002, 80.0))
+    with pytest.raises(ValueError, match="calls must be a positive number"):
+        fit_on(Gaussian(), calls=0)
+
+
 def test_sample_runs_a_fitted_schedule_with_the_recommended_sampler():
     """diffusionforge.fit_schedule's sigmas go straight into diffusionforge.sample."""
     import diffusionforge
@@ -185,23 +232,23 @@ def fit_two_modes(seed: int, holdout: float) -> tuple[torch.Tensor, list[dict]]:
 
 
 def test_without_the_check_a_fit_on_few_draws_can_overfit():
-    """The danger the held-out check is for: 4 teacher draws, 8 levels; the unchecked fit is
-    15x worse than the default on fresh draws (0.38 vs 0.026)."""
+    """The danger the held-out check is for: a few teacher draws, 8 levels; the unchecked fit
+    is 16x worse than the default on fresh draws (0.46 vs 0.027)."""
     default = SCHEDULES["optimized"](8, 0.002, 80.0)
-    sig, reports = fit_two_modes(seed=1, holdout=0.0)
+    sig, reports = fit_two_modes(seed=3, holdout=0.0)
     assert not [r for r in reports if r["phase"] == "check"]
     assert two_mode_error(sig) > 5 * two_mode_error(default)
 
 
 def test_a_fit_worse_than_the_default_on_held_out_draws_is_not_kept():
     default = SCHEDULES["optimized"](8, 0.002, 80.0)
-    sig, reports = fit_two_modes(seed=2, holdout=0.2)
+    sig, reports = fit_two_modes(seed=6, holdout=0.2)
     (check,) = [r for r in reports if r["phase"] == "check"]
     assert check["kept"] is False and check["rms_fitted"] > check["rms_default"]
     assert torch.equal(sig, default)  # the default comes back
     # and rejecting it was right: the fitted candidate is worse on 1024 other draws too
     candidate = [r for r in reports if r["phase"] == "search"][-1]["sigmas"]
-    assert two_mode_error(candidate) > 1.1 * two_mode_error(default)  # 0.032 vs 0.027
+    assert two_mode_error(candidate) > 1.1 * two_mode_error(default)  # 0.078 vs 0.027
     assert check["cpu_seconds"] <= 40.0 + 8 * 2 * 0.01 + 1e-9  # the check is inside the budget
 
 

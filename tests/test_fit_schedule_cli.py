@@ -64,6 +64,22 @@ def test_fit_schedule_writes_a_manifest_listed_file_that_sampling_uses(digits, s
     assert pipe.plan(8, sampler="heun").schedule != "fitted"  # fitted for another sampler
 
 
+def test_a_budget_in_network_calls_is_passed_on_and_recorded(digits, monkeypatch, capsys):
+    def fake(denoise, shape, nfe, **kw):
+        kw["callback"]({"phase": "search", "trajectories": 4, "rms": 0.01, "calls": 290})
+        return torch.tensor(FAKE, dtype=torch.float64)
+
+    seen = []
+    monkeypatch.setattr(
+        fitted_schedules, "fit_schedule", lambda *a, **kw: seen.append(kw) or fake(*a, **kw)
+    )
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--calls", "300"]) == 0
+    assert seen[0]["calls"] == 300
+    assert "290 network calls" in capsys.readouterr().out
+    entry = json.loads(load_checkpoint(digits).files["schedules.json"])["entries"][0]
+    assert entry["calls"] == 290
+
+
 def test_refitting_one_nfe_keeps_the_others(digits, stub_fit):
     assert main(["fit-schedule", str(digits), "--nfe", "8,5", "--seconds", "5"]) == 0
     assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
@@ -123,6 +139,7 @@ def test_sample_says_it_used_the_fitted_schedule(digits, stub_fit, tmp_path, cap
         (["digits", "--nfe", "8"], "bundled with the package; give --out"),
         (["DIR", "--nfe", "0"], "--nfe"),
         (["DIR", "--nfe", "8", "--seconds", "0"], "--seconds"),
+        (["DIR", "--nfe", "8", "--calls", "0"], "--calls: expected a positive number"),
         (["DIR", "--nfe", "8", "--class", "x"], "--class"),
         (["DIR", "--nfe", "8", "--sampler", "rk45"], "--sampler: unknown sampler 'rk45'"),
     ],

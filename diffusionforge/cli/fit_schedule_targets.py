@@ -11,18 +11,24 @@ from pathlib import Path
 from diffusionforge.errors import UserError
 
 
-def report(entries: list[dict], seconds: float) -> list[dict]:
+def budget(args: argparse.Namespace) -> str:
+    """The budget flag as given, for messages: `--calls N` or `--seconds S`."""
+    return f"--calls {args.calls}" if args.calls is not None else f"--seconds {args.seconds:g}"
+
+
+def report(entries: list[dict], given: str) -> list[dict]:
     """Print each fit (sigmas, budget, held-out check) and return the entries worth writing
-    (those the budget allowed to fit at all)."""
+    (those the budget allowed to fit at all); `given` names the budget (see `budget`)."""
     fitted = []
     for e in entries:
         if e["rms_to_teacher"] is None:  # the budget did not cover one teacher batch
-            print(f"NFE {e['nfe']}: --seconds {seconds:g} is too short to fit; not written")
+            print(f"NFE {e['nfe']}: {given} is too short to fit; not written")
             continue
         sig = " ".join(f"{v:.4g}" for v in e["sigmas"])
         print(
             f"NFE {e['nfe']} ({e['sampler']}, {e['steps']} steps): sigmas {sig} "
-            f"({e['cpu_seconds']:.0f} CPU-s, {e['trajectories']} teacher draws, "
+            f"({e['cpu_seconds']:.0f} CPU-s, {e['calls']} network calls, "
+            f"{e['trajectories']} teacher draws, "
             f"rms to the teacher {e['rms_to_teacher']:.4f})"
         )
         h = e["heldout"]
@@ -34,7 +40,7 @@ def report(entries: list[dict], seconds: float) -> list[dict]:
             )
         fitted.append(e)
     if not fitted:
-        raise UserError(f"--seconds {seconds:g}: too short to fit any schedule; allow more")
+        raise UserError(f"{given}: too short to fit any schedule; allow more")
     return fitted
 
 
@@ -74,9 +80,9 @@ def _fit(args, nfes, denoise, shape, cond, process) -> list[dict]:
         entries = fit_entries(
             denoise, (args.batch, *shape), nfes, sigma_min=process.sigma_min,
             sigma_max=process.sigma_max, cond=cond, seconds=args.seconds, seed=args.seed,
-            progress=progress, sampler=args.sampler,
+            progress=progress, sampler=args.sampler, calls=args.calls,
         )  # fmt: skip
-    return report(entries, args.seconds)
+    return report(entries, budget(args))
 
 
 def fit_text2image(args: argparse.Namespace, nfes: list[int]) -> int:

@@ -38,6 +38,8 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         raise UserError(
             f"--seconds: expected a CPU-second budget in (0, 86400], got {args.seconds}"
         )
+    if args.calls is not None and not 1 <= args.calls <= 10**9:
+        raise UserError(f"--calls: expected a positive number of network calls, got {args.calls}")
     if not 1 <= args.batch <= 4096:
         raise UserError(f"--batch: expected 1 to 4096 draws per network call, got {args.batch}")
     if args.threads <= 0:
@@ -96,9 +98,9 @@ def _cmd_fit_schedule(args: argparse.Namespace) -> int:
         entries = fit_entries(
             denoise, (args.batch, *pipe.shape), nfes, sigma_min=f.sigma_min,
             sigma_max=f.sigma_max, cond=labels, seconds=args.seconds, seed=args.seed,
-            progress=progress, sampler=args.sampler,
+            progress=progress, sampler=args.sampler, calls=args.calls,
         )  # fmt: skip
-    fitted = targets.report(entries, args.seconds)
+    fitted = targets.report(entries, targets.budget(args))
     for e in fitted:
         e["classes"] = None if labels is None else sorted(set(labels.tolist()))
         e["guidance"] = guidance if labels is not None else None
@@ -125,6 +127,12 @@ def add_commands(sub) -> None:
         "--sampler NAME at that NFE then uses it",
     )
     f.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per NFE")
+    f.add_argument(
+        "--calls",
+        type=int,
+        help="budget per NFE in network calls instead of --seconds: the same sigmas on any "
+        "machine (each call is one --batch of draws)",
+    )
     f.add_argument("--batch", type=int, default=64, help="draws per network call")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -22,9 +22,13 @@ failure, Hooke and Jeeves 1961) from the best of a few starting schedules (the r
 for the sampler, Karras, log-uniform and tilts of them). Derivative-free because the samplers
 work on sigma lists, and deterministic: the only randomness is the draws, from `generator`.
 
-The budget is CPU seconds (time.process_time), so a fit costs the same on a busy machine; it
+The budget is CPU seconds (time.process_time), so a fit costs the same on a busy machine, but
+it is planned and spent in denoiser calls: the seconds are converted once into calls (from
+probe calls and the first teacher chunk, rounded down to a grid of factors 2^(1/8), using 90%
+of what is left), so that how fast each call happens to run does not change the fit's course
+or result; `calls=` gives the budget in calls directly (the same sigmas on any machine). It
 is split between the teacher (at most 40%) and the search, and the search stops once the next
-evaluation would overrun it.
+evaluation would overrun it; the seconds stay a hard limit if calls turn slower than measured.
 
 Acceptance on held-out draws: a fit on few draws can overfit them (glyphs32 at NFE 10 was worse
 than the default on other noise, BENCHMARKS.md). So a share of the budget (`holdout`, 20%) is
@@ -62,6 +66,7 @@ def fit_schedule(
     sampler: str | None = None,
     cond: Cond = None,
     seconds: float = 60.0,
+    calls: int | None = None,
     generator: torch.Generator | None = None,
     sigma_min: float = 0.002,
     sigma_max: float = 80.0,
@@ -74,31 +79,37 @@ def fit_schedule(
 ) -> Tensor:
     """Sigmas (float64, decreasing from sigma_max, ending in 0) for `sampler` (default: the
     recommended one for `nfe`) at `nfe` evaluations of `denoise`, fitted within `seconds` of
-    CPU time (as measured by `clock`).
+    CPU time (as measured by `clock`), or within `calls` denoiser calls when given (each on one
+    chunk of draws: shape[0] rows, at most 1024 without cond), which replaces the time budget
+    and gives the same sigmas on any machine.
 
     shape is a batch's shape as in `sample()`: shape[0] is the largest batch the denoiser is
     called with, shape[1:] one sample's; with `cond` every call has exactly shape[0] rows (cond
     is per batch). The number of teacher trajectories is set by the budget. `callback` gets a
-    dict per stage (phase "teacher" or "search", cpu_seconds, trajectories, evaluations,
-    rms, sigmas) and, at the end, phase "check": rms_fitted and rms_default on held-out draws
-    (trajectories of them) and kept (whether the fitted sigmas are returned). `holdout` is the
-    share of the budget kept back for that check (0: no check, the fit is returned as found).
+    dict per stage (phase "teacher" or "search", cpu_seconds, calls, trajectories,
+    evaluations, rms, sigmas) and, at the end, phase "check": rms_fitted and rms_default on
+    held-out draws (trajectories of them) and kept (whether the fitted sigmas are returned).
+    `holdout` is the share of the budget kept back for that check (0: no check, the fit is
+    returned as found).
     """
     sampler = sampler or recommended(nfe)[0]
     steps = SAMPLER_INFO[sampler].steps_for(nfe)
     run = SAMPLERS[sampler]
     start_clock = clock()
+    model = _Counted(denoise)
 
     def elapsed() -> float:
         return clock() - start_clock
 
     def tell(phase: str, **kw: Any) -> None:
         if callback is not None:
-            callback({"phase": phase, "cpu_seconds": elapsed(), **kw})
+            callback({"phase": phase, "cpu_seconds": elapsed(), "calls": model.calls, **kw})
 
     default = _default_sigmas(nfe, sampler, steps, sigma_min, sigma_max)
     if steps < 2:
         return default
+    if calls is not None and calls < 1:
+        raise ValueError(f"calls must be a positive number of denoiser calls, got {calls}")
     batch = int(shape[0])
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     gen_device = g.device
@@ -107,56 +118,87 @@ def fit_schedule(
         z = torch.randn((n, *shape[1:]), generator=g, device=gen_device, dtype=dtype)
         return z.to(device) * sigma_max
 
-    # What one denoiser call on a chunk of draws costs, measured once. Smaller calls are
-    # assumed to cost as much (per-call overhead), larger ones proportionally more.
     chunk = batch if cond is not None else min(batch, 1024)
     probe = noise(chunk)
-    t0 = clock()
-    with torch.no_grad():
-        denoise(probe, probe.new_full((chunk,), sigma_max), cond)
-    t_call = max(clock() - t0, 1e-6)
 
-    def teacher_cost(t_steps: int) -> float:  # one chunk's teacher
-        return (4 * t_steps + 1) * t_call
+    def teacher_calls(t_steps: int) -> int:  # one chunk's teacher
+        return 4 * t_steps + 1
+
+    # The budget is planned in denoiser calls, so that the fit's course does not depend on
+    # how fast each call happens to be. With `seconds`, the calls it buys are estimated from
+    # the median of three probe calls (fewer if one is already a tenth of the budget) and,
+    # once measured, from the first chunk's teacher (hundreds of calls, the solver's own work
+    # included), rounded down to a grid of factors 2^(1/8), so that small differences in
+    # measured speed give the same plan, and the same sigmas.
+    if calls is None:
+        times: list[float] = []
+        with torch.no_grad():
+            for _ in range(3):
+                t0 = clock()
+                model(probe, probe.new_full((chunk,), sigma_max), cond)
+                times.append(max(clock() - t0, 1e-9))
+                if times[-1] > 0.1 * seconds:
+                    break
+        times.sort()
+        total = model.calls + _round_down(seconds / times[len(times) // 2])
+    else:
+        total = float(calls)
 
     # Teacher steps: fewer (down to 32) if one chunk's would take over a quarter of the budget;
     # if it would take over 40% even then, the default schedule is returned.
     t_steps = teacher_steps
-    while t_steps > 32 and elapsed() + teacher_cost(t_steps) > 0.25 * seconds:
+    while t_steps > 32 and model.calls + teacher_calls(t_steps) > 0.25 * total:
         t_steps = max(32, t_steps * 3 // 4)
     # The acceptance check's held-out chunks (teacher plus two scorings each), as many as
-    # `holdout` of the budget pays for, at least one; the search gets the rest (`budget`).
-    hold_cost = teacher_cost(t_steps) + 2 * steps * t_call
-    n_hold = max(1, min(MAX_HOLDOUT // chunk, int(holdout * seconds / hold_cost)))
-    n_hold = n_hold if holdout > 0 else 0
-    budget = seconds - n_hold * hold_cost
-    if elapsed() + teacher_cost(t_steps) > 0.4 * budget:
+    # `holdout` of the budget pays for, at least one; the search gets the rest.
+    hold_calls = teacher_calls(t_steps) + 2 * nfe
+
+    def holdout_chunks(total: float) -> int:
+        if holdout <= 0:
+            return 0
+        return max(1, min(MAX_HOLDOUT // chunk, int(holdout * total / hold_calls)))
+
+    if model.calls + teacher_calls(t_steps) > 0.4 * (total - holdout_chunks(total) * hold_calls):
         return default
     xs: list[Tensor] = []
     refs: list[Tensor] = []
 
+    def teach(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return _teacher(model, x, cond, sigma_max, sigma_min, t_steps)
+
+    # The first chunk's teacher, which also measures what a call costs with the solver's work.
+    t0, c0 = clock(), model.calls
+    refs.append(teach(probe))
+    xs.append(probe)
+    t_unit = max(clock() - t0, 1e-9) / (model.calls - c0)
+    if calls is None:
+        total = model.calls + _round_down(0.9 * (seconds - elapsed()) / t_unit)
+    n_hold = holdout_chunks(total)
+    budget = total - n_hold * hold_calls  # calls for the teacher and the search
+    tell("teacher", trajectories=chunk, teacher_steps=t_steps)
+
     def add_chunks(k: int, until: float) -> None:
         """Up to k more chunks of draws with their teacher solutions, while the next one
-        finishes before `until` CPU seconds."""
+        ends before `until` calls."""
         for _ in range(k):
-            if len(xs) * chunk >= MAX_TRAJECTORIES or elapsed() + teacher_cost(t_steps) > until:
+            if len(xs) * chunk >= MAX_TRAJECTORIES or model.calls + teacher_calls(t_steps) > until:
                 break
-            x = probe if not xs else noise(chunk)
-            with torch.no_grad():
-                refs.append(_teacher(denoise, x, cond, sigma_max, sigma_min, t_steps))
+            x = noise(chunk)
+            refs.append(teach(x))
             xs.append(x)
             tell("teacher", trajectories=len(xs) * chunk, teacher_steps=t_steps)
 
     # First as many chunks as leave the search room for ~50 evaluations per free level
     # (the teacher taking at most 40%); more are added when the search has converged.
-    per_chunk = 4 * t_steps + 1 + 50 * (steps - 1) * steps
-    add_chunks(max(1, int((budget - elapsed()) / (per_chunk * t_call))), 0.4 * budget)
+    per_chunk = teacher_calls(t_steps) + 50 * (steps - 1) * nfe
+    add_chunks(int((budget - c0) / per_chunk) - 1, 0.4 * budget)
 
     def loss(sigmas: Tensor) -> float:
         sq = 0.0
         with torch.no_grad():
             for x, ref in zip(xs, refs, strict=True):
-                out = run(denoise, x, sigmas, cond=cond)
+                out = run(model, x, sigmas, cond=cond)
                 sq += float((out.to(_F64) - ref.to(_F64)).pow(2).sum())
         return sq / (len(xs) * probe.numel())
 
@@ -169,18 +211,24 @@ def fit_schedule(
         s = sigmas[:-1].clamp_min(sigma_min)
         return ((s.log() - lo_log) / (hi_log - lo_log)).clamp(0, 1)
 
-    evals, t_eval = 0, steps * len(xs) * t_call  # t_eval: the costliest evaluation so far
+    # Calls per evaluation (counted at the first) and the costliest evaluation's CPU time.
+    evals, per_run, t_eval = 0, nfe, 0.0
 
     def f(p: Tensor) -> float:
-        nonlocal evals, t_eval
-        t = clock()
+        nonlocal evals, per_run, t_eval
+        t, c = clock(), model.calls
         v = loss(to_sigmas(p))
+        per_run = (model.calls - c) // len(xs)
         t_eval = max(t_eval, clock() - t)
         evals += 1
         return v if math.isfinite(v) else math.inf
 
     def out_of_time() -> bool:
-        return elapsed() + t_eval > budget
+        if model.calls + per_run * len(xs) > budget:
+            return True
+        # A guard, not the plan: if calls became slower than measured, the time budget still
+        # holds (and the fit then depends on the machine's speed).
+        return calls is None and elapsed() + t_eval + n_hold * hold_calls * t_unit > seconds
 
     scored: list[tuple[float, int, Tensor]] = []  # (objective, order, positions) per start
     for k, cand in enumerate(_starts(default, steps, sigma_min, sigma_max)):
@@ -201,12 +249,15 @@ def fit_schedule(
         p, best = pattern_search(f, p, best, out_of_time, sweep_done, step0)
         # Converged with time left: double the draws (their teacher taking at most half of
         # what is left) and refine from here with small moves.
-        left = budget - elapsed()
+        left = budget - model.calls
         before = len(xs)
-        add_chunks(min(before, int(0.5 * left / teacher_cost(t_steps))), budget - 20 * t_eval)
-        if len(xs) == before or out_of_time():
+        until = budget - 20 * per_run * before
+        add_chunks(min(before, int(0.5 * left / teacher_calls(t_steps))), until)
+        if len(xs) == before:
             break
         t_eval *= len(xs) / before
+        if out_of_time():
+            break
         best, step0 = f(p), 0.01
         sweep_done(p, best)
     # Draws and time left over (cheap models): search again from the next-best starts, on all
@@ -227,14 +278,31 @@ def fit_schedule(
     refs.clear()
     for _ in range(n_hold):
         x = noise(chunk)
-        with torch.no_grad():
-            refs.append(_teacher(denoise, x, cond, sigma_max, sigma_min, t_steps))
+        refs.append(teach(x))
         xs.append(x)
     fitted_sq, default_sq = loss(sig), loss(default)
     kept = fitted_sq < default_sq
     tell("check", trajectories=n_hold * chunk, rms_fitted=math.sqrt(fitted_sq),
          rms_default=math.sqrt(default_sq), kept=kept)  # fmt: skip
     return sig if kept else default
+
+
+class _Counted:
+    """The denoiser, counting its calls (the unit the fit's budget is planned in)."""
+
+    def __init__(self, denoise: Denoiser):
+        self.denoise, self.calls = denoise, 0
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:
+        self.calls += 1
+        return self.denoise(x, sigma, cond)
+
+
+def _round_down(n: float) -> int:
+    """n rounded down to the grid 2^(k/8) (then to an integer); 0 below 1."""
+    if n < 1:
+        return 0
+    return int(2 ** (math.floor(8 * math.log2(n) + 1e-9) / 8))
 
 
 def pattern_search(

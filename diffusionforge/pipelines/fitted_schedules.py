@@ -10,7 +10,8 @@ check) is recorded with "kept": false and never used.
 
 File format (JSON): {"format": 1, "entries": [{"nfe", "sampler", "steps", "sigmas" (steps + 1
 numbers, decreasing, ending in 0), "classes" (labels the fit drew, or null), "cpu_seconds",
-"trajectories", "rms_to_teacher", "heldout": {"rms_fitted", "rms_default", "trajectories"}
+"calls" (network calls the fit made; absent in older files), "trajectories", "rms_to_teacher",
+"heldout": {"rms_fitted", "rms_default", "trajectories"}
 or null, "kept" (absent in files written before the check: kept)}]}.
 
 Imported diffusers folders are never modified unless asked: `fit-schedule FOLDER` writes the
@@ -193,10 +194,11 @@ def fit_entries(
     seed: int = 0,
     progress=None,
     sampler: str | None = None,
+    calls: int | None = None,
 ) -> list[dict]:
     """One entry per NFE: `sampler`'s sigmas (default: the recommended sampler for that NFE)
-    fitted to `denoise` within `seconds` CPU seconds each. `shape` is one fit batch's (B, ...);
-    `cond` per batch (e.g. labels).
+    fitted to `denoise` within `seconds` CPU seconds each (or `calls` network calls each, see
+    core.fit_schedule). `shape` is one fit batch's (B, ...); `cond` per batch (e.g. labels).
     An entry whose fit lost to the default on held-out draws has "kept": False and the fitted
     (rejected) sigmas, for the record."""
     entries = []
@@ -213,7 +215,7 @@ def fit_entries(
         sig = fit_schedule(
             denoise, shape, nfe, sampler=run, cond=cond, seconds=seconds,
             generator=torch.Generator().manual_seed(seed), sigma_min=sigma_min,
-            sigma_max=sigma_max, callback=tell,
+            sigma_max=sigma_max, callback=tell, calls=calls,
         )  # fmt: skip
         check = seen.get("check")
         if check is not None and not check["kept"]:
@@ -228,6 +230,7 @@ def fit_entries(
                 "steps": SAMPLER_INFO[run].steps_for(nfe),
                 "sigmas": [float(v) for v in sig],
                 "cpu_seconds": round(time.process_time() - c0, 1),
+                "calls": (check or seen).get("calls", 0),
                 "trajectories": seen.get("trajectories", 0),
                 "rms_to_teacher": seen.get("rms"),
                 "heldout": heldout,
