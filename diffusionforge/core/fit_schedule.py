@@ -88,9 +88,9 @@ def fit_schedule(
     is per batch). The number of teacher trajectories is set by the budget. `callback` gets a
     dict per stage (phase "teacher" or "search", cpu_seconds, calls, trajectories,
     evaluations, rms, sigmas) and, at the end, phase "check": rms_fitted and rms_default on
-    held-out draws (trajectories of them) and kept (whether the fitted sigmas are returned).
-    `holdout` is the share of the budget kept back for that check (0: no check, the fit is
-    returned as found).
+    held-out draws (trajectories of them), z (the fitted's mean gain per draw in standard
+    errors) and kept (whether the fitted sigmas are returned: z > 2). `holdout` is the share of
+    the budget kept back for that check (0: no check, the fit is returned as found).
     """
     sampler = sampler or recommended(nfe)[0]
     steps = SAMPLER_INFO[sampler].steps_for(nfe)
@@ -121,15 +121,15 @@ def fit_schedule(
     chunk = batch if cond is not None else min(batch, 1024)
     probe = noise(chunk)
 
-    def teacher_calls(t_steps: int) -> int:  # one chunk's teacher
-        return 4 * t_steps + 1
-
-    # The budget is planned in denoiser calls, so that the fit's course does not depend on
-    # how fast each call happens to be. With `seconds`, the calls it buys are estimated from
-    # the median of three probe calls (fewer if one is already a tenth of the budget) and,
-    # once measured, from the first chunk's teacher (hundreds of calls, the solver's own work
-    # included), rounded down to a grid of factors 2^(1/8), so that small differences in
-    # measured speed give the same plan, and the same sigmas.
+    # The budget is planned in units of cost, not read off the clock, so that how fast calls
+    # happen to run does not change the fit's course. With `calls`, a unit is one call. With
+    # `seconds`, a teacher call and a sampler call each get a cost in CPU seconds, measured
+    # once (the median of three probe calls first; then the first chunk's teacher, hundreds
+    # of calls, and the median of up to three sampler runs on it, the solvers' own work
+    # included) and rounded up to a grid of factors 2^(1/8): small differences in measured
+    # speed give the same costs, the same plan and the same sigmas. The plan spends 95% of
+    # `seconds`; the clock stays a hard limit if calls turn slower than measured.
+    costs = {"teacher": 1.0, "other": 1.0}
     if calls is None:
         times: list[float] = []
         with torch.no_grad():
@@ -140,49 +140,73 @@ def fit_schedule(
                 if times[-1] > 0.1 * seconds:
                     break
         times.sort()
-        total = model.calls + _round_down(seconds / times[len(times) // 2])
+        costs = dict.fromkeys(costs, _round_up(times[len(times) // 2]))
+        total = 0.95 * seconds
     else:
         total = float(calls)
+
+    def spent() -> float:
+        return model.teacher * costs["teacher"] + (model.calls - model.teacher) * costs["other"]
+
+    def teacher_cost(t_steps: int) -> float:  # one chunk's teacher
+        return (4 * t_steps + 1) * costs["teacher"]
+
+    def eval_cost(chunks: int) -> float:  # one objective evaluation on that many chunks
+        return per_run * chunks * costs["other"]
+
+    per_run = nfe  # calls per sampler run, counted at the first
 
     # Teacher steps: fewer (down to 32) if one chunk's would take over a quarter of the budget;
     # if it would take over 40% even then, the default schedule is returned.
     t_steps = teacher_steps
-    while t_steps > 32 and model.calls + teacher_calls(t_steps) > 0.25 * total:
+    while t_steps > 32 and spent() + teacher_cost(t_steps) > 0.25 * total:
         t_steps = max(32, t_steps * 3 // 4)
+
     # The acceptance check's held-out chunks (teacher plus two scorings each), as many as
     # `holdout` of the budget pays for, at least one; the search gets the rest.
-    hold_calls = teacher_calls(t_steps) + 2 * nfe
-
-    def holdout_chunks(total: float) -> int:
+    def holdout_chunks() -> tuple[int, float]:
+        hold_cost = teacher_cost(t_steps) + 2 * eval_cost(1)
         if holdout <= 0:
-            return 0
-        return max(1, min(MAX_HOLDOUT // chunk, int(holdout * total / hold_calls)))
+            return 0, hold_cost
+        return max(1, min(MAX_HOLDOUT // chunk, int(holdout * total / hold_cost))), hold_cost
 
-    if model.calls + teacher_calls(t_steps) > 0.4 * (total - holdout_chunks(total) * hold_calls):
+    n_hold, hold_cost = holdout_chunks()
+    if spent() + teacher_cost(t_steps) > 0.4 * (total - n_hold * hold_cost):
         return default
     xs: list[Tensor] = []
     refs: list[Tensor] = []
 
     def teach(x: Tensor) -> Tensor:
         with torch.no_grad():
-            return _teacher(model, x, cond, sigma_max, sigma_min, t_steps)
+            c = model.calls
+            ref = _teacher(model, x, cond, sigma_max, sigma_min, t_steps)
+            model.teacher += model.calls - c
+            return ref
 
-    # The first chunk's teacher, which also measures what a call costs with the solver's work.
-    t0, c0 = clock(), model.calls
+    # The first chunk's teacher, which also measures what the calls cost.
+    t0 = clock()
     refs.append(teach(probe))
     xs.append(probe)
-    t_unit = max(clock() - t0, 1e-9) / (model.calls - c0)
     if calls is None:
-        total = model.calls + _round_down(0.9 * (seconds - elapsed()) / t_unit)
-    n_hold = holdout_chunks(total)
-    budget = total - n_hold * hold_calls  # calls for the teacher and the search
+        costs["teacher"] = _round_up(max(clock() - t0, 1e-9) / model.teacher)
+        runs: list[float] = []
+        with torch.no_grad():
+            while len(runs) < 3 and sum(runs) < 0.02 * seconds:
+                t0, c = clock(), model.calls
+                run(model, probe, default, cond=cond)
+                per_run = model.calls - c
+                runs.append(max(clock() - t0, 1e-9) / per_run)
+        costs["other"] = _round_up(sorted(runs)[len(runs) // 2])
+    n_hold, hold_cost = holdout_chunks()
+    budget = total - n_hold * hold_cost  # for the teacher and the search
+    c0 = spent() - teacher_cost(t_steps)  # what was spent before the first chunk
     tell("teacher", trajectories=chunk, teacher_steps=t_steps)
 
     def add_chunks(k: int, until: float) -> None:
         """Up to k more chunks of draws with their teacher solutions, while the next one
-        ends before `until` calls."""
+        ends before `until`."""
         for _ in range(k):
-            if len(xs) * chunk >= MAX_TRAJECTORIES or model.calls + teacher_calls(t_steps) > until:
+            if len(xs) * chunk >= MAX_TRAJECTORIES or spent() + teacher_cost(t_steps) > until:
                 break
             x = noise(chunk)
             refs.append(teach(x))
@@ -191,16 +215,20 @@ def fit_schedule(
 
     # First as many chunks as leave the search room for ~50 evaluations per free level
     # (the teacher taking at most 40%); more are added when the search has converged.
-    per_chunk = teacher_calls(t_steps) + 50 * (steps - 1) * nfe
+    per_chunk = teacher_cost(t_steps) + 50 * (steps - 1) * eval_cost(1)
     add_chunks(int((budget - c0) / per_chunk) - 1, 0.4 * budget)
 
-    def loss(sigmas: Tensor) -> float:
-        sq = 0.0
+    def errors(sigmas: Tensor) -> Tensor:
+        """Per draw: the squared error of the sampler's output against the teacher."""
+        out = []
         with torch.no_grad():
             for x, ref in zip(xs, refs, strict=True):
-                out = run(model, x, sigmas, cond=cond)
-                sq += float((out.to(_F64) - ref.to(_F64)).pow(2).sum())
-        return sq / (len(xs) * probe.numel())
+                diff = run(model, x, sigmas, cond=cond).to(_F64) - ref.to(_F64)
+                out.append(diff.pow(2).flatten(1).sum(1))
+        return torch.cat(out)
+
+    def loss(sigmas: Tensor) -> float:
+        return float(errors(sigmas).sum()) / (len(xs) * probe.numel())
 
     lo_log, hi_log = math.log(sigma_min), math.log(sigma_max)
 
@@ -211,24 +239,22 @@ def fit_schedule(
         s = sigmas[:-1].clamp_min(sigma_min)
         return ((s.log() - lo_log) / (hi_log - lo_log)).clamp(0, 1)
 
-    # Calls per evaluation (counted at the first) and the costliest evaluation's CPU time.
-    evals, per_run, t_eval = 0, nfe, 0.0
+    evals, t_eval = 0, 0.0  # t_eval: the costliest evaluation's CPU time (for the guard)
 
     def f(p: Tensor) -> float:
-        nonlocal evals, per_run, t_eval
-        t, c = clock(), model.calls
+        nonlocal evals, t_eval
+        t = clock()
         v = loss(to_sigmas(p))
-        per_run = (model.calls - c) // len(xs)
         t_eval = max(t_eval, clock() - t)
         evals += 1
         return v if math.isfinite(v) else math.inf
 
     def out_of_time() -> bool:
-        if model.calls + per_run * len(xs) > budget:
+        if spent() + eval_cost(len(xs)) > budget:
             return True
-        # A guard, not the plan: if calls became slower than measured, the time budget still
+        # A guard, not the plan: if calls turned slower than measured, the time budget still
         # holds (and the fit then depends on the machine's speed).
-        return calls is None and elapsed() + t_eval + n_hold * hold_calls * t_unit > seconds
+        return calls is None and elapsed() + t_eval + n_hold * hold_cost > seconds
 
     scored: list[tuple[float, int, Tensor]] = []  # (objective, order, positions) per start
     for k, cand in enumerate(_starts(default, steps, sigma_min, sigma_max)):
@@ -249,10 +275,11 @@ def fit_schedule(
         p, best = pattern_search(f, p, best, out_of_time, sweep_done, step0)
         # Converged with time left: double the draws (their teacher taking at most half of
         # what is left) and refine from here with small moves.
-        left = budget - model.calls
+        left = budget - spent()
         before = len(xs)
-        until = budget - 20 * per_run * before
-        add_chunks(min(before, int(0.5 * left / teacher_calls(t_steps))), until)
+        add_chunks(
+            min(before, int(0.5 * left / teacher_cost(t_steps))), budget - 20 * eval_cost(before)
+        )
         if len(xs) == before:
             break
         t_eval *= len(xs) / before
@@ -273,36 +300,47 @@ def fit_schedule(
     sig[0] = sigma_max
     if n_hold == 0:
         return sig
-    # Acceptance: fitted vs default on draws the search never saw (drawn after all of its own).
+    # Acceptance: fitted vs default on draws the search never saw (drawn after all of its own),
+    # paired per draw. The fit is kept only if its mean gain is over two standard errors: a
+    # tie (common when a few draws that change mode dominate both errors) keeps the default.
     xs.clear()
     refs.clear()
     for _ in range(n_hold):
         x = noise(chunk)
         refs.append(teach(x))
         xs.append(x)
-    fitted_sq, default_sq = loss(sig), loss(default)
-    kept = fitted_sq < default_sq
-    tell("check", trajectories=n_hold * chunk, rms_fitted=math.sqrt(fitted_sq),
-         rms_default=math.sqrt(default_sq), kept=kept)  # fmt: skip
+    e_fit, e_def = errors(sig), errors(default)
+    z, kept = _accept(e_fit, e_def)
+    norm = len(xs) * probe.numel()
+    tell("check", trajectories=n_hold * chunk, rms_fitted=math.sqrt(float(e_fit.sum()) / norm),
+         rms_default=math.sqrt(float(e_def.sum()) / norm), z=z, kept=kept)  # fmt: skip
     return sig if kept else default
 
 
 class _Counted:
-    """The denoiser, counting its calls (the unit the fit's budget is planned in)."""
+    """The denoiser, counting its calls (`teacher`: how many of them the teacher made)."""
 
     def __init__(self, denoise: Denoiser):
-        self.denoise, self.calls = denoise, 0
+        self.denoise, self.calls, self.teacher = denoise, 0, 0
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Cond = None) -> Tensor:
         self.calls += 1
         return self.denoise(x, sigma, cond)
 
 
-def _round_down(n: float) -> int:
-    """n rounded down to the grid 2^(k/8) (then to an integer); 0 below 1."""
-    if n < 1:
-        return 0
-    return int(2 ** (math.floor(8 * math.log2(n) + 1e-9) / 8))
+def _accept(e_fit: Tensor, e_def: Tensor) -> tuple[float, bool]:
+    """Paired comparison of per-draw errors: z, the mean gain (default's error minus the fit's)
+    in standard errors of that mean, and whether it is over 2 (about 98% one-sided)."""
+    gain = (e_def - e_fit).to(_F64)
+    mean = float(gain.mean())
+    se = float(gain.std()) / math.sqrt(len(gain)) if len(gain) > 1 else math.inf
+    z = mean / se if se > 0 else (math.inf if mean > 0 else 0.0)
+    return z, z > 2.0
+
+
+def _round_up(v: float) -> float:
+    """v rounded up to the grid 2^(k/8)."""
+    return 2 ** (math.ceil(8 * math.log2(v) - 1e-9) / 8)
 
 
 def pattern_search(
