@@ -23,11 +23,13 @@ import torch
 from fit_schedule_bar import Reference, ring, tiny_mode  # same folder
 from samplers import best_diffusers
 
-from diffusionforge.core.fit_schedule import _is_legal, _legal, pattern_search
 from diffusionforge.core.gmm import GaussianMixture
 from diffusionforge.core.sample import recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import karras, log_uniform, optimized
+from diffusionforge.core.step_search import is_legal as _is_legal
+from diffusionforge.core.step_search import legal as _legal
+from diffusionforge.core.step_search import pattern_search
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 TRAIN = {

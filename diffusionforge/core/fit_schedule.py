@@ -51,11 +51,11 @@ from diffusionforge.core.denoiser import Cond, Denoiser
 from diffusionforge.core.plan import default_schedule, recommended
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform
+from diffusionforge.core.step_search import legal, pattern_search
 
 _F64 = torch.float64
 MAX_TRAJECTORIES = 16384
 MAX_HOLDOUT = 4096  # held-out draws of the acceptance check
-MIN_GAP = 2e-3  # smallest distance between two positions (a factor 1.02 in sigma)
 
 
 def fit_schedule(
@@ -260,7 +260,7 @@ def fit_schedule(
     for k, cand in enumerate(_starts(default, steps, sigma_min, sigma_max)):
         if out_of_time():
             break
-        q = _legal(to_p(cand))
+        q = legal(to_p(cand))
         scored.append((f(q), k, q))
     scored.sort(key=lambda t: (t[0], t[1]))
     best, _, best_p = scored[0] if scored else (math.inf, 0, to_p(default))
@@ -343,44 +343,6 @@ def _round_up(v: float) -> float:
     return 2 ** (math.ceil(8 * math.log2(v) - 1e-9) / 8)
 
 
-def pattern_search(
-    f: Callable[[Tensor], float],
-    p: Tensor,
-    best: float,
-    out_of_time: Callable[[], bool],
-    on_sweep: Callable[[Tensor, float], None] | None = None,
-    step0: float = 0.03,
-) -> tuple[Tensor, float]:
-    """Minimise f over positions p (p[0] = 1 fixed, the rest free and legal, see _is_legal) from
-    p with f(p) = best: coordinate moves of per-position size that grows 1.5x on success and
-    halves on failure, until every size is below 1e-3 or out_of_time()."""
-    p = p.clone()
-    n = len(p)
-    step = torch.full((n,), step0, dtype=_F64)
-    direction = torch.ones(n, dtype=_F64)
-    while not out_of_time() and float(step[1:].max()) > 1e-3:
-        for i in range(1, n):
-            if step[i] <= 1e-3:
-                continue
-            for sign in (float(direction[i]), -float(direction[i])):
-                if out_of_time():
-                    break
-                q = p.clone()
-                q[i] = q[i] + sign * step[i]
-                if not _is_legal(q):
-                    continue
-                v = f(q)
-                if v < best:
-                    p, best, direction[i] = q, v, sign
-                    step[i] *= 1.5
-                    break
-            else:
-                step[i] *= 0.5
-        if on_sweep is not None:
-            on_sweep(p, best)
-    return p, best
-
-
 def _teacher(denoise, x: Tensor, cond, sigma_max: float, sigma_min: float, steps: int) -> Tensor:
     """The PF-ODE from x at sigma_max: `steps` RK4 steps in log sigma down to sigma_min / 10,
     then x = D there (the rest of the path moves x by O(sigma^2 / width))."""
@@ -425,22 +387,3 @@ def _starts(default: Tensor, steps: int, sigma_min: float, sigma_max: float) -> 
         )
         out.append(torch.cat([default[:1], ramp, default.new_zeros(1)]))
     return out
-
-
-def _is_legal(p: Tensor) -> bool:
-    """p_0 = 1 > p_1 > ... > p_{n-1} >= 0, neighbours at least MIN_GAP apart."""
-    if float(p[-1]) < 0:
-        return False
-    return bool(((p[:-1] - p[1:]) >= MIN_GAP - 1e-12).all())
-
-
-def _legal(p: Tensor) -> Tensor:
-    """The nearest legal positions (clamped into [0, 1), spread to MIN_GAP apart)."""
-    p = p.clone()
-    p[0] = 1.0
-    n = len(p)
-    for i in range(n - 1, 0, -1):
-        p[i] = max(float(p[i]), (n - 1 - i) * MIN_GAP)
-    for i in range(1, n):
-        p[i] = min(float(p[i]), float(p[i - 1]) - MIN_GAP)
-    return p
