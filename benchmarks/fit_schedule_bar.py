@@ -17,7 +17,8 @@ The fit's budget is CPU seconds of this process (time.process_time), planned in 
 (core.fit_schedule), so its result does not depend on what else the machine runs; `--calls N`
 gives the budget in calls instead. The wall time, the calls made and the fit's held-out check
 (fitted vs default RMS to the teacher on draws its search never saw; "no" = the default came
-back) are printed beside it.
+back, with z, the fit's paired gain in standard errors, and whether the plan or the clock
+ended its search) are printed beside it.
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ def main() -> None:
                 cells.append(str(last.get("calls", "-")))
                 if last.get("phase") == "check":
                     cells.append(f"{last['rms_fitted']:.4f} / {last['rms_default']:.4f}")
-                    cells.append("yes" if last["kept"] else "no")
+                    kept = "yes" if last["kept"] else "no"
+                    cells.append(f"{kept} (z {last['z']:.1f}, ended by {last['ended_by']})")
                 else:
                     cells += ["-", "-"]
             print(f"| {name} | {nfe} | " + " | ".join(cells) + " |", flush=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffusionforge.data import grammar
-from diffusionforge.data.text import pack, read_text, split_documents
+from diffusionforge.data.text import pack, read_text, slice_documents, split_documents
 from diffusionforge.errors import DataError
 from diffusionforge.eval.text_metrics import grammar_lines, longest_copied_span, unigram_entropy
 
@@ -49,6 +49,36 @@ def test_split_is_stable_disjoint_and_near_the_fraction():
     assert set(held2) == set(held)  # by content, not order
     one_train, one_held = split_documents(["a\n" * 50], 0.1)
     assert one_train[0] + one_held[0] == "a\n" * 50 and one_held[0]
+
+
+def test_a_training_slice_is_stable_nested_and_leaves_the_held_out_part_alone(tmp_path):
+    """data.text.subset: a fixed slice of the training documents (data-constrained runs)."""
+    docs = [f"document number {i}" for i in range(4000)]
+    part = slice_documents(docs, 0.1)
+    assert 0.08 < len(part) / len(docs) < 0.12 and set(part) < set(docs)
+    assert part == [d for d in docs if d in set(part)]  # original order
+    assert set(slice_documents(list(reversed(docs)), 0.1)) == set(part)  # by content
+    assert set(part) < set(slice_documents(docs, 0.3))  # a larger slice contains a smaller
+    # not the held-out split's hash: the slice is spread over both parts about evenly
+    _, held = split_documents(docs, 0.1)
+    assert 0.05 < len(set(part) & set(held)) / len(held) < 0.15
+
+    from diffusionforge.errors import ConfigError
+    from diffusionforge.train.builders_text import load_corpus
+    from diffusionforge.train.config import Config
+
+    for i in range(300):  # a folder: one document per file
+        (tmp_path / f"{i:03d}.txt").write_text(docs[i])
+    cfg = Config()
+    cfg.data.kind, cfg.data.path = "text", str(tmp_path)
+    full = load_corpus(cfg)
+    cfg.data.text.subset = 0.1
+    small = load_corpus(cfg)
+    assert small.heldout == full.heldout and small.train == slice_documents(full.train, 0.1)
+    for bad in (0.0, 1.5):
+        cfg.data.text.subset = bad
+        with pytest.raises(ConfigError, match="data.text.subset: expected a fraction in"):
+            load_corpus(cfg)
 
 
 def test_pack_joins_with_the_separator_and_drops_the_tail():

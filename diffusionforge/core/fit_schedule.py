@@ -89,8 +89,10 @@ def fit_schedule(
     dict per stage (phase "teacher" or "search", cpu_seconds, calls, trajectories,
     evaluations, rms, sigmas) and, at the end, phase "check": rms_fitted and rms_default on
     held-out draws (trajectories of them), z (the fitted's mean gain per draw in standard
-    errors) and kept (whether the fitted sigmas are returned: z > 2). `holdout` is the share of
-    the budget kept back for that check (0: no check, the fit is returned as found).
+    errors), kept (whether the fitted sigmas are returned: z > 2) and ended_by ("plan", or
+    "clock" when calls ran slower than measured and the time limit ended the search). `holdout`
+    is the share of the budget kept back for that check (0: no check, the fit is returned as
+    found).
     """
     sampler = sampler or recommended(nfe)[0]
     steps = SAMPLER_INFO[sampler].steps_for(nfe)
@@ -249,12 +251,17 @@ def fit_schedule(
         evals += 1
         return v if math.isfinite(v) else math.inf
 
+    ended = {"by": "plan"}
+
     def out_of_time() -> bool:
         if spent() + eval_cost(len(xs)) > budget:
             return True
         # A guard, not the plan: if calls turned slower than measured, the time budget still
-        # holds (and the fit then depends on the machine's speed).
-        return calls is None and elapsed() + t_eval + n_hold * hold_cost > seconds
+        # holds (and the fit then depends on the machine's speed; the check reports it).
+        if calls is None and elapsed() + t_eval + n_hold * hold_cost > seconds:
+            ended["by"] = "clock"
+            return True
+        return False
 
     scored: list[tuple[float, int, Tensor]] = []  # (objective, order, positions) per start
     for k, cand in enumerate(_starts(default, steps, sigma_min, sigma_max)):
@@ -313,7 +320,8 @@ def fit_schedule(
     z, kept = _accept(e_fit, e_def)
     norm = len(xs) * probe.numel()
     tell("check", trajectories=n_hold * chunk, rms_fitted=math.sqrt(float(e_fit.sum()) / norm),
-         rms_default=math.sqrt(float(e_def.sum()) / norm), z=z, kept=kept)  # fmt: skip
+         rms_default=math.sqrt(float(e_def.sum()) / norm), z=z, kept=kept,
+         ended_by=ended["by"])  # fmt: skip
     return sig if kept else default
 
 

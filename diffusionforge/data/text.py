@@ -16,6 +16,7 @@ length (MDLM's "wrap", Sahoo et al. 2024 Sec. 4.1): no padding, every position i
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import zlib
@@ -98,6 +99,17 @@ def split_documents(docs: Sequence[str], heldout: float) -> tuple[list[str], lis
     for d in docs:
         (held if zlib.crc32(d.encode()) / 2**32 < heldout else train).append(d)
     return train, held
+
+
+def slice_documents(docs: Sequence[str], fraction: float) -> list[str]:
+    """The documents whose BLAKE2b hash, as a fraction of 2^64, is below `fraction`: a fixed
+    slice of about that share, in the original order, independent of the held-out split (a
+    CRC-32 of the text with a prefix would not be: CRC is affine, so the two would coincide)."""
+
+    def share(d: str) -> float:
+        return int.from_bytes(hashlib.blake2b(d.encode(), digest_size=8).digest(), "big") / 2**64
+
+    return [d for d in docs if share(d) < fraction]
 
 
 def pack(docs_ids: Sequence[Sequence[int]], length: int, sep: Sequence[int]) -> Tensor:

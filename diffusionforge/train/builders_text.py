@@ -52,6 +52,8 @@ def load_corpus(cfg: Config) -> Corpus:
     d, t = cfg.data, cfg.data.text
     if not 0 <= t.heldout < 1:
         raise ConfigError(f"data.text.heldout: expected a fraction in [0, 1), got {t.heldout}")
+    if not 0 < t.subset <= 1:
+        raise ConfigError(f"data.text.subset: expected a fraction in (0, 1], got {t.subset}")
     if d.kind == "grammar":
         train, held = grammar.corpus(t.sentences, GRAMMAR_HELDOUT, seed=d.seed)
         return Corpus(train, held, "\n")
@@ -65,6 +67,13 @@ def load_corpus(cfg: Config) -> Corpus:
     train, held = text.split_documents(docs, t.heldout)
     if not train:
         raise DataError(f"data.path {d.path}: every document fell into the held-out part")
+    if t.subset < 1:
+        train = text.slice_documents(train, t.subset)
+        if not train:
+            raise DataError(
+                f"data.text.subset {t.subset}: no training document falls into the slice; "
+                "take a larger fraction"
+            )
     return Corpus(train, held, sep)
 
 
