@@ -124,9 +124,11 @@ def main() -> None:
                          ref(x, hi))  # fmt: skip
             c0 = time.process_time()
             sig = stored.get(nfe) if args.fitted_from else None
+            last: dict = {}
             sig = sig if args.no_fit or args.fitted_from else fit_schedule(
                 denoise, (args.samples, *pipe.shape), nfe, cond=labels, seconds=args.seconds,
                 generator=torch.Generator().manual_seed(123), sigma_min=lo, sigma_max=hi,
+                callback=last.update,
             )  # fmt: skip
             cpu = time.process_time() - c0
             e_fit = math.nan if sig is None else _rms(SAMPLERS[sampler](model.denoise, x, sig),
@@ -150,6 +152,14 @@ def main() -> None:
               f"{e_fit / e_def:.2f} | {e_fit / best:.2f} | {cpu:.0f} |", flush=True)  # fmt: skip
         if sig is not None:
             print(f"    fitted sigmas: {[round(v, 4) for v in sig.tolist()]}", flush=True)
+        if last.get("phase") == "check":
+            print(f"    held-out check: fitted {last['rms_fitted']:.4f} vs default "
+                  f"{last['rms_default']:.4f} on {last['trajectories']} draws, z {last['z']:.1f}, "
+                  f"{'kept' if last['kept'] else 'not kept (the default is used)'}; "
+                  f"{last['calls']} network calls, ended by the {last['ended_by']}",
+                  flush=True)  # fmt: skip
+        elif last:
+            print(f"    the fit stopped before its check ({last.get('phase')})", flush=True)
 
 
 def _rms(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -200,6 +200,25 @@ def test_a_kept_entry_says_so(digits, monkeypatch, capsys):
     assert load_pipeline(digits).plan(8).schedule == "fitted"
 
 
+def test_the_checks_significance_and_a_clock_ended_search_are_reported(digits, monkeypatch, capsys):
+    def fake(denoise, shape, nfe, **kw):
+        kw["callback"]({"phase": "search", "trajectories": 64, "rms": 0.01, "sigmas": FAKE})
+        kw["callback"](
+            {"phase": "check", "trajectories": 64, "rms_fitted": 0.0171, "rms_default": 0.0498,
+             "kept": True, "z": float("inf"), "ended_by": "clock"}
+        )  # fmt: skip
+        return torch.tensor(FAKE, dtype=torch.float64)
+
+    monkeypatch.setattr(fitted_schedules, "fit_schedule", fake)
+    assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out draws (gain 1000000.0 standard errors), kept; calls ran slower" in out
+    text = load_checkpoint(digits).files["schedules.json"].decode()
+    assert "Infinity" not in text  # strict JSON
+    h = json.loads(text)["entries"][0]["heldout"]
+    assert h["z"] == 1e6 and h["ended_by"] == "clock"
+
+
 def test_kept_must_be_a_bool(digits):
     ckpt = load_checkpoint(digits)
     entry = {"nfe": 8, "sampler": "unipc", "sigmas": FAKE, "kept": "yes"}

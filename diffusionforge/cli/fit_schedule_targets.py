@@ -34,9 +34,14 @@ def report(entries: list[dict], given: str) -> list[dict]:
         h = e["heldout"]
         if h is not None:
             verdict = "kept" if e["kept"] else "not kept: the default is better"
+            z = f" (gain {h['z']:.1f} standard errors)" if "z" in h else ""
+            clock = "; calls ran slower than measured: the clock ended the search" * (
+                h.get("ended_by") == "clock"
+            )
             print(
                 f"NFE {e['nfe']}: fitted {h['rms_fitted']:.4f} vs default "
-                f"{h['rms_default']:.4f} on {h['trajectories']} held-out draws, {verdict}"
+                f"{h['rms_default']:.4f} on {h['trajectories']} held-out draws{z}, {verdict}"
+                f"{clock}"
             )
         fitted.append(e)
     if not fitted:

@@ -185,20 +185,30 @@ def fit_schedule(
             model.teacher += model.calls - c
             return ref
 
-    # The first chunk's teacher, which also measures what the calls cost.
+    def errors(sigmas: Tensor) -> Tensor:
+        """Per draw: the squared error of the sampler's output against the teacher."""
+        out = []
+        with torch.no_grad():
+            for x, ref in zip(xs, refs, strict=True):
+                diff = run(model, x, sigmas, cond=cond).to(_F64) - ref.to(_F64)
+                out.append(diff.pow(2).flatten(1).sum(1))
+        return torch.cat(out)
+
+    # The first chunk's teacher, which also measures what the calls cost: a teacher call, and a
+    # call within an objective evaluation (the median of up to three, scoring included).
     t0 = clock()
     refs.append(teach(probe))
     xs.append(probe)
     if calls is None:
         costs["teacher"] = _round_up(max(clock() - t0, 1e-9) / model.teacher)
-        runs: list[float] = []
-        with torch.no_grad():
-            while len(runs) < 3 and sum(runs) < 0.02 * seconds:
-                t0, c = clock(), model.calls
-                run(model, probe, default, cond=cond)
-                per_run = model.calls - c
-                runs.append(max(clock() - t0, 1e-9) / per_run)
-        costs["other"] = _round_up(sorted(runs)[len(runs) // 2])
+        per_call: list[float] = []
+        t_start = clock()
+        while len(per_call) < 3 and clock() - t_start < 0.02 * seconds:
+            t0, c = clock(), model.calls
+            errors(default)
+            per_run = model.calls - c
+            per_call.append(max(clock() - t0, 1e-9) / per_run)
+        costs["other"] = _round_up(sorted(per_call)[len(per_call) // 2])
     n_hold, hold_cost = holdout_chunks()
     budget = total - n_hold * hold_cost  # for the teacher and the search
     c0 = spent() - teacher_cost(t_steps)  # what was spent before the first chunk
@@ -219,15 +229,6 @@ def fit_schedule(
     # (the teacher taking at most 40%); more are added when the search has converged.
     per_chunk = teacher_cost(t_steps) + 50 * (steps - 1) * eval_cost(1)
     add_chunks(int((budget - c0) / per_chunk) - 1, 0.4 * budget)
-
-    def errors(sigmas: Tensor) -> Tensor:
-        """Per draw: the squared error of the sampler's output against the teacher."""
-        out = []
-        with torch.no_grad():
-            for x, ref in zip(xs, refs, strict=True):
-                diff = run(model, x, sigmas, cond=cond).to(_F64) - ref.to(_F64)
-                out.append(diff.pow(2).flatten(1).sum(1))
-        return torch.cat(out)
 
     def loss(sigmas: Tensor) -> float:
         return float(errors(sigmas).sum()) / (len(xs) * probe.numel())

@@ -11,8 +11,9 @@ check) is recorded with "kept": false and never used.
 File format (JSON): {"format": 1, "entries": [{"nfe", "sampler", "steps", "sigmas" (steps + 1
 numbers, decreasing, ending in 0), "classes" (labels the fit drew, or null), "cpu_seconds",
 "calls" (network calls the fit made; absent in older files), "trajectories", "rms_to_teacher",
-"heldout": {"rms_fitted", "rms_default", "trajectories"}
-or null, "kept" (absent in files written before the check: kept)}]}.
+"heldout": {"rms_fitted", "rms_default", "trajectories", "z" (the fit's paired gain in
+standard errors, within +-1e6), "ended_by" ("plan" or "clock")} or null, "kept" (absent in
+files written before the check: kept)}]}.
 
 Imported diffusers folders are never modified unless asked: `fit-schedule FOLDER` writes the
 same format to the sidecar file `FOLDER.schedules.json` beside the folder (or to `--out FILE`),
@@ -222,7 +223,10 @@ def fit_entries(
             sig = seen["sigmas"]  # the rejected fit, recorded but never used
         heldout = None
         if check is not None:
-            heldout = {k: check[k] for k in ("rms_fitted", "rms_default", "trajectories")}
+            keys = ("rms_fitted", "rms_default", "trajectories", "z", "ended_by")
+            heldout = {k: check[k] for k in keys if k in check}
+            if "z" in heldout:  # finite, for strict JSON readers (z is inf with no spread)
+                heldout["z"] = max(-1e6, min(1e6, float(heldout["z"])))
         entries.append(
             {
                 "nfe": nfe,
