@@ -17,6 +17,10 @@ parameters and equal training CPU time; then sample quality against NFE.
     python benchmarks/text_fortunes.py --cpu-minutes 30 --steps 3300 --judge   # train + evaluate
     python benchmarks/text_fortunes.py --skip-train --out runs/bench-fortunes
     python benchmarks/text_fortunes.py --trend --out runs/bench-fortunes --elbo-steps 32
+
+Data-constrained runs (many passes over a slice of the training fortunes, the same held-out
+part): train both kinds with `--set data.text.subset=0.1` and frequent checkpoints, then
+`--trend` on their folder (BENCHMARKS.md, "data-constrained").
 """
 
 from __future__ import annotations
@@ -63,17 +67,40 @@ def trend(out: Path, n: int, elbo_steps: int) -> None:
     corpus = load_corpus(first.cfg)
     held = heldout(first, corpus, n)
     seen = windows(first.tokenizer, corpus.train[:2000], corpus.sep, first.context)[:n]
+    # passes over the training text: windows drawn so far / training windows
+    n_train = len(windows(first.tokenizer, corpus.train, corpus.sep, first.context))
+    batch = first.cfg.train.batch_size
+    print(f"# {len(corpus.train)} training documents (data.text.subset "
+          f"{first.cfg.data.text.subset}), {n_train} windows of {first.context} tokens; "
+          f"{n} windows of each split scored")  # fmt: skip
     rows = []
     for kind in ("ar", "masked"):
         for ckpt in sorted((out / kind / "checkpoints").glob("step-*")):
             pipe = load_text_pipeline(ckpt)
             rows.append({
                 "kind": kind, "step": pipe.checkpoint.step,
+                "passes": round(pipe.checkpoint.step * batch / n_train, 1),
                 "heldout_nll": nll_per_token(pipe, held, steps=elbo_steps),
                 "train_nll": nll_per_token(pipe, seen, steps=elbo_steps),
             })  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
     (out / "trend.json").write_text(json.dumps(rows, indent=2))
+    by = {(r["kind"], r["step"]): r for r in rows}
+    print("| step | passes | AR held-out / train nats per token | MDLM held-out / train |")
+    print("|---|---|---|---|")
+    for step in sorted({r["step"] for r in rows}):
+        cells = []
+        for kind in ("ar", "masked"):
+            r = by.get((kind, step))
+            cells.append("-" if r is None else f"{r['heldout_nll']:.3f} / {r['train_nll']:.3f}")
+        passes = next(r["passes"] for r in rows if r["step"] == step)
+        print(f"| {step} | {passes} | {cells[0]} | {cells[1]} |")
+    for kind in ("ar", "masked"):
+        mine = [r for r in rows if r["kind"] == kind]
+        if mine:
+            b = min(mine, key=lambda r: r["heldout_nll"])
+            print(f"best held-out {kind}: {b['heldout_nll']:.3f} at step {b['step']} "
+                  f"({b['passes']} passes)")  # fmt: skip
 
 
 def main() -> None:

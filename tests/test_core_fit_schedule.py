@@ -265,20 +265,22 @@ def test_a_fit_better_on_held_out_draws_is_kept_and_reported():
     assert not torch.equal(sig, SCHEDULES["optimized"](5, 0.002, 80.0))
 
 
-def test_the_check_keeps_a_fit_only_if_its_gain_is_significant():
-    """Per-draw errors, paired. A gain on every draw is kept; the same total gain from one draw
-    (a sample that changed mode under the default only) is one standard error: a tie, not kept;
-    a fit worse on average is never kept. z is mean / (std / sqrt(n)) in closed form."""
+def test_the_check_compares_per_draw_and_reports_the_gain_in_standard_errors():
+    """Per-draw errors, paired: the fit is kept when its mean gain is positive, and z is
+    mean / (std / sqrt(n)) in closed form. A gain on every draw has no spread (z infinite); the
+    same total gain from one draw (a sample that changed mode under the default only) is one
+    standard error; a fit worse on average is never kept."""
     n = 100
     e_def = torch.ones(n, dtype=F64)
-    z, kept = _accept(e_def - 0.1, e_def)  # the same gain everywhere: no spread, infinite z
+    z, kept = _accept(e_def - 0.1, e_def)
     assert kept and z == math.inf
     one = e_def.clone()
     one[0] += 10.0  # mean gain 0.1, std 1.0: z = 0.1 / (1 / 10) = 1.0
     z, kept = _accept(e_def, one)
-    assert z == pytest.approx(1.0) and not kept
+    assert z == pytest.approx(1.0) and kept
     gains = torch.tensor([0.3, 0.1] * 50, dtype=F64)  # mean 0.2, std 0.1005: z = 19.9
     z, kept = _accept(e_def - gains, e_def)
     assert z == pytest.approx(0.2 / (float(gains.std()) / 10)) and kept
     z, kept = _accept(e_def + gains, e_def)
     assert z < 0 and not kept
+    assert _accept(e_def, e_def) == (0.0, False)  # no gain at all: the default
