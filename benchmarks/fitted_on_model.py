@@ -68,6 +68,11 @@ def main() -> None:
     ap.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 16])
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument(
+        "--fit-batch", type=int,
+        help="draws per network call of the fit (default --samples; fewer on a large network "
+        "so that one teacher batch fits the budget)",
+    )  # fmt: skip
     ap.add_argument("--no-diffusers", action="store_true")
     ap.add_argument("--no-fit", action="store_true", help="default and diffusers only")
     ap.add_argument(
@@ -84,9 +89,14 @@ def main() -> None:
     labels = None
     if pipe.num_classes:
         labels = torch.arange(args.samples) % pipe.num_classes
-    denoise = form.precondition(pipe.net.eval())
+    base = form.precondition(pipe.net.eval())
+    fb = args.fit_batch or args.samples
+    fit_labels = None if labels is None else labels[:fb]
+    denoise, fit_denoise = base, base
     if labels is not None and args.guidance != 1.0:  # as fit-schedule and sample guide
-        denoise = guided(denoise, args.guidance, torch.full_like(labels, pipe.num_classes))
+        denoise = guided(base, args.guidance, torch.full_like(labels, pipe.num_classes))
+        uncond = torch.full_like(fit_labels, pipe.num_classes)
+        fit_denoise = guided(base, args.guidance, uncond)
     model = Bound(denoise, labels, pipe.shape)
     stored = {}
     if args.fitted_from:
@@ -126,7 +136,7 @@ def main() -> None:
             sig = stored.get(nfe) if args.fitted_from else None
             last: dict = {}
             sig = sig if args.no_fit or args.fitted_from else fit_schedule(
-                denoise, (args.samples, *pipe.shape), nfe, cond=labels, seconds=args.seconds,
+                fit_denoise, (fb, *pipe.shape), nfe, seconds=args.seconds, cond=fit_labels,
                 generator=torch.Generator().manual_seed(123), sigma_min=lo, sigma_max=hi,
                 callback=last.update,
             )  # fmt: skip

@@ -132,9 +132,7 @@ class TextDataConfig:
     vocab_size: int = 1024  # bpe: merges learned up to this many tokens
     length: int = 128  # tokens per training window (the model's context)
     heldout: float = 0.05  # fraction of documents held out for evaluation (fortunes, text)
-    # fraction of the training documents trained on (fortunes, text; a fixed pseudo-random
-    # slice, the held-out part unchanged): data-constrained runs, many epochs on little text
-    subset: float = 1.0
+    subset: float = 1.0  # train on a fixed slice of this share of the training documents
     sentences: int = 20000  # grammar: training sentences drawn from the PCFG
 
 
