@@ -5,6 +5,10 @@ checkpoint without schedules.json) and the fitted one (`fit-schedule --out`):
 
     diffusionforge fit-schedule digits --nfe 5,8,10,16 --seconds 60 --out runs/digits-fitted
     python benchmarks/fitted_quality.py digits runs/digits-fitted --nfe 5 8 10 16 --n 1000
+    python benchmarks/fitted_quality.py glyphs32 runs/glyphs32-fit8 --nfe 5 8 10 16 --n 1000
+
+Any image checkpoint whose data has labels: the features come from the classifier `eval`
+trains on the checkpoint's own training images (cached after the first time).
 
 Both draw with eval's own code (pipelines.evaluate.draw_batched: seeds 0..n-1, classes in
 turn, the config's guidance) and score with eval's extractor, so each number is what
@@ -19,8 +23,8 @@ import time
 
 import torch
 
-from diffusionforge.data.builtin import load_digits
 from diffusionforge.eval import extract_features, fid
+from diffusionforge.modalities import build_dataset
 from diffusionforge.pipelines.evaluate import EvalSettings, draw_batched, extractor_for
 from diffusionforge.pipelines.pipeline import load_pipeline
 
@@ -35,10 +39,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     c0 = time.process_time()
-    real = load_digits()
-    clf = extractor_for(real.images, real.labels, None, print)
-    ref = extract_features(clf, real.images).double().numpy()
     pipes = {"default": load_pipeline(args.default), "fitted": load_pipeline(args.fitted)}
+    data = build_dataset(pipes["default"].cfg)  # the training images, as `eval` reads them
+    real = data.data if isinstance(data.data, torch.Tensor) else data.data[:]
+    clf = extractor_for(real, data.labels, None, print)
+    ref = extract_features(clf, real).double().numpy()
     print("\n| NFE | schedule | FID[classifier features, not Inception] | as requested |")
     print("|---|---|---|---|")
     for nfe in args.nfe:

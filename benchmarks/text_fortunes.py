@@ -19,7 +19,7 @@ parameters and equal training CPU time; then sample quality against NFE.
     python benchmarks/text_fortunes.py --trend --out runs/bench-fortunes --elbo-steps 32
 
 Data-constrained runs (many passes over a slice of the training fortunes, the same held-out
-part): train both kinds with `--set data.text.subset=0.1` and frequent checkpoints, then
+part): train both kinds with `--set data.text.subset=0.05` and frequent checkpoints, then
 `--trend` on their folder (BENCHMARKS.md, "data-constrained").
 """
 

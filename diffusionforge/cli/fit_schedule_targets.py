@@ -35,9 +35,8 @@ def report(entries: list[dict], given: str) -> list[dict]:
         if h is not None:
             verdict = "kept" if e["kept"] else "not kept: the default is better"
             z = f" (gain {h['z']:.1f} standard errors)" if "z" in h else ""
-            clock = "; calls ran slower than measured: the clock ended the search" * (
-                h.get("ended_by") == "clock"
-            )
+            slow = h.get("ended_by") == "clock"
+            clock = "; calls ran slower than measured: the clock ended the search" if slow else ""
             print(
                 f"NFE {e['nfe']}: fitted {h['rms_fitted']:.4f} vs default "
                 f"{h['rms_default']:.4f} on {h['trajectories']} held-out draws{z}, {verdict}"

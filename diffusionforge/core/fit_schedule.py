@@ -23,18 +23,20 @@ for the sampler, Karras, log-uniform and tilts of them). Derivative-free because
 work on sigma lists, and deterministic: the only randomness is the draws, from `generator`.
 
 The budget is CPU seconds (time.process_time), so a fit costs the same on a busy machine, but
-it is planned and spent in denoiser calls: the seconds are converted once into calls (from
-probe calls and the first teacher chunk, rounded down to a grid of factors 2^(1/8), using 90%
-of what is left), so that how fast each call happens to run does not change the fit's course
-or result; `calls=` gives the budget in calls directly (the same sigmas on any machine). It
-is split between the teacher (at most 40%) and the search, and the search stops once the next
-evaluation would overrun it; the seconds stay a hard limit if calls turn slower than measured.
+it is planned in counted denoiser calls: what a teacher call and a search call cost is
+measured once (probe calls, the first teacher chunk, whole objective evaluations) and rounded
+up to a grid of factors 2^(1/8), and the plan spends 95% of the seconds, so that how fast each
+call happens to run does not change the fit's course or result; `calls=` gives the budget in
+calls directly (the same sigmas on any machine). It is split between the teacher (at most
+40%) and the search, and the search stops once the next evaluation would overrun it; the
+seconds stay a hard limit if calls turn slower than measured.
 
 Acceptance on held-out draws: a fit on few draws can overfit them (glyphs32 at NFE 10 was worse
 than the default on other noise, BENCHMARKS.md). So a share of the budget (`holdout`, 20%) is
 kept back for draws the search never sees: after the search, their teacher solutions are
 computed and the fitted sigmas are returned only if their error there is below the default
-schedule's; otherwise the default is returned. Both numbers go to the callback (phase "check").
+schedule's; otherwise the default is returned. Both numbers go to the callback (phase "check"),
+with z, the paired per-draw gain in standard errors.
 """
 
 from __future__ import annotations
@@ -127,12 +129,12 @@ def fit_schedule(
 
     # The budget is planned in units of cost, not read off the clock, so that how fast calls
     # happen to run does not change the fit's course. With `calls`, a unit is one call. With
-    # `seconds`, a teacher call and a sampler call each get a cost in CPU seconds, measured
+    # `seconds`, a teacher call and a search call each get a cost in CPU seconds, measured
     # once (the median of three probe calls first; then the first chunk's teacher, hundreds
-    # of calls, and the median of up to three sampler runs on it, the solvers' own work
-    # included) and rounded up to a grid of factors 2^(1/8): small differences in measured
-    # speed give the same costs, the same plan and the same sigmas. The plan spends 95% of
-    # `seconds`; the clock stays a hard limit if calls turn slower than measured.
+    # of calls, and the median of up to three objective evaluations on it, the solvers' and
+    # the scoring's own work included) and rounded up to a grid of factors 2^(1/8): small
+    # differences in measured speed give the same costs, the same plan and the same sigmas.
+    # The plan spends 95% of `seconds`; the clock stays a hard limit if calls turn slower.
     costs = {"teacher": 1.0, "other": 1.0}
     if calls is None:
         times: list[float] = []
