@@ -130,8 +130,9 @@ def main() -> None:
         sampler, schedule = recommended(nfe)
         steps = SAMPLER_INFO[sampler].steps_for(nfe)
         with torch.no_grad():
-            e_def = _rms(SAMPLERS[sampler](model.denoise, x, SCHEDULES[schedule](steps, lo, hi)),
-                         ref(x, hi))  # fmt: skip
+            s_def = SCHEDULES[schedule](steps, lo, hi)  # `leading` may start below hi
+            x0 = noise * float(s_def[0])
+            e_def = _rms(SAMPLERS[sampler](model.denoise, x0, s_def), ref(x0, float(s_def[0])))
             c0 = time.process_time()
             sig = stored.get(nfe) if args.fitted_from else None
             last: dict = {}
@@ -141,8 +142,9 @@ def main() -> None:
                 callback=last.update,
             )  # fmt: skip
             cpu = time.process_time() - c0
-            e_fit = math.nan if sig is None else _rms(SAMPLERS[sampler](model.denoise, x, sig),
-                                                      ref(x, hi))  # fmt: skip
+            xf = None if sig is None else noise * float(sig[0])  # a table's own first level
+            e_fit = math.nan if sig is None else _rms(SAMPLERS[sampler](model.denoise, xf, sig),
+                                                      ref(xf, float(sig[0])))  # fmt: skip
         best, best_cfg = math.inf, ""
         if not args.no_diffusers:
             for label, cls, cfg in reduced_grid():

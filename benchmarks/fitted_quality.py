@@ -36,6 +36,11 @@ def main() -> None:
     p.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 16])
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0, help="first seed (eval's default: 0)")
+    p.add_argument(
+        "--also-sampler",
+        help="a third row: the default checkpoint with this sampler named (its own default "
+        "schedule; e.g. unipc: unipc + optimized, the default pair at NFE 8+ until 2026-12-06)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     c0 = time.process_time()
@@ -47,10 +52,13 @@ def main() -> None:
     print("\n| NFE | schedule | FID[classifier features, not Inception] | as requested |")
     print("|---|---|---|---|")
     for nfe in args.nfe:
-        for name, pipe in pipes.items():
+        rows = [(name, pipe, None) for name, pipe in pipes.items()]
+        if args.also_sampler:
+            rows.append(("named", pipes["default"], args.also_sampler))
+        for name, pipe, sampler in rows:
             s = EvalSettings(n=args.n, nfe=nfe, guidance=pipe.cfg.sample.guidance, seed=args.seed)
-            plan = pipe.plan(nfe)
-            x = draw_batched(pipe, args.n, s, nfe, None).clamp(-1, 1)
+            plan = pipe.plan(nfe, sampler=sampler)
+            x = draw_batched(pipe, args.n, s, nfe, sampler).clamp(-1, 1)
             feats = extract_features(clf, x).double().numpy()
             asked = torch.arange(args.n) % pipe.num_classes
             rate = float((clf.predict(x) == asked).double().mean())

@@ -155,23 +155,45 @@ def family(sampler: str, nfe: int, q) -> torch.Tensor:
 class Problem:
     def __init__(self, name, gmm, samples, seed, nfes, full, ref_steps=200):
         self.name, self.gmm = name, gmm
-        noise = torch.randn(
+        self.noise = torch.randn(
             samples, gmm.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
         )
-        ref = samplers.Reference(gmm, steps=ref_steps)
-        self.best = diffusers_best(name, gmm, noise, ref, nfes, full)
-        self.x = noise * SIGMA_MAX
-        path = f"{CACHE}/ref_{name}_{samples}_{seed}_{ref_steps}.pt"  # the exact map from sigma_max
-        if os.path.exists(path):
-            self.ref = torch.load(path)
-        else:
-            self.ref = ref(self.x, SIGMA_MAX)
-            torch.save(self.ref, path)
+        self.reference = samplers.Reference(gmm, steps=ref_steps)
+        self.best = diffusers_best(name, gmm, self.noise, self.reference, nfes, full)
+        self.x = self.noise * SIGMA_MAX
+        self.stem = f"{CACHE}/ref_{name}_{samples}_{seed}_{ref_steps}"
+        self.refs: dict[float, torch.Tensor] = {}
+        self.ref = self.exact(SIGMA_MAX)
+
+    def exact(self, start: float) -> torch.Tensor:
+        """The exact map of the draws started at sigma `start` (cached on disk)."""
+        if start not in self.refs:
+            path = f"{self.stem}.pt" if start == SIGMA_MAX else f"{self.stem}_from{start:.6g}.pt"
+            if os.path.exists(path):
+                self.refs[start] = torch.load(path)
+            else:
+                self.refs[start] = self.reference(self.noise * start, start)
+                torch.save(self.refs[start], path)
+        return self.refs[start]
 
     def ratio(self, sampler: str, sigmas: torch.Tensor, nfe: int) -> float:
-        out = SAMPLERS[sampler](self.gmm.denoise, self.x, sigmas)
-        r = rms(out, self.ref) / self.best[nfe][0]
+        """Error to the exact map from the schedule's own first level, over diffusers' best."""
+        start = float(sigmas[0])
+        out = SAMPLERS[sampler](self.gmm.denoise, self.noise * start, sigmas)
+        r = rms(out, self.exact(start)) / self.best[nfe][0]
         return r if math.isfinite(r) else math.inf
+
+
+def ddpm_levels(n: int, spacing: str) -> torch.Tensor:
+    """The n levels diffusers visits with 1000 linear betas and that timestep spacing, then 0."""
+    from diffusionforge.core.denoiser import DiscreteTimesteps, linear_betas  # deferred: named
+
+    table = DiscreteTimesteps(linear_betas()).sigmas.to(torch.float64)
+    if spacing == "leading":
+        ts = [i * (1000 // n) for i in range(n)][::-1]
+    else:
+        ts = [round(1000 - i * 1000 / n) - 1 for i in range(n)]
+    return torch.cat([table[ts], table.new_zeros(1)])
 
 
 def train_set(nfes, samples: int, count: int) -> list[Problem]:
@@ -181,6 +203,17 @@ def train_set(nfes, samples: int, count: int) -> list[Problem]:
         name, gmm = draw_mixture(seed)
         out.append(Problem(name, gmm, samples, 17, nfes, full=False, ref_steps=100))
         print(f"# {name}: {time.process_time() - t0:.1f} CPU-s", flush=True)
+    return out
+
+
+def fresh_set(nfes, count: int, first: int = 9100) -> list[Problem]:
+    """`count` random mixtures from seeds `first`+ (full grid, 256 draws): a set for a last
+    check, never looked at while choosing."""
+    out = []
+    for seed in range(first, first + count):
+        name, gmm = draw_mixture(seed)
+        out.append(Problem(name, gmm, 256, 7, nfes, full=True))
+        print(f"# fresh {name}", flush=True)
     return out
 
 
@@ -262,6 +295,36 @@ def table(problems, cands: dict[str, dict[int, tuple[str, torch.Tensor]]], nfes)
     return worst
 
 
+def _lead_top(n: int) -> float:
+    from diffusionforge.core.schedules import _vp_sigma  # deferred: named
+
+    return min(SIGMA_MAX, float(_vp_sigma(torch.tensor((n - 1) / n, dtype=torch.float64))))
+
+
+def _drop(sigmas: torch.Tensor, d: int) -> torch.Tensor:
+    """The levels without the `d` lowest non-zero ones."""
+    return sigmas if d == 0 else torch.cat([sigmas[: -1 - d], sigmas[-1:]])
+
+
+def summary(sets: dict, cands: dict, nfes) -> None:
+    """Per NFE and candidate, per set of mixtures: the worst ratio to diffusers' best (and
+    where), the geometric mean (ratios floored at 0.005) and how many exceed 1.0."""
+    for n in nfes:
+        print(f"\nNFE {n}")
+        print("| candidate | " + " | ".join(f"{k}: worst / gmean / >1" for k in sets) + " |")
+        print("|---|" + "---|" * len(sets))
+        for c, make in cands.items():
+            sampler, sigmas = make(n)
+            cells = []
+            for probs in sets.values():
+                r = {p.name: p.ratio(sampler, sigmas, n) for p in probs}
+                worst = max(r, key=r.get)
+                gm = math.exp(sum(math.log(max(v, 0.005)) for v in r.values()) / len(r))
+                over = sum(v > 1.0 for v in r.values())
+                cells.append(f"{r[worst]:.2f} ({worst}) / {gm:.2f} / {over} of {len(r)}")
+            print(f"| {c} | " + " | ".join(cells) + " |", flush=True)
+
+
 def networks(checkpoints, fitted, sampler: str, nfes, samples: int = 64) -> None:
     """The default pair today vs `sampler` on the fitted family, on trained networks: RMS to a
     200-step UniPC/Karras solution of the network's own ODE from the same noise (as
@@ -274,13 +337,23 @@ def networks(checkpoints, fitted, sampler: str, nfes, samples: int = 64) -> None
         lo, hi = form.sigma_min, form.sigma_max
         denoise = form.precondition(pipe.net.eval())
         g = torch.Generator().manual_seed(0)
-        x = torch.randn(samples, *pipe.shape, generator=g) * hi
+        noise0 = torch.randn(samples, *pipe.shape, generator=g)
+        x = noise0 * hi
         with torch.no_grad():
             ref = SAMPLERS["unipc"](denoise, x, SCHEDULES["karras"](200, lo, hi))
             for n in nfes:
                 cur_s, cur_sched = recommended(n)
                 steps = SAMPLER_INFO[cur_s].steps_for(n)
-                cur = SAMPLERS[cur_s](denoise, x, SCHEDULES[cur_sched](steps, lo, hi))
+                cur_sig = SCHEDULES[cur_sched](steps, lo, hi)  # may start below hi (`leading`)
+                x0 = noise0 * float(cur_sig[0])
+                ref0 = (
+                    ref
+                    if float(cur_sig[0]) == hi
+                    else SAMPLERS["unipc"](
+                        denoise, x0, SCHEDULES["karras"](200, lo, float(cur_sig[0]))
+                    )
+                )
+                cur = SAMPLERS[cur_s](denoise, x0, cur_sig)
                 q = fitted[sampler][str(n)]
                 sig = family(sampler, n, q)
                 sig = torch.cat(
@@ -294,20 +367,31 @@ def networks(checkpoints, fitted, sampler: str, nfes, samples: int = 64) -> None
                 )
                 new = SAMPLERS[sampler](denoise, x, sig)
                 print(
-                    f"| {ckpt} | {n} | {rms(cur, ref):.4f} | {rms(new, ref):.4f} | "
-                    f"{rms(new, ref) / rms(cur, ref):.2f} |",
+                    f"| {ckpt} | {n} | {rms(cur, ref0):.4f} | {rms(new, ref):.4f} | "
+                    f"{rms(new, ref) / rms(cur, ref0):.2f} |",
                     flush=True,
                 )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["cache-train", "cache-heldout", "fit", "validate", "networks"])
+    ap.add_argument(
+        "what", choices=["cache-train", "cache-heldout", "fit", "validate", "networks", "named"]
+    )
     ap.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 16])
     ap.add_argument("--train", type=int, default=40, help="training mixtures")
     ap.add_argument("--heldout", type=int, default=8, help="fresh held-out mixtures")
+    ap.add_argument(
+        "--fresh", type=int, default=0, help="named: score on this many fresh mixtures instead"
+    )
     ap.add_argument("--skip", nargs="*", default=[], help="held-out problems to leave out")
     ap.add_argument("--fitted", help="validate / networks: a JSON file `fit` wrote")
+    ap.add_argument(
+        "--named",
+        nargs="+",
+        default=["unipc:log_uniform:0.002", "unipc:karras:0.002"],
+        help="named: candidates SAMPLER:SCHEDULE:SIGMA_MIN (a SCHEDULES name, sigma_max 80)",
+    )
     ap.add_argument("--checkpoints", nargs="+", default=["digits", "glyphs32"])
     ap.add_argument("--samplers", nargs="+", default=["unipc", "unipc_gaussian"])
     ap.add_argument("--seconds", type=float, default=120.0, help="CPU-s per (sampler, NFE) fit")
@@ -340,6 +424,48 @@ def main() -> None:
         print("|---|---|---|---|---|")
         fitted = json.load(open(args.fitted))
         networks(args.checkpoints, fitted, args.samplers[0], args.nfe)
+    elif args.what == "named":  # named schedules on the training and the held-out mixtures
+        sets = {}
+        if args.fresh:
+            sets["fresh"] = fresh_set(args.nfe, args.fresh)
+        else:
+            sets["train"] = train_set(args.nfe, 256, args.train)
+            sets["held out"] = heldout_set(args.nfe, args.heldout)
+        cands = {"current": current}
+        for spec in args.named:
+            sampler, sched, lo, *top = spec.split(":")
+            if top:  # SAMPLER:SCHEDULE:SIGMA_MIN:SIGMA_MAX, "lead": sigma at VP time (n-1)/n
+                cands[spec] = lambda n, s=sampler, k=sched, lo=float(lo), hi=top[0]: (
+                    s,
+                    SCHEDULES[k](
+                        SAMPLER_INFO[s].steps_for(n),
+                        lo,
+                        _lead_top(SAMPLER_INFO[s].steps_for(n)) if hi == "lead" else float(hi),
+                    ),
+                )
+                continue
+            if sched == "leadend":  # diffusers' leading levels, the last one moved to `lo`
+                cands[spec] = lambda n, s=sampler, e=float(lo): (
+                    s,
+                    torch.cat(
+                        [
+                            ddpm_levels(SAMPLER_INFO[s].steps_for(n), "leading")[:-2],
+                            torch.tensor([e, 0.0], dtype=torch.float64),
+                        ]
+                    ),
+                )
+                continue
+            if sched.startswith("ddpm_"):  # diffusers' levels; lo: extra steps dropped at the end
+                cands[spec] = lambda n, s=sampler, k=sched[5:], d=int(lo): (
+                    s,
+                    _drop(ddpm_levels(SAMPLER_INFO[s].steps_for(n) + d, k), d),
+                )
+                continue
+            cands[spec] = lambda n, s=sampler, k=sched, lo=float(lo): (
+                s,
+                SCHEDULES[k](SAMPLER_INFO[s].steps_for(n), lo, SIGMA_MAX),
+            )
+        summary(sets, cands, args.nfe)
     elif args.what == "validate":
         probs = [p for p in heldout_set(args.nfe, args.heldout) if p.name not in args.skip]
         fitted = json.load(open(args.fitted))
