@@ -190,7 +190,9 @@ def test_sample_runs_a_fitted_schedule_with_the_recommended_sampler():
     sig = diffusionforge.fit_schedule(model, (32, 4), 5, seconds=10.0, clock=model.clock)
     g = torch.Generator().manual_seed(3)
     out = diffusionforge.sample(Gaussian(), (8, 4), nfe=5, schedule=sig, generator=g, dtype=F64)
-    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(3), dtype=F64) * 80.0
+    # the fit starts where the default (`leading`) starts, and sampling at the table's first level
+    assert float(sig[0]) == float(SCHEDULES["leading"](5, 0.002, 80.0)[0]) < 80.0
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(3), dtype=F64) * float(sig[0])
     rec = SAMPLERS["unipc_gaussian"](Gaussian(), x, sig)  # NFE 5's recommended sampler
     assert torch.allclose(out, rec)
 
@@ -284,3 +286,35 @@ def test_the_check_compares_per_draw_and_reports_the_gain_in_standard_errors():
     z, kept = _accept(e_def + gains, e_def)
     assert z < 0 and not kept
     assert _accept(e_def, e_def) == (0.0, False)  # no gain at all: the default
+
+
+class Slowing(Gaussian):
+    """Calls costing `cost` s until call `after`, then three times that: a machine that gets
+    busy during the fit."""
+
+    def __init__(self, after: int, cost: float = 0.01):
+        super().__init__(cost)
+        self.t, self.after = 0.0, after
+
+    def __call__(self, x, sigma, cond=None):
+        self.t += self.cost * (3.0 if self.calls >= self.after else 1.0)
+        return super().__call__(x, sigma, cond)
+
+    def clock(self) -> float:
+        return self.t
+
+
+def test_calls_turning_slower_end_the_fit_within_its_seconds():
+    """The clock ends the search, and the held-out check then takes only as many draws as
+    still fit: the whole fit overruns by at most one held-out chunk (a teacher and two
+    scorings), not by the check planned at the old speed."""
+    steady = Gaussian(cost=0.01)
+    reports: list = []
+    fit_schedule(steady, (32, 4), 8, sampler="unipc", seconds=200.0, clock=steady.clock)
+    model = Slowing(after=steady.calls // 2)
+    fit_schedule(model, (32, 4), 8, sampler="unipc", seconds=200.0, clock=model.clock,
+                 callback=reports.append)  # fmt: skip
+    check = reports[-1]
+    assert check["phase"] == "check" and check["ended_by"] == "clock"
+    one_chunk = (4 * 200 + 1 + 2 * 8) * 0.03  # teacher of 200 RK4 steps and two scorings, slow
+    assert model.clock() <= 200.0 + one_chunk

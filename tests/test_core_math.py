@@ -128,10 +128,33 @@ def test_schedules_shape_monotone_endpoints(name, n):
     s = SCHEDULES[name](n, 0.002, 80.0)
     assert s.dtype == F64 and len(s) == n + 1 and s[-1] == 0
     assert (s.diff() < 0).all()
+    if name == "leading":  # starts at DDPM's leading level, ends at 0.2 or below (test below)
+        assert (0.002 < float(s[-2]) <= 0.2 or n == 1) and float(s[0]) <= 80.0
+        return
     assert math.isclose(float(s[0]), 80.0, rel_tol=1e-9)
     if n > 1 and name != "vp_trailing":
         assert math.isclose(float(s[-2]), 0.002, rel_tol=1e-6) or name == "optimized"
         assert float(s[-2]) >= 0.002 * (1 - 1e-9)
+
+
+def test_leading_closed_form():
+    # VP-linear sigma(t) = sqrt(exp(19.9 t^2 / 2 + 0.1 t) - 1) at t = 4/5 .. 1/5, then 0.2
+    def vp(t):
+        return math.sqrt(math.expm1(0.5 * 19.9 * t * t + 0.1 * t))
+
+    want = [vp(t) for t in (0.8, 0.6, 0.4, 0.2)] + [0.2, 0.0]
+    assert torch.allclose(SCHEDULES["leading"](5, 0.002, 80.0), torch.tensor(want, dtype=F64))
+    assert [round(v, 2) for v in want[:4]] == [25.11, 6.1, 2.03, 0.72]
+    low = SCHEDULES["leading"](5, 0.002, 10.0)  # levels above sigma_max move down, in t
+    assert float(low[0]) == pytest.approx(10.0) and float(low[3]) == pytest.approx(vp(0.2))
+    assert float(SCHEDULES["leading"](5, 0.5, 80.0)[-2]) == pytest.approx(0.5)  # Karras there
+    s16 = SCHEDULES["leading"](16, 0.002, 80.0)  # t = 15/16 is above sigma 80: t from t(80)
+    assert float(s16[0]) == pytest.approx(80.0) and float(s16[-3]) == pytest.approx(vp(1 / 16))
+    assert float(s16[-2]) == pytest.approx(vp(1 / 16) / 2)  # the last level halves sigma
+    for n in range(3, 41):
+        s = SCHEDULES["leading"](n, 0.002, 80.0)
+        assert (s.diff() < 0).all() and float(s[0]) <= 80.0
+        assert float(s[-2]) == pytest.approx(min(0.2, float(s[-3]) / 2))
 
 
 def test_karras_closed_form():

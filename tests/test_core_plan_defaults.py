@@ -33,7 +33,7 @@ def test_named_sampler_runs_its_own_default_unless_it_is_the_recommended_one(nam
 def test_heun_runs_the_levels_of_its_own_step_count():
     # the issue's case, `sample runs/moons --nfe 16 --sampler heun`: 9 Heun steps (2 * 9 - 2
     # evaluations), on `optimized`'s levels for 9 steps, not UniPC's 16 levels
-    assert Plan.resolve(16).sampler == "unipc" and Plan.resolve(16).schedule == "optimized"
+    assert Plan.resolve(16).sampler == "unipc_gaussian" and Plan.resolve(16).schedule == "leading"
     plan = Plan.resolve(16, "heun")
     assert (plan.schedule, plan.steps) == ("optimized", 9)
     assert torch.equal(plan.sigmas(0.002, 80.0), SCHEDULES["optimized"](9, 0.002, 80.0))
@@ -113,7 +113,11 @@ def test_help_shows_each_samplers_default_schedule(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "heun, ddim" in text and "ipndm: optimized" in text and "unipc at NFE 8+" in text
+    assert (
+        "heun, ddim" in text
+        and "ipndm: optimized" in text
+        and "unipc_gaussian (leading schedule) at NFE 5+" in text
+    )
 
 
 def test_eval_sweep_includes_the_recommended_pair():
@@ -127,3 +131,20 @@ def test_classifier_fid_is_labelled_as_such():
 
     assert fid_label("inception-v3") == "FID"
     assert "classifier features" in fid_label("features") and "not Inception" in fid_label("x")
+
+
+def test_default_pair_starts_its_noise_at_the_schedules_first_level():
+    # `leading` starts below sigma_max at few steps (sigma 25.1 at NFE 5): sample() must scale
+    # the noise to that level. Gaussian data N(mu, s^2 I) maps x at sigma_0 to mu + (x - mu) s
+    # / sqrt(s^2 + sigma_0^2); from noise scaled to 80 instead the output would be 3.2x wider.
+    from diffusionforge.core.sample import sample
+
+    assert recommended(5) == ("unipc_gaussian", "leading")
+    mu, s = torch.tensor([0.3, -0.2, 0.1], dtype=F64), 0.5
+    g = GaussianMixture(mu[None], torch.tensor([s], dtype=F64), torch.ones(1, dtype=F64))
+    out = sample(g.denoise, (64, 3), nfe=5, generator=torch.Generator().manual_seed(0),
+                 dtype=F64)  # fmt: skip
+    s0 = float(SCHEDULES["leading"](5, 0.002, 80.0)[0])
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    exact = mu + (z * s0 - mu) * s / math.sqrt(s**2 + s0**2)
+    assert (out - exact).abs().max().item() < 0.03  # 0.009 measured; ~1 from noise at 80

@@ -49,7 +49,7 @@ def stub_fit(monkeypatch):
 def test_fit_schedule_writes_a_manifest_listed_file_that_sampling_uses(digits, stub_fit, capsys):
     assert main(["fit-schedule", str(digits), "--nfe", "8", "--seconds", "5", "--batch", "4"]) == 0
     shape, nfe, kw = stub_fit[0]
-    assert shape == (4, 1, 8, 8) and nfe == 8 and kw["sampler"] == "unipc"
+    assert shape == (4, 1, 8, 8) and nfe == 8 and kw["sampler"] == "unipc_gaussian"
     assert kw["cond"].tolist() == [0, 1, 2, 3] and kw["seconds"] == 5.0
     assert "wrote 1 fitted schedule(s)" in capsys.readouterr().out
     ckpt = load_checkpoint(digits)  # verified against the manifest
@@ -57,7 +57,7 @@ def test_fit_schedule_writes_a_manifest_listed_file_that_sampling_uses(digits, s
     assert table["entries"][0]["sigmas"] == FAKE and table["entries"][0]["nfe"] == 8
     pipe = load_pipeline(digits)
     plan = pipe.plan(8)
-    assert plan.schedule == "fitted" and plan.sampler == "unipc"
+    assert plan.schedule == "fitted" and plan.sampler == "unipc_gaussian"
     assert plan.sigmas(0.002, 80.0).tolist() == FAKE
     assert pipe.plan(8, schedule="karras").schedule == "karras"  # a named schedule overrides
     assert pipe.plan(10).schedule != "fitted"  # no entry for 10 steps
@@ -96,7 +96,7 @@ def test_a_fit_for_another_sampler_sits_beside_the_recommended_one(digits, stub_
     assert stub_fit[-1][2]["sampler"] == "heun" and stub_fit[-1][1] == 16
     assert main(argv) == 0  # refit: replaces the heun entry only
     entries = json.loads(load_checkpoint(digits).files["schedules.json"])["entries"]
-    assert [(e["nfe"], e["sampler"]) for e in entries] == [(8, "unipc"), (16, "heun")]
+    assert [(e["nfe"], e["sampler"]) for e in entries] == [(8, "unipc_gaussian"), (16, "heun")]
     pipe = load_pipeline(digits)
     plan = pipe.plan(16, sampler="heun")
     assert plan.schedule == "fitted" and plan.sigmas(0.002, 80.0).tolist() == entries[1]["sigmas"]
@@ -245,3 +245,17 @@ def test_the_server_image_job_plans_with_the_fit(digits, stub_fit):
         params = ImageParams(model="digits", nfe=nfe, schedule=schedule, n=1)
         echo, _run = handler.prepare(params, entry, Limits())
         assert (echo["schedule"] == "fitted") == fitted
+
+
+def test_a_fit_made_for_the_earlier_recommended_sampler_stays_in_use(digits):
+    """Before 2026-12-06 fit-schedule fitted `unipc` at NFE 8+ (then the recommended sampler):
+    with no sampler named, such an entry is still used, with its own sampler."""
+    entry = {"nfe": 8, "sampler": "unipc", "sigmas": FAKE, "kept": True}
+    fitted_schedules.write_entries(load_checkpoint(digits), [entry])
+    pipe = load_pipeline(digits)
+    plan = pipe.plan(8)
+    assert (plan.sampler, plan.schedule) == ("unipc", "fitted")
+    assert plan.sigmas(0.002, 80.0).tolist() == FAKE
+    assert pipe.plan(8, sampler="unipc_gaussian").schedule == "leading"  # named: its own
+    assert pipe.plan(8, schedule="karras").sampler == "unipc_gaussian"  # named schedule
+    assert pipe.plan(10).schedule == "leading"  # no entry for that NFE

@@ -67,19 +67,19 @@ def test_diffusers_fit_writes_a_sidecar_and_never_touches_the_folder(ddpm, stub_
     assert shape == (4, *model.shape) and kw["cond"].tolist() == [0, 1, 2, 0]
     assert kw["sigma_max"] == model.process.sigma_max
     # sampling uses it with no schedule named, says so, and a named schedule overrides
-    assert model.names(8, None, None) == ("unipc", "fitted")
+    assert model.names(8, None, None) == ("unipc_gaussian", "fitted")
     labels = torch.tensor([1])
     auto = model.generate([0], nfe=8, labels=labels)
     sig = torch.tensor(entry["sigmas"], dtype=torch.float64)
     explicit = model.generate([0], nfe=8, labels=labels, sigmas=sig)
     assert torch.equal(auto, explicit)
-    assert model.names(8, None, "karras") == ("unipc", "karras")
+    assert model.names(8, None, "karras") == ("unipc_gaussian", "karras")
     assert model.names(10, None, None)[1] != "fitted"  # no entry for 10 steps
     assert model.names(8, "heun", None)[1] != "fitted"  # fitted for another sampler
     out = ddpm.parent / "s.png"
     argv = ["sample", str(ddpm), "--nfe", "8", "--n", "1", "--class", "1", "--out", str(out)]
     assert main(argv) == 0
-    assert "(unipc, fitted, NFE 8)" in capsys.readouterr().out
+    assert "(unipc_gaussian, fitted, NFE 8)" in capsys.readouterr().out
     assert json.loads(Image.open(out).info["diffusionforge"])["schedule"] == "fitted"
 
 

@@ -287,7 +287,11 @@ def _recommended_text() -> str:
     keys = sorted(RECOMMENDED)
     ends = [f"{k}-{n - 1}" if n - 1 > k else str(k) for k, n in zip(keys, keys[1:], strict=False)]
     ends.append(f"{keys[-1]}+")
-    return ", ".join(f"{RECOMMENDED[k][0]} at NFE {e}" for k, e in zip(keys, ends, strict=True))
+    pairs = [
+        f"{RECOMMENDED[k][0]} ({RECOMMENDED[k][1]} schedule) at NFE {e}"
+        for k, e in zip(keys, ends, strict=True)
+    ]
+    return ", ".join(pairs)
 
 
 def sampler_help() -> str:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from diffusionforge.core.denoiser import Cond
 from diffusionforge.core.editing import edit_sigmas
 from diffusionforge.core.guidance import cfg
-from diffusionforge.core.plan import Plan
+from diffusionforge.core.plan import Plan, start_level
 from diffusionforge.core.sample import sample_sigmas
 from diffusionforge.core.sampler_utils import Callback
 
@@ -96,9 +96,7 @@ def draw(
         batch = len(seeds)
     shape = (batch, *shape)
     sigmas = plan.sigmas(formulation.sigma_min, formulation.sigma_max)
-    # An explicit or fitted sigma table starts the noise at its own first level; a named schedule
-    # at the formulation's sigma_max (the value it was built from, to the bit).
-    start = float(sigmas[0]) if plan.table is not None else formulation.sigma_max
+    start = start_level(sigmas, formulation.sigma_max)  # a table's or `leading`'s own first level
     run = dict(sigma_max=start, cond=cond, generator=generator, callback=callback)
     if edit is None:
         out = sample_sigmas(plan.sample_fn, denoise, shape, sigmas, device=device, **run)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.denoiser import Cond, Denoiser
-from diffusionforge.core.plan import Plan
+from diffusionforge.core.plan import Plan, start_level
 from diffusionforge.core.sampler_utils import Callback, Generator, randn_like
 
 
@@ -72,8 +72,9 @@ def edit(
     """img2img from `init` (B, ...) at `strength`, inpainting where `mask` is 1 when given
     (with `resample` RePaint resamplings per step); names resolve through Plan.resolve."""
     plan = Plan.resolve(nfe, sampler, schedule, inpainting=mask is not None)
+    sigmas = plan.sigmas(sigma_min, sigma_max)
     return edit_sigmas(
-        plan.sample_fn, denoise, init, plan.sigmas(sigma_min, sigma_max), sigma_max=sigma_max,
+        plan.sample_fn, denoise, init, sigmas, sigma_max=start_level(sigmas, sigma_max),
         strength=strength, mask=mask, cond=cond, generator=generator, callback=callback,
         resample=resample,
     )  # fmt: skip

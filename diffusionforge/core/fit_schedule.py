@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.denoiser import Cond, Denoiser
-from diffusionforge.core.plan import default_schedule, recommended
+from diffusionforge.core.plan import default_schedule, recommended, start_level
 from diffusionforge.core.samplers import SAMPLER_INFO, SAMPLERS
 from diffusionforge.core.schedules import SCHEDULES, karras, log_uniform
 from diffusionforge.core.step_search import legal, pattern_search
@@ -112,6 +112,9 @@ def fit_schedule(
             callback({"phase": phase, **info, **kw})
 
     default = _default_sigmas(nfe, sampler, steps, sigma_min, sigma_max)
+    # Draws, teacher and every candidate start where the default does (`leading` starts below
+    # sigma_max at few steps; its start is then the fitted schedule's too).
+    sigma_max = start_level(default, sigma_max)
     if steps < 2:
         return default
     if calls is not None and calls < 1:
@@ -218,15 +221,22 @@ def fit_schedule(
     c0 = spent() - teacher_cost(t_steps)  # what was spent before the first chunk
     tell("teacher", trajectories=chunk, teacher_steps=t_steps)
 
+    ended, t_teach = {"by": "plan"}, [0.0]  # what ended the search; the last chunk's teacher
+
     def add_chunks(k: int, until: float) -> None:
         """Up to k more chunks of draws with their teacher solutions, while the next one
-        ends before `until`."""
+        ends before `until` (and, if calls turned slower, before the time limit)."""
         for _ in range(k):
             if len(xs) * chunk >= MAX_TRAJECTORIES or spent() + teacher_cost(t_steps) > until:
                 break
+            if calls is None and elapsed() + t_teach[0] + n_hold * hold_cost > seconds:
+                ended["by"] = "clock"
+                break
+            t0 = clock()
             x = noise(chunk)
             refs.append(teach(x))
             xs.append(x)
+            t_teach[0] = clock() - t0
             tell("teacher", trajectories=len(xs) * chunk, teacher_steps=t_steps)
 
     # First as many chunks as leave the search room for ~50 evaluations per free level
@@ -255,8 +265,6 @@ def fit_schedule(
         t_eval = max(t_eval, clock() - t)
         evals += 1
         return v if math.isfinite(v) else math.inf
-
-    ended = {"by": "plan"}
 
     def out_of_time() -> bool:
         if spent() + eval_cost(len(xs)) > budget:
@@ -314,6 +322,9 @@ def fit_schedule(
         return sig
     # Acceptance: fitted vs default on draws the search never saw (drawn after all of its own),
     # paired per draw; the fit is kept if it is better there, with z reported (`_accept`).
+    if calls is None and ended["by"] == "clock":  # calls turned slower: as many as still fit
+        slow = max(1.0, t_eval / eval_cost(len(xs)))  # the slowest evaluation vs the plan
+        n_hold = max(1, min(n_hold, int((seconds - elapsed()) / (hold_cost * slow))))
     xs.clear()
     refs.clear()
     for _ in range(n_hold):

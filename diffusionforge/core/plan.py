@@ -31,7 +31,7 @@ from diffusionforge.core.schedules import SCHEDULES
 RECOMMENDED: dict[int, tuple[str, str]] = {
     1: ("euler", "karras"),  # one evaluation: x = D(x, sigma_max), whatever the sampler
     2: ("unipc_gaussian", "optimized"),
-    8: ("unipc", "optimized"),
+    5: ("unipc_gaussian", "leading"),  # robust across mixtures and networks: BENCHMARKS.md
 }
 
 FITTED, CUSTOM = "fitted", "custom"  # schedule names of a model's table / an explicit tensor
@@ -46,8 +46,8 @@ def default_schedule(nfe: int, sampler: str, *, inpainting: bool = False) -> str
     """The schedule `sampler` runs at `nfe` when none is named: the recommended pair's when
     `sampler` is the recommended sampler for the budget, else the sampler's own default."""
     rec_sampler, rec_schedule = recommended(nfe)
-    if inpainting and rec_sampler == "unipc_gaussian":
-        rec_sampler = "unipc"
+    if inpainting and rec_sampler == "unipc_gaussian":  # pasted-in pixels break its end step
+        rec_sampler, rec_schedule = "unipc", "optimized"  # plain UniPC's last step from 0.2: coarse
     return rec_schedule if sampler == rec_sampler else SAMPLER_INFO[sampler].schedule
 
 
@@ -111,6 +111,14 @@ class Plan:
         if self.table is not None:
             return self.table
         return SCHEDULES[self.schedule](self.steps, sigma_min, sigma_max)
+
+
+def start_level(sigmas: Tensor, sigma_max: float) -> float:
+    """The noise scale a run over `sigmas` starts from: `sigma_max` itself (to the bit) when the
+    schedule starts there, else the schedule's own first level (a fitted or explicit table, or
+    a named schedule that starts lower, as `leading` does at few steps)."""
+    first = float(sigmas[0])
+    return sigma_max if abs(first - sigma_max) <= 1e-9 * sigma_max else first
 
 
 def _checked(sigmas: Tensor, what: str) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from diffusionforge.core.denoiser import Cond, Denoiser
-from diffusionforge.core.plan import RECOMMENDED, Plan, recommended
+from diffusionforge.core.plan import RECOMMENDED, Plan, recommended, start_level
 from diffusionforge.core.sampler_utils import Callback, Generator, randn_like
 
 __all__ = ["RECOMMENDED", "Plan", "recommended", "sample", "sample_sigmas"]
@@ -36,9 +36,8 @@ def sample(
     """Draw shape[0] samples with at most `nfe` denoiser evaluations (names: Plan.resolve)."""
     plan = Plan.resolve(nfe, sampler, schedule)
     sigmas = plan.sigmas(sigma_min, sigma_max)
-    start = float(sigmas[0]) if plan.table is not None else sigma_max  # a table's own first level
     return sample_sigmas(
-        plan.sample_fn, denoise, shape, sigmas, sigma_max=start, cond=cond,
+        plan.sample_fn, denoise, shape, sigmas, sigma_max=start_level(sigmas, sigma_max), cond=cond,
         generator=generator, device=device, dtype=dtype, callback=callback,
     )  # fmt: skip
 

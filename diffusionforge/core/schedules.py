@@ -66,6 +66,37 @@ def vp_trailing(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     return _append_zero(_vp_sigma(t))
 
 
+LEADING_END = 0.2  # leading()'s last level at most; chosen on random mixtures, BENCHMARKS.md
+
+
+def leading(n: int, sigma_min: float, sigma_max: float) -> Tensor:
+    """DDPM/DDIM's "leading" timesteps, then one level at sigma 0.2 or below.
+
+    The first n - 1 levels are the VP-linear process at t = (n-1)/n, (n-2)/n, ..., 1/n (the
+    leading spacing of n steps without its t = 0 point: sigma 25.1, 6.10, 2.03, 0.72 at n = 5),
+    the last is min(0.2, half the level before it) (0.2 up to n = 9, 0.17 at 10, 0.11 at 16):
+    the levels the best of diffusers' configurations visit on most mixtures and trained
+    networks, with the step into the data made from where the recommended sampler's
+    local-Gaussian end step is accurate for data of unit scale. Levels above sigma_max move
+    down (t runs from min((n-1)/n, t(sigma_max)) to 1/n); a range whose sigma_min is above the
+    last level gets Karras instead. In absolute sigma: made for data of scale ~1, as images in
+    [-1, 1] and latents.
+    """
+    if n <= 2:  # one step from sigma_max, or two: sigma_max then 0.2
+        end = max(LEADING_END, sigma_min)
+        return (
+            log_uniform(n, end, sigma_max)
+            if n == 2 and end < sigma_max
+            else karras(n, sigma_min, sigma_max)
+        )
+    t = torch.linspace(min((n - 1) / n, _vp_t(sigma_max)), 1 / n, n - 1, dtype=_F64)
+    levels = _vp_sigma(t)
+    end = min(LEADING_END, float(levels[-1]) / 2)
+    if end <= sigma_min:  # a range these levels do not fit: fall back to Karras
+        return karras(n, sigma_min, sigma_max)
+    return _append_zero(torch.cat([levels, torch.tensor([end], dtype=_F64)]))
+
+
 def flow_shift(n: int, sigma_min: float, sigma_max: float, shift: float = 3.0) -> Tensor:
     """Flow-matching time t = sigma / (1 + sigma) uniform after the SD3 shift
     t' = shift t / (1 + (shift - 1) t) (Esser et al. 2024, eq. 23); endpoints are kept."""
@@ -116,4 +147,5 @@ SCHEDULES = {
     "flow": flow_linear,
     "flow_shift": flow_shift,
     "optimized": optimized,
+    "leading": leading,
 }

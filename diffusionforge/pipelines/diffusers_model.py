@@ -200,6 +200,9 @@ class DiffusersModel:
     ):
         """(sampler, schedule) that generate runs for these arguments: never None or "auto";
         "fitted" when no schedule is named and the folder has one for them (fitted_sigmas)."""
+        path = fs.schedules_file_for(self.path) if sampler is None and schedule is None else None
+        if path is not None:  # a fit for another sampler at this NFE (fitted_schedules)
+            sampler = fs.fitted_sampler(fs.read_file(path), nfe, inpainting=inpainting)
         if schedule is None and self.fitted_sigmas(nfe, sampler, inpainting=inpainting) is not None:
             schedule = "fitted"
         rec_sampler = recommended(nfe)[0]

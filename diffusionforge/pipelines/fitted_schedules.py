@@ -160,6 +160,31 @@ def fitted_for_plan(
     return fitted_table(ckpt, sampler, guidance)
 
 
+PREVIOUSLY_RECOMMENDED = ("unipc",)  # samplers fit-schedule fitted for by default before
+
+
+def fitted_sampler(
+    ckpt: Checkpoint | list[dict], nfe: int, *, inpainting: bool = False, guidance=None
+) -> str | None:
+    """With no sampler named: `unipc` when a kept entry was fitted for it at exactly this NFE
+    and the recommended sampler has none, so that fits made while `unipc` was the recommended
+    sampler at NFE 8+ (before 2026-12-06) stay in use; else None. A fit for another sampler
+    (`fit-schedule --sampler heun`) is used only when that sampler is named."""
+    if inpainting:
+        return None
+    entries = ckpt if isinstance(ckpt, list) else read_entries(ckpt)
+    rec = recommended(nfe)[0]
+    if SAMPLER_INFO[rec].steps_for(nfe) in fitted_table(entries, rec, guidance):
+        return None
+    others = [
+        e["sampler"]
+        for e in entries
+        if e.get("nfe") == nfe and e["sampler"] in PREVIOUSLY_RECOMMENDED and e.get("kept", True)
+        and _same_guidance(e, guidance)
+    ]  # fmt: skip
+    return others[0] if others else None
+
+
 def checkpoint_plan(
     ckpt: Checkpoint | None,
     sample: SampleConfig,
@@ -177,6 +202,10 @@ def checkpoint_plan(
     fitted = None
     if ckpt is not None:
         want = sampler or (None if sample.sampler == "auto" else sample.sampler)
+        if want is None and schedule is None:
+            want = sampler = fitted_sampler(
+                ckpt, nfe or sample.nfe, inpainting=inpainting, guidance=guidance
+            )
         fitted = fitted_for_plan(
             ckpt, nfe or sample.nfe, want, inpainting=inpainting, guidance=guidance
         )
