@@ -19,8 +19,9 @@ Search: the interior levels as positions p = log(sigma / sigma_min) / log(sigma_
 sigma_min) in [0, 1) (sigma_0 = sigma_max is where sampling starts, the last level is 0), a
 pattern search (coordinate moves with per-level step sizes that grow on success and halve on
 failure, Hooke and Jeeves 1961) from the best of a few starting schedules (the recommended one
-for the sampler, Karras, log-uniform and tilts of them). Derivative-free because the samplers
-work on sigma lists, and deterministic: the only randomness is the draws, from `generator`.
+for the sampler, Karras, log-uniform, `optimized` and tilts of them). Derivative-free because
+the samplers work on sigma lists, and deterministic: the only randomness is the draws, from
+`generator`.
 
 The budget is CPU seconds (time.process_time), so a fit costs the same on a busy machine, but
 it is planned in counted denoiser calls: what a teacher call and a search call cost is
@@ -398,11 +399,12 @@ def _default_sigmas(
 
 
 def _starts(default: Tensor, steps: int, sigma_min: float, sigma_max: float) -> list[Tensor]:
-    """Starting schedules: the default, Karras, log-uniform, the default's interior levels
-    moved up or down in log sigma (where basins separate depends on the data's scale), and
-    geometric ramps after the first step (the shape of the schedules diffusers' multistep
-    solvers run with "leading" spacing and exponential sigmas)."""
+    """Starting schedules: the default, Karras, log-uniform, `optimized` (fitted on mixtures),
+    the default's interior levels moved up or down in log sigma (where basins separate depends
+    on the data's scale), and geometric ramps after the first step (the shape of the schedules
+    diffusers' multistep solvers run with "leading" spacing and exponential sigmas)."""
     out = [default, karras(steps, sigma_min, sigma_max), log_uniform(steps, sigma_min, sigma_max)]
+    out.append(SCHEDULES["optimized"](steps, sigma_min, sigma_max))
     span = math.log(sigma_max / sigma_min)
     for shift in (0.08, -0.08, 0.16):
         s = default.clone()
