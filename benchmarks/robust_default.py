@@ -160,10 +160,8 @@ class Problem:
         )
         self.reference = samplers.Reference(gmm, steps=ref_steps)
         self.best = diffusers_best(name, gmm, self.noise, self.reference, nfes, full)
-        self.x = self.noise * SIGMA_MAX
         self.stem = f"{CACHE}/ref_{name}_{samples}_{seed}_{ref_steps}"
         self.refs: dict[float, torch.Tensor] = {}
-        self.ref = self.exact(SIGMA_MAX)
 
     def exact(self, start: float) -> torch.Tensor:
         """The exact map of the draws started at sigma `start` (cached on disk)."""
@@ -206,14 +204,14 @@ def train_set(nfes, samples: int, count: int) -> list[Problem]:
     return out
 
 
-def fresh_set(nfes, count: int, first: int = 9100) -> list[Problem]:
-    """`count` random mixtures from seeds `first`+ (full grid, 256 draws): a set for a last
-    check, never looked at while choosing."""
+def fresh_set(nfes, count: int, first: int = 9100, label: str = "fresh") -> list[Problem]:
+    """`count` random mixtures from seeds `first`+ (full grid, 256 draws); from 9100: a set for
+    a last check, never looked at while choosing."""
     out = []
     for seed in range(first, first + count):
         name, gmm = draw_mixture(seed)
         out.append(Problem(name, gmm, 256, 7, nfes, full=True))
-        print(f"# fresh {name}", flush=True)
+        print(f"# {label} {name}", flush=True)
     return out
 
 
@@ -233,11 +231,7 @@ def heldout_set(nfes, count: int) -> list[Problem]:
             json.dump(cache, open(path, "w"), indent=1)
         out.append(Problem(name, make(), samples, 7, nfes, full=True))
         print(f"# held out {name} ({samples} draws)", flush=True)
-    for seed in range(9000, 9000 + count):
-        name, gmm = draw_mixture(seed)
-        out.append(Problem(name, gmm, 256, 7, nfes, full=True))
-        print(f"# held out {name}", flush=True)
-    return out
+    return out + fresh_set(nfes, count, 9000, "held out")
 
 
 def current(nfe: int) -> tuple[str, torch.Tensor]:
@@ -390,7 +384,9 @@ def main() -> None:
         "--named",
         nargs="+",
         default=["unipc:log_uniform:0.002", "unipc:karras:0.002"],
-        help="named: candidates SAMPLER:SCHEDULE:SIGMA_MIN (a SCHEDULES name, sigma_max 80)",
+        help="named: candidates SAMPLER:SCHEDULE:SIGMA_MIN[:SIGMA_MAX] (a SCHEDULES name; "
+        "sigma_max 80, or 'lead': sigma at VP time (n-1)/n), SAMPLER:ddpm_leading|ddpm_trailing:D "
+        "(diffusers' levels, the D lowest dropped) or SAMPLER:leadend:E (leading, last level E)",
     )
     ap.add_argument("--checkpoints", nargs="+", default=["digits", "glyphs32"])
     ap.add_argument("--samplers", nargs="+", default=["unipc", "unipc_gaussian"])

@@ -222,22 +222,24 @@ def fit_schedule(
     c0 = spent() - teacher_cost(t_steps)  # what was spent before the first chunk
     tell("teacher", trajectories=chunk, teacher_steps=t_steps)
 
-    ended, t_teach = {"by": "plan"}, [0.0]  # what ended the search; the last chunk's teacher
+    ended = {"by": "plan"}
+    t_teach = 0.0  # CPU time of the last chunk's teacher (for the guard)
 
     def add_chunks(k: int, until: float) -> None:
         """Up to k more chunks of draws with their teacher solutions, while the next one
         ends before `until` (and, if calls turned slower, before the time limit)."""
+        nonlocal t_teach
         for _ in range(k):
             if len(xs) * chunk >= MAX_TRAJECTORIES or spent() + teacher_cost(t_steps) > until:
                 break
-            if calls is None and elapsed() + t_teach[0] + n_hold * hold_cost > seconds:
+            if calls is None and elapsed() + t_teach + n_hold * hold_cost > seconds:
                 ended["by"] = "clock"
                 break
             t0 = clock()
             x = noise(chunk)
             refs.append(teach(x))
             xs.append(x)
-            t_teach[0] = clock() - t0
+            t_teach = clock() - t0
             tell("teacher", trajectories=len(xs) * chunk, teacher_steps=t_steps)
 
     # First as many chunks as leave the search room for ~50 evaluations per free level
