@@ -13,6 +13,7 @@ from diffusionforge.core.gmm import GaussianMixture
 from diffusionforge.core.plan import Plan, default_schedule, recommended
 from diffusionforge.core.samplers import SAMPLER_INFO
 from diffusionforge.core.schedules import SCHEDULES
+from diffusionforge.pipelines.fitted_schedules import fitted_for_plan
 
 F64 = torch.float64
 
@@ -82,6 +83,16 @@ def test_heun_first_step_is_euler_exact_for_gaussian_data():
 def test_inpainting_keeps_the_recommended_schedule_for_its_substitute_sampler():
     plan = Plan.resolve(5, None, inpainting=True)
     assert (plan.sampler, plan.schedule) == ("unipc", "optimized")
+    for nfe in (1, 2, 5, 16):  # one rule in `recommended`, the same in every place asking
+        pair = recommended(nfe, inpainting=True)
+        assert pair == (recommended(nfe) if nfe == 1 else ("unipc", "optimized"))
+        plan = Plan.resolve(nfe, None, inpainting=True)
+        assert (plan.sampler, plan.schedule) == pair
+        assert default_schedule(nfe, pair[0], inpainting=True) == pair[1]
+    entries = [{"sampler": "unipc", "sigmas": [9.0, 1.0, 0.0]},
+               {"sampler": "unipc_gaussian", "sigmas": [9.0, 2.0, 1.0, 0.0]}]  # fmt: skip
+    assert list(fitted_for_plan(entries, 5, None, inpainting=True)) == [2]  # unipc's table
+    assert list(fitted_for_plan(entries, 5, None)) == [3]
 
 
 def test_fitted_table_is_used_only_when_given_for_the_sampler_run():

@@ -37,17 +37,20 @@ RECOMMENDED: dict[int, tuple[str, str]] = {
 FITTED, CUSTOM = "fitted", "custom"  # schedule names of a model's table / an explicit tensor
 
 
-def recommended(nfe: int) -> tuple[str, str]:
-    """The (sampler, schedule) pair recommended for `nfe` network evaluations."""
-    return RECOMMENDED[max(k for k in RECOMMENDED if k <= max(nfe, 1))]
+def recommended(nfe: int, *, inpainting: bool = False) -> tuple[str, str]:
+    """The (sampler, schedule) pair recommended for `nfe` network evaluations. For inpainting
+    plain `unipc` on `optimized` replaces `unipc_gaussian`: its end step fits one local scale
+    per sample, while pasted-in pixels (a point mass) and generated ones have two."""
+    pair = RECOMMENDED[max(k for k in RECOMMENDED if k <= max(nfe, 1))]
+    if inpainting and pair[0] == "unipc_gaussian":
+        return "unipc", "optimized"  # plain UniPC's last step from leading's 0.2 is coarse
+    return pair
 
 
 def default_schedule(nfe: int, sampler: str, *, inpainting: bool = False) -> str:
     """The schedule `sampler` runs at `nfe` when none is named: the recommended pair's when
     `sampler` is the recommended sampler for the budget, else the sampler's own default."""
-    rec_sampler, rec_schedule = recommended(nfe)
-    if inpainting and rec_sampler == "unipc_gaussian":  # pasted-in pixels break its end step
-        rec_sampler, rec_schedule = "unipc", "optimized"  # plain UniPC's last step from 0.2: coarse
+    rec_sampler, rec_schedule = recommended(nfe, inpainting=inpainting)
     return rec_schedule if sampler == rec_sampler else SAMPLER_INFO[sampler].schedule
 
 
@@ -72,13 +75,9 @@ class Plan:
     ) -> Plan:
         """The plan for `nfe` evaluations; None picks the recommended sampler / schedule.
 
-        `fitted` is the model's own schedule table {steps: sigmas}; `inpainting` avoids the
-        recommendation unipc_gaussian, whose end step fits one local scale per sample while
-        known pixels (a point mass) and generated ones have two. ValueError names a bad name."""
-        rec_sampler = recommended(nfe)[0]
-        if inpainting and rec_sampler == "unipc_gaussian":
-            rec_sampler = "unipc"
-        sampler = sampler or rec_sampler
+        `fitted` is the model's own schedule table {steps: sigmas}; `inpainting` takes the
+        recommendation for inpainting (`recommended`). ValueError names a bad name."""
+        sampler = sampler or recommended(nfe, inpainting=inpainting)[0]
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
         if isinstance(schedule, Tensor):

@@ -205,10 +205,7 @@ class DiffusersModel:
             sampler = fs.fitted_sampler(fs.read_file(path), nfe, inpainting=inpainting)
         if schedule is None and self.fitted_sigmas(nfe, sampler, inpainting=inpainting) is not None:
             schedule = "fitted"
-        rec_sampler = recommended(nfe)[0]
-        if inpainting and rec_sampler == "unipc_gaussian":
-            rec_sampler = "unipc"  # as core.editing.edit: one local scale per sample
-        sampler = sampler or rec_sampler
+        sampler = sampler or recommended(nfe, inpainting=inpainting)[0]
         if sampler not in SAMPLERS:
             raise UserError(f"sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
         # the schedule of the sampler actually run (a fitted one only for its own sampler)

@@ -152,11 +152,9 @@ def fitted_for_plan(
     guidance: float | None = None,
 ) -> dict[int, Tensor]:
     """The fitted table for the sampler a plan of `nfe` would run (`sampler`, else the
-    recommended one, plain UniPC for inpainting as in Plan.resolve): what a pipeline passes
-    to Plan.resolve."""
-    if sampler is None:
-        sampler = recommended(nfe)[0]
-        sampler = "unipc" if inpainting and sampler == "unipc_gaussian" else sampler
+    recommended one, for inpainting when `inpainting`): what a pipeline passes to
+    Plan.resolve."""
+    sampler = sampler or recommended(nfe, inpainting=inpainting)[0]
     return fitted_table(ckpt, sampler, guidance)
 
 
