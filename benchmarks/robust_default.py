@@ -562,18 +562,15 @@ def main() -> None:
                 SCHEDULES[k](SAMPLER_INFO[s].steps_for(n), lo, SIGMA_MAX),
             )
         summary(sets, cands, args.nfe)
-    elif args.what == "endscan":
+    elif args.what in ("endscan", "rescore"):  # the training, held-out and fresh mixtures
         sets = {"train": train_set(args.nfe, 256, args.train)}
         sets["held out"] = heldout_set(args.nfe, args.heldout)
         if args.fresh:
             sets["fresh"] = fresh_set(args.nfe, args.fresh)
-        endscan(sets, args.ends, args.nfe)
-    elif args.what == "rescore":
-        sets = {"train": train_set(args.nfe, 256, args.train)}
-        sets["held out"] = heldout_set(args.nfe, args.heldout)
-        if args.fresh:
-            sets["fresh"] = fresh_set(args.nfe, args.fresh)
-        rescore(sets, args.nfe, args.draws)
+        if args.what == "endscan":
+            endscan(sets, args.ends, args.nfe)
+        else:
+            rescore(sets, args.nfe, args.draws)
     elif args.what == "validate":
         probs = [p for p in heldout_set(args.nfe, args.heldout) if p.name not in args.skip]
         fitted = json.load(open(args.fitted))
