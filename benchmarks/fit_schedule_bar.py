@@ -125,17 +125,26 @@ def picked_config(label: str):
 BASE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")
 
 
-def rescore(gmm, ref, label: str, nfe: int, fitted, draws: int) -> list[str]:
-    """Diffusers' winner (picked on the test draws) and ours on `draws` other draws (seed 8):
-    the comparison without the pick's selection on the draws it is scored on."""
-    noise = torch.randn(
-        draws, gmm.dim, generator=torch.Generator().manual_seed(8), dtype=torch.float64
-    )
+def other_draws(gmm, draws: int) -> torch.Tensor:
+    """`draws` unit-noise draws from seed 8, never the test draws (seed 7)."""
+    g = torch.Generator().manual_seed(8)
+    return torch.randn(draws, gmm.dim, generator=g, dtype=torch.float64)
+
+
+def winner_error(gmm, noise, ref, label: str, nfe: int) -> float:
+    """RMS of the cached diffusers winner `label` at `nfe` from `noise` (any draws)."""
     cls, cfg, nfe_of = picked_config(label)
     steps = max(s for s in range(1, nfe + 2) if nfe_of(s) <= nfe)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d_err = samplers.run_diffusers(gmm, noise, ref, cls, cfg, steps)
+        return samplers.run_diffusers(gmm, noise, ref, cls, cfg, steps)
+
+
+def rescore(gmm, ref, label: str, nfe: int, fitted, draws: int) -> list[str]:
+    """Diffusers' winner (picked on the test draws) and ours on `draws` other draws (seed 8):
+    the comparison without the pick's selection on the draws it is scored on."""
+    noise = other_draws(gmm, draws)
+    d_err = winner_error(gmm, noise, ref, label, nfe)
     cells = [f"{d_err:.4f}", f"{ours(gmm, noise, ref, nfe) / d_err:.2f}"]
     if fitted is not None:
         cells.append(f"{ours(gmm, noise, ref, nfe, fitted) / d_err:.2f}")

@@ -39,11 +39,10 @@ import json
 import math
 import os
 import time
-import warnings
 
 import samplers  # same folder: the diffusers grid, the exact reference
 import torch
-from fit_schedule_bar import PROBLEMS, picked_config
+from fit_schedule_bar import PROBLEMS, other_draws, ours, winner_error
 from samplers import best_diffusers, rms
 
 from diffusionforge.core.gmm import GaussianMixture
@@ -318,14 +317,17 @@ def summary(sets: dict, cands: dict, nfes) -> None:
         print("|---|" + "---|" * len(sets))
         for c, make in cands.items():
             sampler, sigmas = make(n)
-            cells = []
-            for probs in sets.values():
-                r = {p.name: p.ratio(sampler, sigmas, n) for p in probs}
-                worst = max(r, key=r.get)
-                gm = math.exp(sum(math.log(max(v, 0.005)) for v in r.values()) / len(r))
-                over = sum(v > 1.0 for v in r.values())
-                cells.append(f"{r[worst]:.2f} ({worst}) / {gm:.2f} / {over} of {len(r)}")
+            cells = [_stats({p.name: p.ratio(sampler, sigmas, n) for p in probs})
+                     for probs in sets.values()]  # fmt: skip
             print(f"| {c} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _stats(r: dict[str, float]) -> str:
+    """Ratios per mixture: the worst (where) / geometric mean (floored at 0.005) / count > 1.0."""
+    worst = max(r, key=r.get)
+    gm = math.exp(sum(math.log(max(v, 0.005)) for v in r.values()) / len(r))
+    over = sum(v > 1.0 for v in r.values())
+    return f"{r[worst]:.2f} ({worst}) / {gm:.2f} / {over} of {len(r)}"
 
 
 def endscan(sets: dict, ends: list[float], nfes) -> None:
@@ -380,25 +382,12 @@ def rescore(sets: dict, nfes, draws: int) -> None:
             own, other = {}, {}
             for p in probs:
                 own[p.name] = p.ratio(sampler, sigmas, n)
-                g = torch.Generator().manual_seed(8)
-                noise = torch.randn(draws, p.gmm.dim, generator=g, dtype=torch.float64)
-                cls, cfg, nfe_of = picked_config(p.best[n][1])
-                steps = max(s for s in range(1, n + 2) if nfe_of(s) <= n)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    d_err = samplers.run_diffusers(p.gmm, noise, p.reference, cls, cfg, steps)
-                x = noise * float(sigmas[0])
-                out = SAMPLERS[sampler](p.gmm.denoise, x, sigmas)
-                other[p.name] = rms(out, p.reference(x, float(sigmas[0]))) / d_err
+                noise = other_draws(p.gmm, draws)
+                d_err = winner_error(p.gmm, noise, p.reference, p.best[n][1], n)
+                other[p.name] = ours(p.gmm, noise, p.reference, n) / d_err  # today's pair
                 print(f"# {label} {p.name} NFE {n}: {own[p.name]:.2f} -> {other[p.name]:.2f}",
                       flush=True)  # fmt: skip
-            cells = []
-            for r in (own, other):
-                worst = max(r, key=r.get)
-                gm = math.exp(sum(math.log(max(v, 0.005)) for v in r.values()) / len(r))
-                over = sum(v > 1.0 for v in r.values())
-                cells.append(f"{r[worst]:.2f} ({worst}) / {gm:.2f} / {over} of {len(r)}")
-            print(f"| {label} | {n} | " + " | ".join(cells) + " |", flush=True)
+            print(f"| {label} | {n} | {_stats(own)} | {_stats(other)} |", flush=True)
 
 
 def networks(checkpoints, fitted, sampler: str, nfes, samples: int = 64) -> None:

@@ -199,13 +199,14 @@ def checkpoint_plan(
     "fitted") when it has one (none without a checkpoint)."""
     fitted = None
     if ckpt is not None:
+        entries = read_entries(ckpt)  # read once for both questions below
         want = sampler or (None if sample.sampler == "auto" else sample.sampler)
         if want is None and schedule is None:
             want = sampler = fitted_sampler(
-                ckpt, nfe or sample.nfe, inpainting=inpainting, guidance=guidance
+                entries, nfe or sample.nfe, inpainting=inpainting, guidance=guidance
             )
         fitted = fitted_for_plan(
-            ckpt, nfe or sample.nfe, want, inpainting=inpainting, guidance=guidance
+            entries, nfe or sample.nfe, want, inpainting=inpainting, guidance=guidance
         )
     return sample.plan(nfe, sampler, schedule, inpainting=inpainting, fitted=fitted)
 
