@@ -43,7 +43,9 @@ def _cmd_info(args) -> int:
         f"step         {ckpt.step} of {cfg.train.steps}   (training state for resume: {state})",
         f"model        {m.kind}, {n_params:,} parameters, example shape {tuple(shape)}",
         f"data         {data}, {header.get('examples', '?')} examples, augment={d.augment}",
-        f"formulation  {f.kind}" + (f" (sigma_data={f.sigma_data})" if f.kind == "edm" else ""),
+        f"formulation  {f.kind}"
+        + (f" (sigma_data={f.sigma_data})" if f.kind == "edm" else "")
+        + (f" (blocks of {f.block_size} tokens)" if f.kind == "block" else ""),
         f"ema          {cfg.ema.kind}"
         + (f" (decay {cfg.ema.decay})" if cfg.ema.kind == "classic" else "")
         + (f" (sigma_rel {cfg.ema.stds})" if cfg.ema.kind == "power" else ""),

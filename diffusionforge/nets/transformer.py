@@ -19,6 +19,13 @@ of masks in the input already tells the network how noisy it is, and MDLM (Sec. 
 ablation) reports that a time-free denoiser matches a time-conditioned one; it also makes the
 sampler's caching exact (skip the network when no token changed). `forward` keeps the nets/
 signature `(tokens, c_noise, cond)` and ignores c_noise.
+
+Block diffusion (BD3-LM, Arriola et al. 2025; core/block_diffusion.py) uses the bidirectional
+network with a third mask, `block=b`: attention is bidirectional inside each block of b tokens
+and causal across blocks (a token sees its own block and every earlier one). For training, the
+noisy copy of a sequence and its clean copy go through in one pass (`forward(..., clean=x0)`,
+BD3-LM Sec. 3.2's vectorised training): noisy block j sees noisy block j and clean blocks < j,
+clean tokens see clean blocks <= j, and both copies carry the same positions.
 """
 
 from __future__ import annotations
@@ -57,14 +64,17 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor | None, sin: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor | None, sin: Tensor | None, mask: Tensor | None = None
+    ) -> Tensor:
         b, length, dim = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         if cos is not None:  # RoPE; None: positions are in x already (learned)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, H, L, d)
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
-        )
+            q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # fmt: skip
         return self.out(y.transpose(1, 2).reshape(b, length, dim))
 
 
@@ -79,8 +89,10 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cos: Tensor | None, sin: Tensor | None) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), cos, sin))
+    def forward(
+        self, x: Tensor, cos: Tensor | None, sin: Tensor | None, mask: Tensor | None = None
+    ) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, mask))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -106,12 +118,16 @@ class TransformerLM(nn.Module):
         causal: bool = False,
         positions: str = "rope",
         grid_width: int = 0,
+        block: int = 0,
     ) -> None:
         super().__init__()
+        if block and causal:
+            raise ValueError("block: block attention is for the bidirectional network")
         if positions not in POSITIONS:
             expected = ", ".join(POSITIONS)
             raise ValueError(f"positions: expected one of {expected}, got {positions!r}")
         self.vocab_size, self.length, self.causal = vocab_size, length, causal
+        self.block = block  # 0: full attention (or causal); b: block-causal (block diffusion)
         self.positions = positions
         self.embed = nn.Embedding(vocab_size, dim)
         if positions == "grid" and grid_width < 1:
@@ -161,11 +177,45 @@ class TransformerLM(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(
-        self, tokens: Tensor, c_noise: Tensor | None = None, cond=None, cache=None
+        self,
+        tokens: Tensor,
+        c_noise: Tensor | None = None,
+        cond=None,
+        cache=None,
+        clean: Tensor | None = None,
     ) -> Tensor:
+        """Logits (B, L, V) of `tokens` (B, L). With `clean` (B, L), a block network's training
+        pass: logits of the noisy `tokens`, each block seeing itself and `clean`'s earlier
+        blocks (one pass over 2L tokens)."""
         if cache is not None:  # incremental causal decoding: the next tokens only (kv_cache.py)
             return cache.run(self, tokens)
+        length, mask = tokens.shape[1], None
         x, cos, sin = self.embed_positions(tokens, 0)  # (B, L, D)
+        if clean is not None:
+            x2, cos2, sin2 = self.embed_positions(clean, 0)  # the same positions again
+            x = torch.cat([x, x2], 1)  # (B, 2L, D)
+            if cos is not None:
+                cos, sin = torch.cat([cos, cos2]), torch.cat([sin, sin2])
+            mask = pair_mask(length, self.block, tokens.device)
+        elif self.block:
+            mask = block_causal_mask(length, self.block, tokens.device)
         for block in self.blocks:
-            x = block(x, cos, sin)
-        return self.head(self.norm(x))  # (B, L, V)
+            x = block(x, cos, sin, mask)
+        return self.head(self.norm(x[:, :length]))  # (B, L, V)
+
+
+def block_causal_mask(length: int, block: int, device=None) -> Tensor:
+    """(L, L) bool, True where query i may attend to key j: j's block is not after i's."""
+    blk = torch.arange(length, device=device) // block
+    return blk[None, :] <= blk[:, None]
+
+
+def pair_mask(length: int, block: int, device=None) -> Tensor:
+    """(2L, 2L) bool mask of [noisy, clean] (BD3-LM Sec. 3.2, Fig. 2): noisy queries see their
+    own noisy block and earlier clean blocks, clean queries see clean blocks up to their own."""
+    blk = torch.arange(length, device=device) // block
+    same = blk[None, :] == blk[:, None]
+    before = blk[None, :] < blk[:, None]
+    top = torch.cat([same, before], 1)  # noisy queries: (L, 2L)
+    bottom = torch.cat([torch.zeros_like(same), same | before], 1)  # clean queries
+    return torch.cat([top, bottom], 0)

@@ -5,7 +5,9 @@ templates a person can type: text with holes, `"The cat [____] the mat."`, where
 hole of the default size and `[____:8]` one of 8 tokens. Text before the first hole is a prefix,
 text after the last a suffix, holes anywhere are filled from both sides at once (masked
 diffusion sees the whole window). Outputs longer than the model's context are generated in
-semi-autoregressive blocks (core/discrete_samplers.sample_semi_ar).
+semi-autoregressive blocks (core/discrete_samplers.sample_semi_ar). A block-diffusion model
+(core/block_diffusion.py) draws its blocks left to right, each with the chosen masked-diffusion
+sampler; like an AR model it continues a prefix within its context.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from diffusionforge.core.autoregressive import Autoregressive, sample_autoregressive
-from diffusionforge.core.discrete import MaskedDiffusion
+from diffusionforge.core.block_diffusion import BlockDiffusion, sample_blocks
+from diffusionforge.core.discrete import MaskedDiffusion, subs
 from diffusionforge.core.discrete_samplers import TOKEN_SAMPLERS, sample_semi_ar
 from diffusionforge.data.tokenizers import TextTokenizer, load_tokenizer
 from diffusionforge.errors import CheckpointError, UserError
@@ -41,7 +44,7 @@ DEFAULT_SAMPLER = "confidence"  # best quality per NFE on the grammar benchmark 
 @dataclass
 class TextPipeline:
     net: nn.Module
-    objective: MaskedDiffusion | Autoregressive
+    objective: MaskedDiffusion | BlockDiffusion | Autoregressive
     tokenizer: TextTokenizer
     cfg: Config
     checkpoint: Checkpoint
@@ -55,6 +58,15 @@ class TextPipeline:
     @property
     def is_ar(self) -> bool:
         return isinstance(self.objective, Autoregressive)
+
+    @property
+    def is_block(self) -> bool:
+        return isinstance(self.objective, BlockDiffusion)
+
+    @property
+    def kind(self) -> str:
+        """The objective's name: "masked", "block" or "ar" (formulation.kind)."""
+        return self.cfg.formulation.kind
 
     @property
     def mask_id(self) -> int:
@@ -90,6 +102,8 @@ class TextPipeline:
             x[:, : len(template)] = template
         gens = [torch.Generator().manual_seed(seed + i) for i in range(n)]
         shaping = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        if self.is_ar or self.is_block:
+            self._check_prefix(x)
         if self.is_ar:
             return self._generate_ar(x, gens, shaping)
         denoise = self.objective.precondition(self.net)
@@ -97,6 +111,11 @@ class TextPipeline:
             denoise = _on_device(denoise, self.net, torch.device(device))
         kw = dict(mask_id=self.mask_id, schedule=self.objective.schedule, generator=gens)
         inner = TOKEN_SAMPLERS[sampler]
+        if self.is_block:
+            block, context = self.objective.block, self._block_context(torch.device(device))
+            return sample_blocks(
+                denoise, x, nfe, **kw, **shaping, block=block, inner=inner, context=context
+            )
         if length <= self.context:
             return inner(denoise, x, nfe, **kw, **shaping)
         return sample_semi_ar(
@@ -129,18 +148,40 @@ class TextPipeline:
         ids = self.generate(n, length, template=template, seed=seed, **kwargs)
         return [self.decode(row) for row in ids]
 
-    def _generate_ar(self, x: Tensor, gens, shaping: dict) -> Tensor:
+    def _check_prefix(self, x: Tensor) -> None:
+        """AR and block models see only text to the left: holes only after all given text."""
+        name = "an autoregressive" if self.is_ar else "a block-diffusion"
         masked = (x == self.mask_id).int()
         if masked.any() and bool((masked.cummax(1).values != masked).any()):
             raise UserError(
-                "an autoregressive model continues a prefix; it cannot fill holes before given "
+                f"{name} model continues a prefix; it cannot fill holes before given "
                 "text (use a masked-diffusion checkpoint)"
             )
         if x.shape[1] > self.context:
             raise UserError(
-                f"--length {x.shape[1]}: longer than this AR model's context ({self.context})"
+                f"--length {x.shape[1]}: longer than this {name.split()[-1]} model's context "
+                f"({self.context})"
             )
 
+    def _block_context(self, device: torch.device):
+        """sample_blocks' `context` with a key/value cache: finished blocks go through the
+        network once; each step runs only the block being drawn (nets/kv_cache.py)."""
+        self.net.to(device)
+        cache = KVCache(self.net)
+
+        def context(prefix: Tensor):
+            if prefix.shape[1] > cache.pos:  # feed the blocks finished since the last call
+                cache.step(prefix[:, cache.pos :].to(device))
+
+            def denoise(z: Tensor, t: Tensor, cond=None) -> Tensor:
+                logits = cache.step(z.to(device), keep=False).float().cpu()
+                return subs(logits, z, self.mask_id)
+
+            return denoise
+
+        return context
+
+    def _generate_ar(self, x: Tensor, gens, shaping: dict) -> Tensor:
         return sample_autoregressive(
             self.net, x, bos_id=self.objective.bos_id, mask_id=self.mask_id, generator=gens,
             kv_cache=lambda: KVCache(self.net), **shaping,

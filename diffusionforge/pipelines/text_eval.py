@@ -1,7 +1,8 @@
 """`diffusionforge eval` on a text checkpoint: likelihood on held-out text and sample quality.
 
 - held-out perplexity: exp of the NELBO per token for masked diffusion (an upper bound on the
-  model's perplexity; core.discrete.MaskedDiffusion.elbo_nll, exact in time, sampled masks), or
+  model's perplexity; core.discrete.MaskedDiffusion.elbo_nll, exact in time, sampled masks; for
+  block diffusion the sum of its blocks' NELBOs, core.block_diffusion), or
   the exact perplexity of the AR baseline.
 - samples: generative perplexity under an AR checkpoint (`--ar`), per-sample unigram entropy,
   the longest span copied from the training text, and for the grammar corpus the fraction of
@@ -160,7 +161,7 @@ def evaluate_text(pipe: TextPipeline, s: TextEvalSettings, out: Path, log) -> di
     nll = nll_per_token(pipe, data, steps=s.elbo_steps, batch=s.batch, seed=s.seed)
     metrics: dict = {
         "checkpoint": str(pipe.checkpoint.path),
-        "objective": "ar" if pipe.is_ar else "masked",
+        "objective": pipe.kind,
         "heldout_windows": len(data),
         "heldout_nll_per_token": nll,
         "heldout_ppl" if pipe.is_ar else "heldout_ppl_bound": math.exp(nll),
@@ -182,7 +183,7 @@ def evaluate_text(pipe: TextPipeline, s: TextEvalSettings, out: Path, log) -> di
         ]
     )
     metrics.update(sample_report(pipe, samples, corpus, data, ar))
-    if pipe.cfg.data.kind == "grammar" and s.infill and not pipe.is_ar:
+    if pipe.cfg.data.kind == "grammar" and s.infill and pipe.kind == "masked":
         rate, examples = infill_parse_rate(
             pipe, corpus.heldout[: s.infill], nfe=s.nfe, sampler=s.sampler, seed=s.seed
         )

@@ -131,10 +131,12 @@ class TextHandler(Handler):
             raise RequestError("length", f"at most {limits.max_text_length}, got {length}")
         if template is not None and length < len(template):
             raise RequestError("length", f"shorter than the prompt ({len(template)} tokens)")
-        if pipe.is_ar and length > pipe.context:
-            raise RequestError("length", f"this AR model's context is {pipe.context} tokens")
-        if pipe.is_ar and holes and not _holes_at_end(template, pipe.mask_id):
-            raise RequestError("prompt", "an autoregressive model only continues a prefix")
+        left_to_right = pipe.is_ar or pipe.is_block  # sees only text to its left
+        name = "an autoregressive" if pipe.is_ar else "a block-diffusion"
+        if left_to_right and length > pipe.context:
+            raise RequestError("length", f"this model's context is {pipe.context} tokens")
+        if left_to_right and holes and not _holes_at_end(template, pipe.mask_id):
+            raise RequestError("prompt", f"{name} model only continues a prefix")
         echo = {"prompt": params.prompt, "hole": params.hole, "length": length, "nfe": nfe}
         echo |= {"sampler": params.sampler, "seed": params.seed, "n": params.n}
         echo |= {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}

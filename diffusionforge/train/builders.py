@@ -179,6 +179,7 @@ OBJECTIVES = {
     "vp": _continuous,
     "flow": _continuous,
     "masked": builders_text.masked_objective,
+    "block": builders_text.block_objective,
     "ar": builders_text.ar_objective,
     "vae": builders_latent.vae_objective,
 }

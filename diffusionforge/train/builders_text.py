@@ -2,8 +2,9 @@
 
 Entries of the registries in train/builders.py: data kinds "text", "fortunes", "grammar", and
 the (prompt, response) kinds "pairs" (a JSONL file) and "sudoku" (generated puzzles),
-model kind "transformer", formulation kinds "masked" (masked diffusion, core/discrete.py) and
-"ar" (the causal baseline, core/autoregressive.py). The tokenizer is fitted on the corpus when
+model kind "transformer", formulation kinds "masked" (masked diffusion, core/discrete.py),
+"block" (block diffusion, core/block_diffusion.py) and "ar" (the causal baseline,
+core/autoregressive.py). The tokenizer is fitted on the corpus when
 the dataset is built and travels with the dataset (`TextDataset.extra_files`) into every
 checkpoint folder as tokenizer.json; pipelines and eval load it from there.
 """
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from diffusionforge.core.autoregressive import Autoregressive
+from diffusionforge.core.block_diffusion import BlockDiffusion
 from diffusionforge.core.discrete import SCHEDULES, MaskedDiffusion
 from diffusionforge.core.sft import AutoregressiveSFT, MaskedSFT
 from diffusionforge.data import grammar, pairs, sudoku, text
@@ -35,7 +37,7 @@ from diffusionforge.train.config import Config
 SUDOKU_FORMATS = ("pairs", "grid")  # data.sudoku.format
 PAIR_KINDS = ("pairs", "sudoku")  # (prompt, response) windows, trained on the response (SFT)
 TEXT_KINDS = ("text", "fortunes", "grammar", *PAIR_KINDS)
-TOKEN_OBJECTIVES = ("masked", "ar")
+TOKEN_OBJECTIVES = ("masked", "block", "ar")
 GRAMMAR_HELDOUT = 2000  # held-out grammar sentences (none of them in the training set)
 
 
@@ -272,20 +274,41 @@ def build_transformer(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
         causal=cfg.formulation.kind == "ar",
         positions=tr.positions,
         grid_width=tr.grid_width,
+        block=cfg.formulation.block_size if cfg.formulation.kind == "block" else 0,
         **kw,
     )
 
 
-def masked_objective(cfg: Config):
-
+def mask_schedule(cfg: Config):
     name = cfg.formulation.mask_schedule
     if name not in SCHEDULES:
         raise ConfigError(
             f"formulation.mask_schedule: expected one of {', '.join(SCHEDULES)}, got {name!r}"
         )
+    return SCHEDULES[name]()
+
+
+def masked_objective(cfg: Config):
+
     if cfg.data.kind in PAIR_KINDS and not is_sudoku_grid(cfg):  # LLaDA SFT: response only
-        return MaskedSFT(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
-    return MaskedDiffusion(mask_id=CharTokenizer.mask_id, schedule=SCHEDULES[name]())
+        return MaskedSFT(mask_id=CharTokenizer.mask_id, schedule=mask_schedule(cfg))
+    return MaskedDiffusion(mask_id=CharTokenizer.mask_id, schedule=mask_schedule(cfg))
+
+
+def block_objective(cfg: Config):
+
+    if cfg.data.kind in PAIR_KINDS:
+        raise ConfigError(
+            f"formulation.kind: block diffusion trains on plain text; data.kind {cfg.data.kind!r} "
+            "(prompt/response pairs) trains with masked or ar"
+        )
+    b, length = cfg.formulation.block_size, cfg.data.text.length
+    if b < 1 or length % b:
+        raise ConfigError(
+            f"formulation.block_size: expected a positive divisor of data.text.length "
+            f"({length}), got {b}"
+        )
+    return BlockDiffusion(mask_id=CharTokenizer.mask_id, block=b, schedule=mask_schedule(cfg))
 
 
 def ar_objective(cfg: Config):

@@ -197,8 +197,9 @@ class FormulationConfig:
     logit_std: float = 1.0
     # KL-regularised autoencoder (kind = "vae"): weight of KL / pixels against the per-pixel MSE
     kl_weight: float = 1e-6
-    # Masked discrete diffusion (kind = "masked"): a key of core.discrete.SCHEDULES
+    # Masked diffusion (kind = "masked", or "block" inside each block): core.discrete.SCHEDULES
     mask_schedule: str = "loglinear"
+    block_size: int = 4  # kind = "block" (core/block_diffusion.py): divides data.text.length
 
 
 @dataclass
