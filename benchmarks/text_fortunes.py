@@ -13,10 +13,19 @@ parameters and equal training CPU time; then sample quality against NFE.
    (generative perplexity per token) with per-sample unigram entropy over tokens, each also as
    a ratio to held-out text's; beside AR samples (KV cache) of the same length and held-out
    text; tokens per second of each (the machine is shared: rerun alone before quoting them).
+4. Block diffusion (BD3-LM, core/block_diffusion.py) beside them: `--blocks 4 16` trains one
+   block model per block size under the same CPU cap (its training pass covers the noisy and the
+   clean copy, about twice a step's cost, so its LR schedule is `--block-steps` long), and
+   `--block-runs DIR ...` scores block runs trained elsewhere; each gets the same held-out
+   figures (sum of its blocks' NELBOs, exact in time) and sample rows, with network calls.
 
     python benchmarks/text_fortunes.py --cpu-minutes 30 --steps 3300 --judge   # train + evaluate
     python benchmarks/text_fortunes.py --skip-train --out runs/bench-fortunes
     python benchmarks/text_fortunes.py --trend --out runs/bench-fortunes --elbo-steps 32
+    python benchmarks/text_fortunes.py --skip-train --out runs/fortunes-bpe \
+        --block-runs runs/fortunes-bpe-block/b4 runs/fortunes-bpe-block/b16
+    python benchmarks/text_fortunes.py --frontier --out runs/fortunes-bpe \
+        --block-runs runs/fortunes-bpe-block/b4 runs/fortunes-bpe-block/b16
 
 Data-constrained runs (many passes over a slice of the training fortunes, the same held-out
 part): train both kinds with `--set data.text.subset=0.05` and frequent checkpoints, then
@@ -37,16 +46,21 @@ from pathlib import Path
 import torch
 
 
-def train(out: Path, cpu_minutes: float, steps: int, tokenizer: str, judge: bool) -> None:
+def train(
+    out: Path, cpu_minutes: float, steps: int, tokenizer: str, judge: bool, blocks, block_steps
+) -> None:
     procs = []
-    runs = [("masked", "masked", 0), ("ar", "ar", 0)] + ([("judge", "ar", 1)] if judge else [])
-    for name, kind, seed in runs:
+    runs = [("masked", "masked", 0, steps, []), ("ar", "ar", 0, steps, [])]
+    runs += [("judge", "ar", 1, steps, [])] if judge else []
+    runs += [(f"block{b}", "block", 0, block_steps, ["--set", f"formulation.block_size={b}"])
+             for b in blocks]  # fmt: skip
+    for name, kind, seed, n, extra in runs:
         cmd = [
             sys.executable, "-m", "diffusionforge", "train", "--preset", "fortunes",
-            "--run-dir", str(out / name), "--no-progress", "--steps", str(steps),
+            "--run-dir", str(out / name), "--no-progress", "--steps", str(n),
             "--max-cpu-time", f"{cpu_minutes}m", "--set", f"formulation.kind={kind}",
             "--set", "train.tensorboard=false", "--set", f"data.text.tokenizer={tokenizer}",
-            "--set", f"train.seed={seed}",
+            "--set", f"train.seed={seed}", *extra,
         ]  # fmt: skip
         print(" ".join(cmd), flush=True)
         log = open(out / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
@@ -103,6 +117,56 @@ def trend(out: Path, n: int, elbo_steps: int) -> None:
                   f"({b['passes']} passes)")  # fmt: skip
 
 
+def frontier(out: Path, runs: list[str], n: int) -> None:
+    """The two sample goals against each other: judge perplexity and unigram entropy (each as a
+    ratio to held-out text's) of n samples (seed 0) of OUT/masked and each block run, over
+    sampler shapings: ancestral at temperatures and top-p, and (masked only) LLaDA's
+    semi-autoregressive remasking inside the context: the confidence sampler over blocks of
+    32/16/8 tokens left to right, the text to the right of a block still masked."""
+    from diffusionforge.core.block_diffusion import sample_blocks
+    from diffusionforge.core.discrete_samplers import sample_confidence
+    from diffusionforge.eval.text_metrics import unigram_entropy
+    from diffusionforge.pipelines.text import load_text_pipeline
+    from diffusionforge.pipelines.text_eval import heldout, nll_per_token
+    from diffusionforge.train.builders_text import load_corpus
+
+    judge = load_text_pipeline(out / "judge" if (out / "judge").exists() else out / "ar")
+    mdlm = load_text_pipeline(out / "masked")
+    ref = heldout(mdlm, load_corpus(mdlm.cfg), n)
+    base = (math.exp(nll_per_token(judge, ref)), sum(unigram_entropy(x.tolist()) for x in ref))
+
+    def row(label: str, s: torch.Tensor) -> None:
+        ppl = math.exp(nll_per_token(judge, s)) / base[0]
+        ent = sum(unigram_entropy(x.tolist()) for x in s) / base[1]
+        print(f"| {label} | {ppl:.2f}x | {ent:.2f}x |", flush=True)
+
+    print("| model, sampler | judge perplexity vs held-out | unigram entropy vs held-out |")
+    print("|---|---|---|")
+    pipes = {"MDLM": mdlm} | {f"BD3 {Path(r).name}": load_text_pipeline(r) for r in runs}
+    for name, pipe in pipes.items():
+        for temp, top_p in ((1.0, None), (0.7, None), (0.5, None), (0.3, None), (1.0, 0.6)):
+            s = pipe.generate(n, pipe.context, nfe=128, sampler="ancestral", seed=0,
+                              temperature=temp, top_p=top_p)  # fmt: skip
+            row(f"{name} ancestral NFE 128, temperature {temp}, top-p {top_p or '-'}", s)
+    denoise, length = mdlm.objective.precondition(mdlm.net), mdlm.context
+
+    def right_masked(prefix: torch.Tensor):  # LLaDA: the block sees masks to its right
+        def d(z, t, c=None, start=prefix.shape[1]):
+            right = torch.full((len(z), length - start - z.shape[1]), mdlm.mask_id)
+            return denoise(torch.cat([prefix, z, right], 1), t, c)[:, start : start + z.shape[1]]
+
+        return d
+
+    for block in (32, 16, 8):
+        for nfe in (64, 128):
+            gens = [torch.Generator().manual_seed(i) for i in range(n)]
+            x = torch.full((n, length), mdlm.mask_id)
+            s = sample_blocks(denoise, x, nfe, mask_id=mdlm.mask_id, block=block,
+                              inner=sample_confidence, context=right_masked, generator=gens,
+                              schedule=mdlm.objective.schedule)  # fmt: skip
+            row(f"MDLM confidence NFE {nfe}, semi-AR blocks of {block}", s)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/bench-fortunes")
@@ -115,6 +179,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--sampler", default="ancestral")
     ap.add_argument("--tokenizer", default="bpe", choices=["bpe", "char"])
+    ap.add_argument("--blocks", type=int, nargs="*", default=[], help="block sizes to train")
+    ap.add_argument("--block-steps", type=int, default=1700, help="block runs' LR schedule")
+    ap.add_argument("--block-runs", nargs="*", default=[], help="block runs trained elsewhere")
     ap.add_argument(
         "--judge", action="store_true",
         help="train a third model, AR with another seed, that scores the samples (else the "
@@ -125,15 +192,25 @@ def main() -> None:
         help="instead: held-out and training nats per token of every kept checkpoint of both "
         "runs (the data-constrained view: when does held-out stop improving?)",
     )  # fmt: skip
+    ap.add_argument(
+        "--frontier", action="store_true",
+        help="instead: judge perplexity and entropy of samples over sampler shapings "
+        "(ancestral temperature / top-p, semi-autoregressive blocks) of OUT/masked and "
+        "--block-runs",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
+    if args.frontier:
+        frontier(out, args.block_runs, args.samples)
+        return
     if args.trend:
         trend(out, args.windows, args.elbo_steps)
         return
     out.mkdir(parents=True, exist_ok=True)
     if not args.skip_train:
-        train(out, args.cpu_minutes, args.steps, args.tokenizer, args.judge)
+        train(out, args.cpu_minutes, args.steps, args.tokenizer, args.judge, args.blocks,
+              args.block_steps)  # fmt: skip
 
     from diffusionforge.eval.text_metrics import unigram_entropy
     from diffusionforge.pipelines.text import load_text_pipeline
@@ -142,8 +219,19 @@ def main() -> None:
     from diffusionforge.train.checkpoint import resolve_checkpoint
 
     mdlm, ar = load_text_pipeline(out / "masked"), load_text_pipeline(out / "ar")
+    runs = {"masked": out / "masked", "ar": out / "ar"}
+    runs |= {p.name: p for p in sorted(out.glob("block*")) if p.is_dir()}
+    runs |= {Path(p).name: Path(p) for p in args.block_runs}
+    pipes = {"masked": mdlm, "ar": ar} | {
+        name: load_text_pipeline(path)
+        for name, path in runs.items()
+        if name not in ("masked", "ar")
+    }
     corpus = load_corpus(mdlm.cfg)
     data = heldout(mdlm, corpus, args.windows)
+    for name, pipe in pipes.items():
+        if pipe.tokenizer.to_json() != mdlm.tokenizer.to_json():
+            raise SystemExit(f"{runs[name]}: its tokenizer differs from {runs['masked']}'s")
     judge = load_text_pipeline(out / "judge") if (out / "judge").exists() else ar
     # characters per token of the held-out windows: per-token figures -> per-character ones
     chars = sum(len(mdlm.tokenizer.decode(x.tolist())) for x in data)
@@ -154,9 +242,10 @@ def main() -> None:
         "tokens_per_char": per_char,
         "judge": str(judge.checkpoint.path),
     }
-    for name, pipe in (("masked", mdlm), ("ar", ar)):
-        state = resolve_checkpoint(out / name)
-        log = (out / f"{name}.log").read_text() if (out / f"{name}.log").exists() else ""
+    for name, pipe in pipes.items():
+        state = resolve_checkpoint(runs[name])
+        log = runs[name].parent / f"{runs[name].name}.log"
+        log = log.read_text() if log.exists() else ""
         nll = nll_per_token(pipe, data, steps=args.elbo_steps)
         rows[name] = {
             "step": state.step,
@@ -167,57 +256,68 @@ def main() -> None:
             "log_tail": log.strip().splitlines()[-1:] if log else [],
         }
         print(name, rows[name], flush=True)
-    rows["ratio"] = rows["masked"]["heldout_ppl"] / rows["ar"]["heldout_ppl"]
-    rows["ratio_per_char"] = (
-        rows["masked"]["heldout_ppl_per_char"] / rows["ar"]["heldout_ppl_per_char"]
+    print("| model | steps | held-out perplexity per token | per character | ratio to AR per token "
+          "| per character |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for name in pipes:
+        r, a = rows[name], rows["ar"]
+        r["ratio"] = r["heldout_ppl"] / a["heldout_ppl"]
+        r["ratio_per_char"] = r["heldout_ppl_per_char"] / a["heldout_ppl_per_char"]
+        print(f"| {name} | {r['step']} | {r['heldout_ppl']:.2f} | {r['heldout_ppl_per_char']:.3f}"
+              f" | {r['ratio']:.3f} | {r['ratio_per_char']:.3f} |")  # fmt: skip
+    rows["ratio"], rows["ratio_per_char"] = (
+        rows["masked"]["ratio"],
+        rows["masked"]["ratio_per_char"],
     )
-    print(f"held-out perplexity per token: MDLM <= {rows['masked']['heldout_ppl']:.3f}, "
-          f"AR {rows['ar']['heldout_ppl']:.3f}, ratio {rows['ratio']:.3f}; per character "
-          f"{rows['masked']['heldout_ppl_per_char']:.3f} vs "
-          f"{rows['ar']['heldout_ppl_per_char']:.3f}, "
-          f"ratio {rows['ratio_per_char']:.3f}")  # fmt: skip
 
     n, length = args.samples, mdlm.context
     ref = data[:n]
     quality = [{
-        "model": "held-out text", "nfe": "-",
+        "model": "held-out text", "nfe": "-", "calls": 0,
         "gen_ppl": math.exp(nll_per_token(judge, ref)),
         "entropy": sum(unigram_entropy(x.tolist()) for x in ref) / n, "sec_per_sample": 0.0,
     }]  # fmt: skip
-    t0 = time.perf_counter()
-    ar_samples = ar.generate(n, length, seed=0)
-    quality.append({
-        "model": "AR", "nfe": length, "gen_ppl": math.exp(nll_per_token(judge, ar_samples)),
-        "entropy": sum(unigram_entropy(x.tolist()) for x in ar_samples) / n,
-        "sec_per_sample": (time.perf_counter() - t0) / n,
-    })  # fmt: skip
-    print(quality[-1], flush=True)
-    for sampler in dict.fromkeys([args.sampler, "confidence"]):
-        for nfe in args.nfe:
-            t0 = time.perf_counter()
-            s = mdlm.generate(n, length, nfe=nfe, sampler=sampler, seed=0)
-            quality.append({
-                "model": f"MDLM {sampler}", "nfe": nfe,
-                "gen_ppl": math.exp(nll_per_token(judge, s)),
-                "entropy": sum(unigram_entropy(x.tolist()) for x in s) / n,
-                "sec_per_sample": (time.perf_counter() - t0) / n,
-            })  # fmt: skip
-            print(quality[-1], flush=True)
-            if nfe == args.nfe[-1]:
-                (out / f"samples-{sampler}-{nfe}.txt").write_text(
-                    "\n----\n".join(mdlm.tokenizer.decode(x.tolist()) for x in s[:8])
-                )
+
+    def score(label: str, pipe, steps, **kw) -> torch.Tensor:
+        calls = [0]
+        hook = pipe.net.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+        t0 = time.perf_counter()
+        s = pipe.generate(n, length, seed=0, **kw)
+        seconds = time.perf_counter() - t0
+        hook.remove()
+        quality.append({
+            "model": label, "nfe": steps, "calls": calls[0],
+            "gen_ppl": math.exp(nll_per_token(judge, s)),
+            "entropy": sum(unigram_entropy(x.tolist()) for x in s) / n,
+            "sec_per_sample": seconds / n,
+        })  # fmt: skip
+        print(quality[-1], flush=True)
+        return s
+
+    ar_samples = score("AR", ar, length)
+    for name, pipe in pipes.items():
+        if name == "ar":
+            continue
+        label = "MDLM" if name == "masked" else f"BD3 {name}"
+        for sampler in dict.fromkeys([args.sampler, "confidence"]):
+            for nfe in args.nfe:
+                s = score(f"{label} {sampler}", pipe, nfe, nfe=nfe, sampler=sampler)
+                if nfe == args.nfe[-1]:
+                    prefix = "" if name == "masked" else f"{name}-"
+                    (out / f"samples-{prefix}{sampler}-{nfe}.txt").write_text(
+                        "\n----\n".join(mdlm.tokenizer.decode(x.tolist()) for x in s[:8])
+                    )
     (out / "samples-ar.txt").write_text(
         "\n----\n".join(ar.tokenizer.decode(x.tolist()) for x in ar_samples[:8])
     )
     rows["quality"] = quality
-    print("| model | NFE | gen. perplexity per token (AR judge) | vs held-out | unigram entropy "
-          "| vs held-out | tokens/s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print("| model | NFE | network calls | gen. perplexity per token (AR judge) | vs held-out "
+          "| unigram entropy | vs held-out | tokens/s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     base = quality[0]
     for q in quality:
         speed = f"{length / q['sec_per_sample']:.0f}" if q["sec_per_sample"] else "-"
-        print(f"| {q['model']} | {q['nfe']} | {q['gen_ppl']:.2f} | "
+        print(f"| {q['model']} | {q['nfe']} | {q['calls']} | {q['gen_ppl']:.2f} | "
               f"{q['gen_ppl'] / base['gen_ppl']:.2f}x | {q['entropy']:.2f} | "
               f"{q['entropy'] / base['entropy']:.2f}x | {speed} |")  # fmt: skip
     (out / "results.json").write_text(json.dumps(rows, indent=2))
