@@ -159,6 +159,11 @@ def test_sampler_fills_blocks_left_to_right_and_keeps_the_prompt(inner):
     assert (y[:, :5] == 3).all() and (y[:, 5:] == 5).all()
     lengths = [n for n, _ in seen]
     assert lengths == sorted(lengths) and set(lengths) == {8, 12}  # blocks 2 and 3 only
+    # past a window of 8 tokens each block sees the one whole block before it
+    seen.clear()
+    y = sample_blocks(denoise, x, 8, mask_id=MASK, block=4, inner=inner, window=8, generator=gens)
+    assert (y[:, :5] == 3).all() and (y[:, 5:] == 5).all()
+    assert {n for n, _ in seen} == {8}
 
 
 def _cfg(*extra):
@@ -197,6 +202,12 @@ def test_a_tiny_block_model_trains_generates_and_evaluates(block_ckpt, tmp_path,
     plain = sample_blocks(pipe.objective.precondition(pipe.net), x, 10, mask_id=pipe.mask_id,
                           block=4, generator=gens)  # fmt: skip
     assert torch.equal(pipe.generate(3, 20, template=x[0, :2], nfe=10), plain)
+    # past its context of 32 tokens the window slides (the cache is rebuilt as it moves)
+    x = torch.full((2, 44), pipe.mask_id)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]  # as generate seeds them
+    plain = sample_blocks(pipe.objective.precondition(pipe.net), x, 11, mask_id=pipe.mask_id,
+                          block=4, window=32, generator=gens)  # fmt: skip
+    assert torch.equal(pipe.generate(2, 44, nfe=11), plain) and (plain != pipe.mask_id).all()
     assert main(["generate-text", str(block_ckpt), "--prompt", "the cat", "--nfe", "8",
                  "--length", "20"]) == 0  # fmt: skip
     assert capsys.readouterr().out.startswith("the cat")
@@ -205,3 +216,24 @@ def test_a_tiny_block_model_trains_generates_and_evaluates(block_ckpt, tmp_path,
     out = tmp_path / "eval"
     assert main(["eval", str(block_ckpt), "--out", str(out), "--n", "4", "--nfe", "8"]) == 0
     assert '"objective": "block"' in (out / "metrics.json").read_text()
+
+
+def test_the_server_writes_past_the_context_and_refuses_holes(block_ckpt, tmp_path):
+    import httpx
+    from serverkit import running_server, settings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "bd3").symlink_to(block_ckpt, target_is_directory=True)
+    with running_server(settings(models)) as (url, _):
+        client = httpx.Client(base_url=url, timeout=60)
+        req = {"model": "bd3", "prompt": "the cat", "length": 40, "nfe": 10, "seed": 3}
+        job = client.post("/api/generate/text?wait=true", json=req).json()
+        assert job["status"] == "done", job
+        assert job["progress"]["done"] <= job["progress"]["total"]
+        pipe = load_text_pipeline(block_ckpt)
+        want = pipe.generate(1, 40, template=pipe.template("the cat", 8), nfe=10, seed=3)
+        text = client.get(job["outputs"][0]["url"]).text
+        assert text == pipe.decode(want[0]) and text.startswith("the cat")
+        bad = client.post("/api/generate/text", json={**req, "prompt": "the [____:3] sat"})
+        assert bad.status_code == 422 and "block-diffusion model" in bad.text

@@ -162,7 +162,8 @@ def sample_blocks(
     mask_id: int,
     block: int,
     inner: Callable[..., Tensor] = sample_confidence,
-    context: Callable[[Tensor], TokenDenoiser] | None = None,
+    context: Callable[[Tensor, int], TokenDenoiser] | None = None,
+    window: int | None = None,
     callback: Callback = None,
     **kw: Any,
 ) -> Tensor:
@@ -173,25 +174,29 @@ def sample_blocks(
     share of the row (at least one step each). Given tokens are kept; a block sees no text
     after it.
 
-    `context(prefix (B, start)) -> denoise_block` makes the block's denoiser given its prefix:
-    by default `denoise_tokens` on prefix + block (the prefix rerun at every step);
-    a key/value cache of the prefix gives the same logits at a block's cost per step
-    (pipelines/text.py)."""
+    `window` (the network's context; default: all of `tokens`) is the most text the network
+    sees: past it, a block sees the whole blocks of the last window - block tokens before it
+    (a sliding window, so any length can be written). `context(prefix, offset) ->
+    denoise_block` makes the block's denoiser given its prefix x[:, offset:start]: by default
+    `denoise_tokens` on prefix + block (the prefix rerun at every step); a key/value cache of
+    the prefix gives the same logits at a block's cost per step (pipelines/text.py)."""
     x = tokens.clone()
     length = x.shape[1]
+    keep = (min(window or length, length) - block) // block * block  # context tokens kept
     total = max(1, int((x == mask_id).sum(1).max()))
     for j, start in enumerate(range(0, length, block)):
         end = min(start + block, length)
         todo = int((x[:, start:end] == mask_id).sum(1).max())
         if not todo:
             continue
+        offset = max(0, start - keep)  # whole blocks, so the block structure is kept
         if context is None:
-            prefix = x[:, :start]
+            prefix = x[:, offset:start]
 
             def denoise(z: Tensor, t: Tensor, c: Cond = None, prefix=prefix) -> Tensor:
                 return denoise_tokens(torch.cat([prefix, z], 1), t, c)[:, prefix.shape[1] :]
         else:
-            denoise = context(x[:, :start])
+            denoise = context(x[:, offset:start], offset)
         report = None if callback is None else lambda info, j=j: callback({"block": j, **info})
         n = max(1, round(steps * todo / total))
         x[:, start:end] = inner(denoise, x[:, start:end], n, mask_id=mask_id, callback=report, **kw)

@@ -7,7 +7,8 @@ text after the last a suffix, holes anywhere are filled from both sides at once 
 diffusion sees the whole window). Outputs longer than the model's context are generated in
 semi-autoregressive blocks (core/discrete_samplers.sample_semi_ar). A block-diffusion model
 (core/block_diffusion.py) draws its blocks left to right, each with the chosen masked-diffusion
-sampler; like an AR model it continues a prefix within its context.
+sampler, to any length (past its context, over a sliding window of whole blocks); like an AR
+model it only continues a prefix.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class TextPipeline:
         if self.is_block:
             block, context = self.objective.block, self._block_context(torch.device(device))
             return sample_blocks(
-                denoise, x, nfe, **kw, **shaping, block=block, inner=inner, context=context
-            )
+                denoise, x, nfe, **kw, **shaping, block=block, inner=inner, context=context,
+                window=self.context,
+            )  # fmt: skip
         if length <= self.context:
             return inner(denoise, x, nfe, **kw, **shaping)
         return sample_semi_ar(
@@ -157,19 +159,21 @@ class TextPipeline:
                 f"{name} model continues a prefix; it cannot fill holes before given "
                 "text (use a masked-diffusion checkpoint)"
             )
-        if x.shape[1] > self.context:
+        if self.is_ar and x.shape[1] > self.context:
             raise UserError(
-                f"--length {x.shape[1]}: longer than this {name.split()[-1]} model's context "
-                f"({self.context})"
+                f"--length {x.shape[1]}: longer than this AR model's context ({self.context})"
             )
 
     def _block_context(self, device: torch.device):
         """sample_blocks' `context` with a key/value cache: finished blocks go through the
         network once; each step runs only the block being drawn (nets/kv_cache.py)."""
         self.net.to(device)
-        cache = KVCache(self.net)
+        state = {"offset": -1, "cache": None}
 
-        def context(prefix: Tensor):
+        def context(prefix: Tensor, offset: int):
+            if offset != state["offset"]:  # the window slid: its prefix is encoded afresh
+                state["offset"], state["cache"] = offset, KVCache(self.net)
+            cache = state["cache"]
             if prefix.shape[1] > cache.pos:  # feed the blocks finished since the last call
                 cache.step(prefix[:, cache.pos :].to(device))
 

@@ -133,8 +133,8 @@ class TextHandler(Handler):
             raise RequestError("length", f"shorter than the prompt ({len(template)} tokens)")
         left_to_right = pipe.is_ar or pipe.is_block  # sees only text to its left
         name = "an autoregressive" if pipe.is_ar else "a block-diffusion"
-        if left_to_right and length > pipe.context:
-            raise RequestError("length", f"this model's context is {pipe.context} tokens")
+        if pipe.is_ar and length > pipe.context:
+            raise RequestError("length", f"this AR model's context is {pipe.context} tokens")
         if left_to_right and holes and not _holes_at_end(template, pipe.mask_id):
             raise RequestError("prompt", f"{name} model only continues a prefix")
         echo = {"prompt": params.prompt, "hole": params.hole, "length": length, "nfe": nfe}
@@ -200,6 +200,9 @@ def _generate(pipe, model_id, params, template, length, nfe, echo, ctx: JobConte
     if pipe.is_ar:
         given = 0 if template is None else int((template != pipe.mask_id).sum())
         ctx.plan(max(1, length - given))  # one network call per generated position
+    elif pipe.is_block:  # a step or more per block, and a cache feed per finished block
+        blocks = math.ceil(length / pipe.objective.block)
+        ctx.plan(max(nfe, blocks) + blocks - 1)
     else:
         ctx.plan(nfe * math.ceil(length / pipe.context))  # semi-AR: a pass per block
     counted = dataclasses.replace(pipe, net=Counted(pipe.net, ctx.step))
