@@ -71,8 +71,9 @@ def train(
 
 
 def trend(out: Path, n: int, elbo_steps: int) -> None:
-    """Held-out and training NLL (NELBO for masked diffusion) per token of each checkpoint kept
-    in OUT/masked and OUT/ar, on n windows of each split, into trend.json."""
+    """Held-out and training NLL (NELBO for masked and block diffusion) per token of each
+    checkpoint kept in OUT/ar, OUT/masked and OUT/block*, on n windows of each split, into
+    trend.json."""
     from diffusionforge.pipelines.text import load_text_pipeline
     from diffusionforge.pipelines.text_eval import heldout, nll_per_token
     from diffusionforge.train.builders_text import load_corpus, windows
@@ -88,7 +89,8 @@ def trend(out: Path, n: int, elbo_steps: int) -> None:
           f"{first.cfg.data.text.subset}), {n_train} windows of {first.context} tokens; "
           f"{n} windows of each split scored")  # fmt: skip
     rows = []
-    for kind in ("ar", "masked"):
+    kinds = ["ar", "masked"] + [p.name for p in sorted(out.glob("block*")) if p.is_dir()]
+    for kind in kinds:
         for ckpt in sorted((out / kind / "checkpoints").glob("step-*")):
             pipe = load_text_pipeline(ckpt)
             rows.append({
@@ -100,16 +102,18 @@ def trend(out: Path, n: int, elbo_steps: int) -> None:
             print(json.dumps(rows[-1]), flush=True)
     (out / "trend.json").write_text(json.dumps(rows, indent=2))
     by = {(r["kind"], r["step"]): r for r in rows}
-    print("| step | passes | AR held-out / train nats per token | MDLM held-out / train |")
-    print("|---|---|---|---|")
+    names = {"ar": "AR", "masked": "MDLM"}
+    print("| step | passes | " + " | ".join(f"{names.get(k, k)} held-out / train" for k in kinds)
+          + " |")  # fmt: skip
+    print("|---|---|" + "---|" * len(kinds))
     for step in sorted({r["step"] for r in rows}):
         cells = []
-        for kind in ("ar", "masked"):
+        for kind in kinds:
             r = by.get((kind, step))
             cells.append("-" if r is None else f"{r['heldout_nll']:.3f} / {r['train_nll']:.3f}")
         passes = next(r["passes"] for r in rows if r["step"] == step)
-        print(f"| {step} | {passes} | {cells[0]} | {cells[1]} |")
-    for kind in ("ar", "masked"):
+        print(f"| {step} | {passes} | " + " | ".join(cells) + " |")
+    for kind in kinds:
         mine = [r for r in rows if r["kind"] == kind]
         if mine:
             b = min(mine, key=lambda r: r["heldout_nll"])
