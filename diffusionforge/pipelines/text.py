@@ -150,15 +150,23 @@ class TextPipeline:
         ids = self.generate(n, length, template=template, seed=seed, **kwargs)
         return [self.decode(row) for row in ids]
 
-    def _check_prefix(self, x: Tensor) -> None:
-        """AR and block models see only text to the left: holes only after all given text."""
+    def holes_error(self, template: Tensor) -> str | None:
+        """Why this model cannot take `template` (L,) or (B, L), or None: AR and block models
+        see only text to their left, so holes must come after all given text."""
+        if not (self.is_ar or self.is_block):
+            return None
+        masked = (template == self.mask_id).int()
+        if not bool((masked.cummax(-1).values != masked).any()):
+            return None
         name = "an autoregressive" if self.is_ar else "a block-diffusion"
-        masked = (x == self.mask_id).int()
-        if masked.any() and bool((masked.cummax(1).values != masked).any()):
-            raise UserError(
-                f"{name} model continues a prefix; it cannot fill holes before given "
-                "text (use a masked-diffusion checkpoint)"
-            )
+        return (
+            f"{name} model continues a prefix; it cannot fill holes before given "
+            "text (use a masked-diffusion checkpoint)"
+        )
+
+    def _check_prefix(self, x: Tensor) -> None:
+        if (error := self.holes_error(x)) is not None:
+            raise UserError(error)
         if self.is_ar and x.shape[1] > self.context:
             raise UserError(
                 f"--length {x.shape[1]}: longer than this AR model's context ({self.context})"

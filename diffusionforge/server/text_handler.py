@@ -131,12 +131,10 @@ class TextHandler(Handler):
             raise RequestError("length", f"at most {limits.max_text_length}, got {length}")
         if template is not None and length < len(template):
             raise RequestError("length", f"shorter than the prompt ({len(template)} tokens)")
-        left_to_right = pipe.is_ar or pipe.is_block  # sees only text to its left
-        name = "an autoregressive" if pipe.is_ar else "a block-diffusion"
         if pipe.is_ar and length > pipe.context:
             raise RequestError("length", f"this AR model's context is {pipe.context} tokens")
-        if left_to_right and holes and not _holes_at_end(template, pipe.mask_id):
-            raise RequestError("prompt", f"{name} model only continues a prefix")
+        if holes and (error := pipe.holes_error(template)) is not None:
+            raise RequestError("prompt", error)
         echo = {"prompt": params.prompt, "hole": params.hole, "length": length, "nfe": nfe}
         echo |= {"sampler": params.sampler, "seed": params.seed, "n": params.n}
         echo |= {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p}
@@ -189,11 +187,6 @@ def _prepare_answer(pipe, entry: ModelEntry, params: TextParams, nfe: int | None
                      "application/json", "record", meta)  # fmt: skip
 
     return echo, run
-
-
-def _holes_at_end(template: torch.Tensor, mask_id: int) -> bool:
-    masked = (template == mask_id).int()
-    return not bool((masked.cummax(0).values != masked).any())
 
 
 def _generate(pipe, model_id, params, template, length, nfe, echo, ctx: JobContext) -> None:
